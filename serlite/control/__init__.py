@@ -1,0 +1,1 @@
+"""Seeing and steering the running server: statistics, the control socket, ser-ctl."""

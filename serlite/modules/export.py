@@ -1,0 +1,102 @@
+"""The shape of a module's export table (Kamailio's cmd_export_t / param_export_t).
+
+Every module file ends with one ``EXPORTS = ModuleSpec(...)``.  The script compiler, `ser -c`,
+and the docs read these tables; nothing else about a module is known before it is instantiated.
+"""
+
+from __future__ import annotations
+
+# Route block types (SER's REQUEST_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, BRANCH_ROUTE).  Bit flags so
+# that a function's table entry can say where it may be called.
+REQUEST_ROUTE = 1
+FAILURE_ROUTE = 2
+ONREPLY_ROUTE = 4
+BRANCH_ROUTE = 8
+ANY_ROUTE = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE
+
+ROUTE_NAMES = {
+    REQUEST_ROUTE: "route",
+    FAILURE_ROUTE: "failure_route",
+    ONREPLY_ROUTE: "onreply_route",
+    BRANCH_ROUTE: "branch_route",
+}
+
+
+class Function:
+    """One script function a module exports.
+
+    ``method`` names the bound method on the module instance; it is called as
+    ``method(ctx, *args)`` where ``args`` are what ``fixup`` returned (or the raw string
+    arguments when there is no fixup).  It returns an int: > 0 true, < 0 false, 0 stops the
+    script (SER's convention).
+
+    ``fixup(module, args, script) -> tuple`` runs once at compile time with the literal
+    arguments (strings or ints as written) and the Script being compiled (its routes are known,
+    e.g. for ``t_on_failure("1")``); it may raise ``ValueError("message")``, which the compiler
+    turns into a ``ConfigError`` at the call's position.
+    """
+
+    __slots__ = ("name", "method", "nargs", "routes", "fixup", "doc")
+
+    def __init__(self, name, method, nargs=(0,), routes=REQUEST_ROUTE, fixup=None, doc=""):
+        self.name = name
+        self.method = method
+        self.nargs = tuple(nargs)
+        self.routes = routes
+        self.fixup = fixup
+        self.doc = doc
+
+
+class Param:
+    """One ``modparam``: its type (``int``, ``str`` or ``bool``) and default.
+
+    ``int`` accepts integers and ``yes``/``no`` (as 1/0, SER does the same); ``bool`` accepts
+    ``yes``/``no``/``true``/``false``/``on``/``off``/0/1; ``str`` accepts strings only.
+    """
+
+    __slots__ = ("type", "default", "doc")
+
+    def __init__(self, type_, default, doc=""):
+        self.type = type_
+        self.default = default
+        self.doc = doc
+
+
+class ModuleSpec:
+    """A module's export table.
+
+    ``factory(params: dict) -> Module`` builds an instance; ``params`` holds every declared
+    param, defaults filled in.  ``depends`` names modules that must be loaded too.
+    """
+
+    __slots__ = ("name", "factory", "functions", "params", "depends", "doc")
+
+    def __init__(self, name, factory, functions=(), params=None, depends=(), doc=""):
+        self.name = name
+        self.factory = factory
+        self.functions = {f.name: f for f in functions}
+        self.params = dict(params or {})
+        self.depends = tuple(depends)
+        self.doc = doc
+
+
+class Module:
+    """Base class of module instances.
+
+    ``__init__`` must do no I/O (``ser -c`` builds instances to run fixups).  ``start`` is called
+    once the server is about to run the script: open files, arm timers there.  ``previous`` is the
+    instance of the same module from the configuration this one replaces (SIGHUP), so a module
+    can carry state (bindings, transactions) across a reload.  ``stop`` is called on exit and
+    must save whatever should survive.
+    """
+
+    name = "?"
+
+    def __init__(self, params):
+        self.params = params
+
+    def start(self, core, previous=None):
+        self.core = core
+
+    def stop(self):
+        pass

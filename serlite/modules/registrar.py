@@ -1,0 +1,208 @@
+"""registrar: ``save``, ``save_noreply``, ``lookup``, ``registered`` (RFC 3261 10.3).
+
+``save`` carries out one REGISTER against the location table and answers it (200 listing every
+current binding, or the 4xx that 10.3 calls for); ``lookup`` rewrites the Request-URI to the
+registered contacts of its AOR (more than one: the rest become branches, SER's
+``append_branches``).
+"""
+
+from ..proxy.context import Branch
+from ..sip.errors import ParseError
+from ..sip.grammar import unescape
+from ..sip.uri import URI
+from ..store.location import Binding
+from .export import FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, Param
+
+MAX_EXPIRES = 2 ** 32 - 1     # RFC 3261 20.19: delta-seconds fit in 32 bits
+
+
+def _fix_table(module, args, script):
+    name = str(args[0])
+    if not name or "/" in name:
+        raise ValueError(f"bad table name {name!r}")
+    if script is not None:
+        usrloc = script.modules.get("usrloc")
+        if usrloc is None:
+            raise ValueError('registrar needs usrloc: loadmodule "usrloc" first')
+        usrloc.table(name)
+    return (name,)
+
+
+class RegisterError(Exception):
+    def __init__(self, status, reason, headers=()):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+class Registrar(Module):
+    name = "registrar"
+
+    def _table(self, name):
+        return self.core.module("usrloc").table(name)
+
+    def aor(self, uri):
+        """The address of record of a URI: its unescaped user part, and its domain when usrloc's
+        use_domain is on (RFC 3261 10.3 step 5 canonicalisation)."""
+        user = unescape(uri.user or "")
+        if self.core.module("usrloc").params["use_domain"]:
+            return f"{user}@{uri.host}"
+        return user or uri.host
+
+    # -- save ------------------------------------------------------------------------------
+    def save(self, ctx, table):
+        return self._save(ctx, table, reply=True)
+
+    def save_noreply(self, ctx, table):
+        return self._save(ctx, table, reply=False)
+
+    def _save(self, ctx, table, reply):
+        msg = ctx.msg
+        if msg.method != "REGISTER":
+            return -1
+        try:
+            contacts = self._apply(ctx, self._table(table))
+        except RegisterError as exc:
+            if reply:
+                self.core.reply(ctx, exc.status, exc.reason, exc.headers)
+            return -1
+        if reply:
+            self.core.reply(ctx, 200, "OK", contacts)
+        return 1
+
+    def _apply(self, ctx, store):
+        msg = ctx.msg
+        now = int(self.core.wall())
+        try:
+            aor = self.aor(msg.to.uri)
+            contacts = msg.contacts
+            expires_hdr = msg.expires
+            call_id = msg.call_id
+            cseq = msg.cseq.number
+        except ParseError as exc:
+            raise RegisterError(exc.status, exc.reason)
+        if contacts == "*":
+            # 10.3 step 6: "*" only alone and with Expires: 0
+            if expires_hdr != 0 or len(msg.values("Contact")) != 1:
+                raise RegisterError(400, "Invalid Contact (* needs Expires: 0 and no other)")
+            self._write(store, aor, now, delete=[b.contact for b in store.lookup(aor, now)])
+        elif contacts:
+            self._update(ctx, store, aor, contacts, expires_hdr, call_id, cseq, now)
+        return [_contact_line(b, now) for b in store.lookup(aor, now)]
+
+    def _update(self, ctx, store, aor, contacts, expires_hdr, call_id, cseq, now):
+        p = self.params
+        put, delete = [], []
+        ua = ctx.msg.get("User-Agent") or ""
+        socket_name = ctx.source.local.name if ctx.source.local is not None else ""
+        for contact in contacts:
+            expires = _expires_of(contact, expires_hdr, p["default_expires"])
+            if expires and p["max_expires"] and expires > p["max_expires"]:
+                expires = p["max_expires"]
+            if expires and expires < p["min_expires"]:
+                if p["min_expires_mode"]:
+                    # RFC 3261 10.3 step 7: too brief -> 423 with Min-Expires
+                    raise RegisterError(423, "Interval Too Brief",
+                                        (("Min-Expires", str(p["min_expires"])),))
+                expires = p["min_expires"]      # SER raises it to the minimum
+            uri_text = contact.uri_text
+            old = store.get(aor, uri_text)
+            if old is not None and old.call_id == call_id and old.cseq >= cseq:
+                # 10.3 step 7: same Call-ID, CSeq not higher: out of order, abort
+                raise RegisterError(400, "Out of Order CSeq")
+            if expires == 0:
+                delete.append(uri_text)
+                continue
+            put.append(Binding(aor, uri_text, now + expires, _q_of(contact), call_id, cseq,
+                               ua, socket=socket_name))
+        if p["max_contacts"]:
+            after = {b.contact for b in store.lookup(aor, now)} - set(delete)
+            after |= {b.contact for b in put}
+            if len(after) > p["max_contacts"]:
+                raise RegisterError(403, "Too Many Registered Contacts")
+        self._write(store, aor, now, put=put, delete=delete)
+
+    @staticmethod
+    def _write(store, aor, now, put=(), delete=()):
+        try:
+            store.save(aor, now, put=put, delete=delete)
+        except OSError as exc:
+            raise RegisterError(500, f"Server Internal Error (location table: {exc.strerror})")
+
+    # -- lookup ----------------------------------------------------------------------------
+    def lookup(self, ctx, table):
+        try:
+            uri = URI.parse(ctx.ruri)
+        except ParseError:
+            return -1
+        bindings = self._table(table).lookup(self.aor(uri), self.core.wall())
+        if not bindings:
+            return -1
+        first = bindings[0]
+        ctx.set_ruri(first.contact)
+        ctx.q = first.q
+        if self.params["append_branches"]:
+            for b in bindings[1:]:
+                ctx.branches.append(Branch(b.contact, b.q))
+        return 1
+
+    def registered(self, ctx, table):
+        try:
+            uri = URI.parse(ctx.ruri)
+        except ParseError:
+            return -1
+        return 1 if self._table(table).lookup(self.aor(uri), self.core.wall()) else -1
+
+
+def _expires_of(contact, expires_hdr, default):
+    """10.3 step 6: the Contact's expires parameter, else the Expires header, else the default."""
+    value = contact.param("expires")
+    if value is None:
+        return default if expires_hdr is None else min(expires_hdr, MAX_EXPIRES)
+    if not value.isdigit() or int(value) > MAX_EXPIRES:
+        raise RegisterError(400, f"Bad Contact expires {value[:20]!r}")
+    return int(value)
+
+
+def _q_of(contact):
+    value = contact.param("q")
+    if value is None:
+        return -1
+    try:
+        q = float(value)
+    except ValueError:
+        raise RegisterError(400, f"Bad Contact q {value[:20]!r}")
+    if not 0 <= q <= 1:
+        raise RegisterError(400, f"Bad Contact q {value[:20]!r}")
+    return int(round(q * 1000))
+
+
+def _contact_line(binding, now):
+    q = f";q={binding.q / 1000:.3g}" if binding.q >= 0 else ""
+    return ("Contact", f"<{binding.contact}>;expires={max(0, int(binding.expires - now))}{q}")
+
+
+EXPORTS = ModuleSpec(
+    name="registrar",
+    factory=Registrar,
+    functions=(
+        Function("save", "save", (1,), REQUEST_ROUTE | FAILURE_ROUTE, _fix_table,
+                 "store the REGISTER's contacts and answer it"),
+        Function("save_noreply", "save_noreply", (1,), REQUEST_ROUTE | FAILURE_ROUTE,
+                 _fix_table, "store the contacts; the script answers"),
+        Function("lookup", "lookup", (1,), REQUEST_ROUTE | FAILURE_ROUTE, _fix_table,
+                 "rewrite the R-URI to the registered contacts; false if none"),
+        Function("registered", "registered", (1,), REQUEST_ROUTE | FAILURE_ROUTE, _fix_table,
+                 "true if the R-URI's AOR has a binding"),
+    ),
+    params={
+        "default_expires": Param(int, 3600, "expires when the REGISTER gives none"),
+        "min_expires": Param(int, 60, "shorter expires are raised to this"),
+        "min_expires_mode": Param(int, 0, "1: refuse shorter expires with 423 instead"),
+        "max_expires": Param(int, 0, "longer is shortened (0: no limit)"),
+        "append_branches": Param(int, 1, "lookup adds every contact, not just the first"),
+        "max_contacts": Param(int, 0, "contacts per AOR (0: no limit)"),
+    },
+    depends=("usrloc", "sl"),
+)

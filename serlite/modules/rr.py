@@ -1,0 +1,90 @@
+"""rr: record-routing (RFC 3261 16.4, 16.6 step 4): ``record_route``, ``record_route_preset``,
+``loose_route`` (with strict-router compatibility, RFC 3261 16.4)."""
+
+from ..sip.errors import ParseError
+from ..sip.headers import parse_name_addr
+from ..sip.uri import URI
+from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, \
+    Param
+
+
+class Rr(Module):
+    name = "rr"
+
+    def _lr(self):
+        return ";lr=on" if self.params["enable_full_rr"] else ";lr"
+
+    def _ftag(self, ctx):
+        if not self.params["append_fromtag"]:
+            return ""
+        tag = ctx.msg.from_.tag
+        return f";ftag={tag}" if tag else ""
+
+    def record_route(self, ctx):
+        local = ctx.source.local
+        if local is None:
+            return -1
+        transport = ";transport=tcp" if local.proto == "tcp" else ""
+        ctx.msg.add_header("Record-Route",
+                           f"<sip:{local.host}:{local.port}{transport}{self._lr()}"
+                           f"{self._ftag(ctx)}>", top=True)
+        return 1
+
+    def record_route_preset(self, ctx, address):
+        uri = address if address.startswith(("sip:", "sips:")) else "sip:" + address
+        ctx.msg.add_header("Record-Route", f"<{uri}{self._lr()}{self._ftag(ctx)}>", top=True)
+        return 1
+
+    def loose_route(self, ctx):
+        """True (1) when the request carries a route set that now decides its next hop."""
+        msg = ctx.msg
+        routes = msg.values("Route")
+        if not routes:
+            return -1
+        core = self.core
+        try:
+            ruri = URI.parse(ctx.ruri)
+        except ParseError:
+            ruri = None
+        # RFC 3261 16.4: the previous hop was a strict router, so the R-URI holds our own
+        # Record-Route value: the real target is the last Route entry.
+        if ruri is not None and ruri.user is None and core.is_myself(ruri.host, ruri.port):
+            last = parse_name_addr(routes[-1])
+            ctx.set_ruri(last.uri_text)
+            _remove_last_route(msg)
+            return 1
+        first = parse_name_addr(routes[0]).uri
+        if core.is_myself(first.host, first.port):
+            msg.remove_first_value("Route")
+            # our own second entry when we record-routed twice (transport change)
+            rest = msg.values("Route")
+            if rest:
+                second = parse_name_addr(rest[0]).uri
+                if core.is_myself(second.host, second.port):
+                    msg.remove_first_value("Route")
+        return 1
+
+
+def _remove_last_route(msg):
+    values = msg.values("Route")
+    msg.remove_header("Route")
+    for value in values[:-1]:
+        msg.add_header("Route", value)
+
+
+EXPORTS = ModuleSpec(
+    name="rr",
+    factory=Rr,
+    functions=(
+        Function("record_route", "record_route", (0,), REQUEST_ROUTE | BRANCH_ROUTE |
+                 FAILURE_ROUTE, doc="add our Record-Route"),
+        Function("record_route_preset", "record_route_preset", (1,), REQUEST_ROUTE |
+                 BRANCH_ROUTE | FAILURE_ROUTE, doc="add a Record-Route with the given address"),
+        Function("loose_route", "loose_route", (0,), REQUEST_ROUTE,
+                 doc="route by the Route header; true if it did"),
+    ),
+    params={
+        "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr"),
+        "append_fromtag": Param(int, 1, "add ;ftag= with the From tag"),
+    },
+)

@@ -1,0 +1,464 @@
+"""tm: the transaction-stateful proxy (RFC 3261 16 and 17): ``t_relay``, ``t_reply``,
+``t_newtran``, ``t_on_failure``/``t_on_reply``/``t_on_branch``, ``t_set_fr``.
+
+The state machines live in ``serlite.transaction``; this module is their I/O side: it sends what
+they ask, arms one loop timer per transaction, and does the proxy's part (forwarding branches,
+relaying responses, the best-response choice, CANCEL).
+"""
+
+import os
+
+from .. import log
+from ..proxy import forward
+from ..proxy.context import Context
+from ..proxy.response_context import BranchState, ResponseContext, best_response
+from ..sip.errors import ParseError
+from ..transaction.requests import build_ack, build_cancel
+from ..transaction.table import TransactionTable, client_key, server_key
+from ..transaction.transaction import ClientTransaction, ServerTransaction
+from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, Function, Module,
+                     ModuleSpec, Param)
+from .sl import fix_reply
+
+_REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
+
+
+def _ms(value):
+    """fr timers: milliseconds (Kamailio); SER 0.9 configs give seconds, so small values are
+    taken as seconds."""
+    value = int(value)
+    return value if value >= 300 else value * 1000
+
+
+def _fix_route(kind):
+    def fixup(module, args, script):
+        name = str(args[0])
+        if script is not None and not script.has_route(kind, name):
+            raise ValueError(f"there is no {'failure_route' if kind == FAILURE_ROUTE else 'onreply_route' if kind == ONREPLY_ROUTE else 'branch_route'}[{name}]")
+        return (name,)
+    return fixup
+
+
+def _fix_relay_to(module, args, script):
+    host = str(args[0])
+    try:
+        port = int(args[1])
+    except (TypeError, ValueError):
+        raise ValueError(f"port must be a number, not {args[1]!r}")
+    return (host.strip("[]"), port)
+
+
+def _fix_fr(module, args, script):
+    try:
+        return tuple(_ms(a) for a in args)
+    except (TypeError, ValueError):
+        raise ValueError("t_set_fr takes milliseconds")
+
+
+class Tm(Module):
+    name = "tm"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.table = TransactionTable()
+        self.timers = {}            # transaction -> loop Timer
+        self._branch_prefix = ""
+        self._branch_seq = 0
+
+    def start(self, core, previous=None):
+        super().start(core, previous)
+        if previous is not None:    # SIGHUP: transactions in flight go on
+            self.table = previous.table
+            self.timers = previous.timers
+        self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
+
+    @property
+    def fr_timer(self):
+        return _ms(self.params["fr_timer"]) / 1000.0
+
+    @property
+    def fr_inv_timer(self):
+        return _ms(self.params["fr_inv_timer"]) / 1000.0
+
+    # -- timers ----------------------------------------------------------------------------
+    def _schedule(self, tx):
+        old = self.timers.pop(tx, None)
+        if old is not None:
+            old.cancel()
+        if tx.terminated:
+            self._forget(tx)
+            return
+        when = tx.next_deadline()
+        if when is not None:
+            self.timers[tx] = self.core.loop.call_at(when, self._on_timer, tx)
+
+    def _forget(self, tx):
+        if isinstance(tx, ServerTransaction):
+            if self.table.server.get(tx.key) is tx:
+                del self.table.server[tx.key]
+        else:
+            key = client_key(tx.branch, tx.method)
+            if self.table.client.get(key) is tx:
+                del self.table.client[key]
+
+    def _on_timer(self, tx):
+        self.timers.pop(tx, None)
+        now = self.core.now()
+        for action in tx.expire(now):
+            if isinstance(tx, ServerTransaction):
+                self._server_action(tx, action)
+            else:
+                self._client_action(tx, action, None)
+        self._schedule(tx)
+
+    # -- server side -----------------------------------------------------------------------
+    def absorb(self, ctx):
+        """Called by the core before the script: a retransmitted request (or the ACK of a
+        non-2xx final) of a known transaction is handled here and never reaches the script."""
+        msg = ctx.msg
+        if msg.method == "CANCEL":
+            return False
+        st = self.table.server.get(server_key(msg))
+        if st is None:
+            return False
+        if msg.method == "ACK":
+            if st.method != "INVITE" or st.status < 300:
+                return False     # an ACK for a 2xx is end-to-end: the script routes it
+            actions = st.step("ack", self.core.now())
+        else:
+            actions = st.step("request", self.core.now())
+        for action in actions:
+            self._server_action(st, action)
+        self._schedule(st)
+        return True
+
+    def _server_action(self, st, action):
+        if action in ("send", "resend"):
+            if st.response is not None:
+                proto, ip, port, local, conn = st.dest
+                self.core.send(proto, ip, port, st.response, local, conn)
+        elif action == "timeout":
+            log.debug(f"no ACK for transaction {st.key}")
+
+    def _new_server(self, ctx):
+        msg = ctx.msg
+        key = server_key(msg)
+        st = self.table.server.get(key)
+        if st is not None:
+            return st, False
+        proto, host, port = forward.via_target(msg.top_via, ctx.source)
+        dest = (proto, host, port, ctx.source.local, ctx.source.conn)
+        st = ServerTransaction(msg.method, key, ctx.source.proto == "tcp", dest)
+        st.data = ResponseContext(st, ctx)
+        self.table.server[key] = st
+        ctx.transaction = st
+        return st, True
+
+    def _respond(self, st, status, data):
+        self.core.stats.reply_out(status, len(data))
+        for action in st.respond(status, data, self.core.now()):
+            self._server_action(st, action)
+        self._schedule(st)
+
+    def _local_reply(self, st, status, reason, headers=()):
+        rc = st.data
+        data = self.core.reply_bytes(rc.ctx.msg, status, reason, headers)
+        if status >= 200:
+            rc.answered = status
+            rc.ctx.replied = True
+        self._respond(st, status, data)
+
+    def t_newtran(self, ctx):
+        if ctx.msg.method == "ACK":
+            return -1
+        self._new_server(ctx)
+        return 1
+
+    def t_reply(self, ctx, code, reason):
+        if ctx.msg.method == "ACK":
+            return -1
+        st = ctx.transaction
+        if st is None:
+            st, _ = self._new_server(ctx)
+        if st.data.answered >= 200 and code >= 200:
+            return -1
+        from .sl import redirect_contacts
+        self._local_reply(st, code, reason, redirect_contacts(ctx) if 300 <= code < 400 else ())
+        return 1
+
+    # -- relaying --------------------------------------------------------------------------
+    def t_relay(self, ctx, host=None, port=None, proto=None):
+        msg = ctx.msg
+        if msg.method == "ACK":
+            # an ACK for a 2xx is its own transaction and never answered: forward statelessly
+            return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
+        if msg.method == "CANCEL":
+            return self._relay_cancel(ctx, host, port, proto)
+        st, created = self._new_server(ctx)
+        rc = st.data
+        if not created and ctx.route_type != FAILURE_ROUTE:
+            return 0        # a retransmission that slipped past absorb(): nothing more to do
+        refused = forward.check_forwardable(msg)
+        if refused is not None:
+            self._local_reply(st, refused[0], refused[1], refused[2])
+            return -1
+        if created and msg.method == "INVITE":
+            # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
+            self._local_reply(st, 100, "Trying")
+        rest = forward.prepare_request(msg)
+        targets = [(ctx.ruri, ctx.dst_uri)] + [(b.uri, b.dst_uri) for b in ctx.branches]
+        ctx.branches = []
+        sent = 0
+        for uri, dst in targets:
+            if self._send_branch(rc, ctx, uri, dst, rest, host, port, proto):
+                sent += 1
+        ctx.forwarded = True
+        if not sent:
+            if rc.all_final() and rc.answered < 200:
+                self._finish(rc)
+            return -1
+        return 1
+
+    def _send_branch(self, rc, ctx, uri, dst, rest, host, port, proto):
+        core = self.core
+        try:
+            if host is not None:
+                hop = (proto or "udp", host, port or 5060)
+            else:
+                saved, ctx.dst_uri = ctx.dst_uri, dst
+                hop = core.next_hop(ctx, uri)
+                ctx.dst_uri = saved
+        except ParseError as exc:
+            log.limited(("badhop", uri), log.NOTICE, f"cannot route to {uri}: {exc.reason}")
+            return False
+        hproto, hhost, hport = hop
+        ip = core.resolve(hhost)
+        listener = core._listener_for(hproto, hhost) if ip else None
+        if ip is None or listener is None:
+            branch = BranchState(rc, uri, hproto, hhost, hport, None, b"")
+            branch.final = 478 if ip is None else 503    # unresolvable / no socket
+            rc.branches.append(branch)
+            return False
+        self._branch_seq += 1
+        branch_id = f"{self._branch_prefix}.{self._branch_seq}"
+        method = ctx.msg.method
+        data = forward.branch_bytes(method, uri, rest,
+                                    forward.via_line(listener, hproto, branch_id))
+        branch = BranchState(rc, uri, hproto, ip, hport, listener, data)
+        now = core.now()
+        ct = ClientTransaction(method, branch_id, data, hproto == "tcp", now,
+                               fr_timer=rc.fr_timer or self.fr_timer,
+                               fr_inv_timer=rc.fr_inv_timer or self.fr_inv_timer, data=branch)
+        branch.client = ct
+        rc.branches.append(branch)
+        self.table.client[client_key(branch_id, method)] = ct
+        core.stats.request_out(method, len(data))
+        if not core.transport.send(hproto, ip, hport, data, listener):
+            self._client_action(ct, "timeout", None)
+            ct.step("error", now)
+        self._schedule(ct)
+        return True
+
+    def _relay_cancel(self, ctx, host, port, proto):
+        """RFC 3261 16.10: answer the CANCEL, cancel every pending branch; the INVITE gets 487
+        when the branches answer."""
+        msg = ctx.msg
+        key = server_key(msg)
+        invite_key = key[:-1] + ("INVITE",)
+        st = self.table.server.get(invite_key)
+        if st is None:
+            # no transaction to cancel: forward statelessly (16.10)
+            return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
+        self.core.reply(ctx, 200, "OK")
+        rc = st.data
+        for branch in rc.pending():
+            self._cancel_branch(branch)
+        return 1
+
+    def _cancel_branch(self, branch):
+        ct = branch.client
+        if ct is None or branch.cancelled or branch.final:
+            return
+        branch.cancelled = True
+        if ct.state != "proceeding":
+            # 9.1: no provisional yet; the CANCEL waits (a timeout ends the branch otherwise)
+            return
+        data = build_cancel(branch.sent)
+        cancel = ClientTransaction("CANCEL", ct.branch, data, branch.proto == "tcp",
+                                   self.core.now(), fr_timer=self.fr_timer)
+        self.table.client[client_key(ct.branch, "CANCEL")] = cancel
+        self.core.stats.request_out("CANCEL", len(data))
+        self.core.transport.send(branch.proto, branch.ip, branch.port, data, branch.listener)
+        self._schedule(cancel)
+
+    # -- replies ---------------------------------------------------------------------------
+    def on_reply(self, msg, source):
+        """A response whose top Via is ours; False if no transaction of ours knows it."""
+        try:
+            key = client_key(msg.top_via.branch, msg.cseq.method)
+        except ParseError:
+            return False
+        ct = self.table.client.get(key)
+        if ct is None:
+            return False
+        branch = ct.data
+        actions = ct.receive(msg.status, self.core.now())
+        for action in actions:
+            self._client_action(ct, action, msg)
+        if branch is not None and ct.status >= 100 and ct.state == "proceeding" \
+                and branch.cancelled:
+            # the CANCEL that waited for a provisional (9.1) can go now
+            branch.cancelled = False
+            self._cancel_branch(branch)
+        self._schedule(ct)
+        return True
+
+    def _client_action(self, ct, action, msg):
+        branch = ct.data
+        if branch is None:          # our own CANCEL: its responses end here
+            return
+        if action == "retransmit":
+            self.core.transport.send(branch.proto, branch.ip, branch.port, ct.request,
+                                     branch.listener)
+        elif action == "send_ack":
+            ack = build_ack(branch.sent, msg)
+            self.core.transport.send(branch.proto, branch.ip, branch.port, ack, branch.listener)
+        elif action == "cancel":
+            branch.cancelled = False
+            self._cancel_branch(branch)
+        elif action == "timeout":
+            if not branch.final:
+                branch.final = 408
+                self._branch_final(branch.rc, branch)
+        elif action == "up":
+            self._reply_up(ct, branch, msg)
+
+    def _reply_up(self, ct, branch, msg):
+        rc = branch.rc
+        status = msg.status
+        # onreply routes: the plain one sees every reply, t_on_reply's the ones of this request
+        reply_ctx = Context(msg, None, self.core, ONREPLY_ROUTE)
+        script = self.core.script
+        if script.run_reply(reply_ctx) == 0 or reply_ctx.dropped:
+            if status < 200:
+                return
+        if rc.reply_route is not None:
+            script.run(ONREPLY_ROUTE, rc.reply_route, reply_ctx)
+            if reply_ctx.dropped and status < 200:
+                return
+        if status < 200:
+            if status > 100 and rc.answered < 200:
+                self._relay(rc, msg)    # 16.7 step 5: provisional responses go up at once
+            return
+        branch.final = status
+        branch.response = msg
+        if status < 300:
+            # 16.7 step 5: every 2xx is forwarded at once; 16.7 step 10: cancel the rest
+            rc.answered = max(rc.answered, status)
+            rc.ctx.replied = True
+            self._relay(rc, msg)
+            for other in rc.pending():
+                self._cancel_branch(other)
+            return
+        if status >= 600:
+            for other in rc.pending():   # 16.7 step 5: a 6xx ends the search
+                self._cancel_branch(other)
+        self._branch_final(rc, branch)
+
+    def _branch_final(self, rc, branch):
+        if not rc.all_final() or rc.answered >= 200:
+            return
+        self._finish(rc)
+
+    def _finish(self, rc):
+        """All branches are final and none was a 2xx: failure_route, or the best response."""
+        best = best_response(rc.branches)
+        if best is None:
+            return
+        if rc.failure_route is not None:
+            route, rc.failure_route = rc.failure_route, None
+            ctx = rc.ctx
+            ctx.route_type = FAILURE_ROUTE
+            ctx.branches = []
+            ctx.new_uri = None
+            before = len(rc.branches)
+            self.core.script.run(FAILURE_ROUTE, route, ctx)
+            ctx.route_type = REQUEST_ROUTE
+            if rc.answered >= 200 or len(rc.branches) > before and not rc.all_final():
+                return      # the failure route replied or relayed to new branches
+        if best.response is not None and best.final != 503:
+            self._relay(rc, best.response)
+        else:
+            status = best.final
+            reason = {408: "Request Timeout", 478: "Unresolvable Destination",
+                      503: "Service Unavailable"}.get(status, "Error")
+            if status == 503:   # 16.7 step 6: a 503 becomes 500 upstream
+                status, reason = 500, "Server Internal Error"
+            self._local_reply(rc.server, status, reason)
+
+    def _relay(self, rc, msg):
+        status = msg.status
+        msg.remove_first_value("Via")
+        data = msg.to_bytes()
+        if status >= 200:
+            rc.answered = max(rc.answered, status)
+        self._respond(rc.server, status, data)
+
+    # -- script hooks ----------------------------------------------------------------------
+    def _rc(self, ctx):
+        st = ctx.transaction
+        if st is None:
+            st, _ = self._new_server(ctx)
+        return st.data
+
+    def t_on_failure(self, ctx, route):
+        self._rc(ctx).failure_route = route
+        return 1
+
+    def t_on_reply(self, ctx, route):
+        self._rc(ctx).reply_route = route
+        return 1
+
+    def t_on_branch(self, ctx, route):
+        self._rc(ctx).branch_route = route
+        return 1
+
+    def t_set_fr(self, ctx, fr_inv, fr=None):
+        rc = self._rc(ctx)
+        rc.fr_inv_timer = fr_inv / 1000.0
+        if fr is not None:
+            rc.fr_timer = fr / 1000.0
+        return 1
+
+    def t_relay_to_udp(self, ctx, host, port):
+        return self.t_relay(ctx, host, port, "udp")
+
+    def t_relay_to_tcp(self, ctx, host, port):
+        return self.t_relay(ctx, host, port, "tcp")
+
+    def t_relay_args(self, ctx, host=None, port=None):
+        return self.t_relay(ctx, host, port)
+
+
+EXPORTS = ModuleSpec(
+    name="tm",
+    factory=Tm,
+    functions=(
+        Function("t_relay", "t_relay_args", (0, 2), _REQ_FAIL, lambda m, a, s:
+                 _fix_relay_to(m, a, s) if a else (), "relay statefully"),
+        Function("t_relay_to_udp", "t_relay_to_udp", (2,), _REQ_FAIL, _fix_relay_to),
+        Function("t_relay_to_tcp", "t_relay_to_tcp", (2,), _REQ_FAIL, _fix_relay_to),
+        Function("t_reply", "t_reply", (2,), _REQ_FAIL, fix_reply, "reply statefully"),
+        Function("t_newtran", "t_newtran", (0,), REQUEST_ROUTE),
+        Function("t_on_failure", "t_on_failure", (1,), _REQ_FAIL, _fix_route(FAILURE_ROUTE)),
+        Function("t_on_reply", "t_on_reply", (1,), _REQ_FAIL, _fix_route(ONREPLY_ROUTE)),
+        Function("t_on_branch", "t_on_branch", (1,), _REQ_FAIL, _fix_route(BRANCH_ROUTE)),
+        Function("t_set_fr", "t_set_fr", (1, 2), _REQ_FAIL, _fix_fr),
+    ),
+    params={
+        "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)"),
+        "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
+                                            "provisional (seconds if < 300)"),
+    },
+    depends=("sl",),
+)

@@ -1,0 +1,1 @@
+"""What SER's core does with one message: validation, forwarding, replies, the script context."""

@@ -1,0 +1,88 @@
+"""The state one script run works on: SER's ``struct sip_msg`` plus what the core adds to it.
+
+A ``Context`` is made for each received request or reply (and for each failure/branch route run).
+The script's conditions and every module function take it as their first argument.  It does no
+I/O: sending goes through ``ctx.core``.
+"""
+
+from __future__ import annotations
+
+from ..modules.export import REQUEST_ROUTE
+
+
+class Source:
+    """Where a message came from: transport (``"udp"``/``"tcp"``), peer ip and port, and the
+    local listening socket (``Listener``) or TCP connection it arrived on."""
+
+    __slots__ = ("proto", "ip", "port", "local", "conn")
+
+    def __init__(self, proto, ip, port, local=None, conn=None):
+        self.proto = proto
+        self.ip = ip
+        self.port = port
+        self.local = local
+        self.conn = conn
+
+    def __repr__(self):
+        return f"Source({self.proto}:{self.ip}:{self.port})"
+
+
+class Branch:
+    """One extra destination of the destination set (``append_branch``, ``lookup`` with several
+    contacts).  ``uri`` is the new Request-URI; ``dst_uri`` the next hop if not the URI itself."""
+
+    __slots__ = ("uri", "q", "dst_uri", "flags")
+
+    def __init__(self, uri, q=None, dst_uri=None, flags=0):
+        self.uri = uri
+        self.q = q
+        self.dst_uri = dst_uri
+        self.flags = flags
+
+    def __repr__(self):
+        return f"Branch({self.uri!r}, q={self.q})"
+
+
+class Context:
+    """One message being routed.
+
+    ``msg``       the parsed Request or Response;
+    ``source``    a Source;
+    ``core``      the server's services (send, reply, is_myself, now, modules, stats);
+    ``route_type`` REQUEST_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE or BRANCH_ROUTE;
+    ``flags``     SER's message flags (setflag/isflag), an int bit set;
+    ``new_uri``   the rewritten Request-URI (None: unchanged), SER's ``new_uri``;
+    ``dst_uri``   the next hop set by the script or by lookup (``$du``), None if the R-URI;
+    ``q``         the q-value of the R-URI branch (from lookup), None if unset;
+    ``branches``  the rest of the destination set (``Branch`` list);
+    ``replied``   set once a final reply was sent statelessly or statefully;
+    ``transaction`` the server transaction, when tm made one;
+    ``forwarded`` set once the request was sent on (statelessly or by tm);
+    ``dropped``   set by the script's ``drop``: a reply route's reply is not relayed.
+    """
+
+    __slots__ = ("msg", "source", "core", "route_type", "flags", "new_uri", "dst_uri", "q",
+                 "branches", "replied", "transaction", "forwarded", "dropped", "__weakref__")
+
+    def __init__(self, msg, source, core, route_type=REQUEST_ROUTE):
+        self.msg = msg
+        self.source = source
+        self.core = core
+        self.route_type = route_type
+        self.flags = 0
+        self.new_uri = None
+        self.dst_uri = None
+        self.q = None
+        self.branches = []
+        self.replied = False
+        self.transaction = None
+        self.forwarded = False
+        self.dropped = False
+
+    @property
+    def ruri(self):
+        """The Request-URI as the script sees it now (after rewrites)."""
+        return self.new_uri if self.new_uri is not None else self.msg.ruri
+
+    def set_ruri(self, uri):
+        self.new_uri = uri

@@ -1,0 +1,287 @@
+"""SER's core: what happens to one received message, and the services modules call.
+
+``Core.receive`` takes the bytes of one message and its Source: it parses, validates, answers
+what is broken, runs the script for requests, and hands responses to tm (or relays them
+statelessly).  Modules reach sockets, time, and the other modules only through the Core.
+"""
+
+import hashlib
+import os
+import socket
+
+from .. import log
+from ..modules.export import ONREPLY_ROUTE
+from ..sip.errors import ParseError
+from ..sip.message import Request, make_response, parse
+from . import forward
+from .context import Context
+
+COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id"}
+_REPLY_COPY = ("via", "from", "to", "call-id", "cseq")
+
+
+class Core:
+    def __init__(self, loop, transport, stats, server_header=("Server", "serlite")):
+        self.loop = loop
+        self.transport = transport
+        self.stats = stats
+        self.script = None
+        self.modules = {}
+        self.tm = None
+        self.server_header = server_header
+        self.aliases = set()            # (host, port or None), lower-case host
+        self.my_ips = set()
+        self.my_ports = set()
+        self.tag_prefix = os.urandom(4).hex()
+        self._dns = {}
+
+    # -- configuration -----------------------------------------------------------------------
+    def set_identity(self, listeners, aliases):
+        """``myself``: the listen addresses and the ``alias=`` names (RFC 3261 16.4)."""
+        self.my_ips = {lst.ip.lower() for lst in listeners}
+        self.my_ports = {lst.port for lst in listeners}
+        self.aliases = set()
+        for lst in listeners:
+            self.aliases.add((lst.ip.lower(), lst.port))
+            self.aliases.add((lst.host.lower(), lst.port))
+        for alias in aliases:
+            host, port = _split_hostport(alias)
+            self.aliases.add((host.lower(), port))
+
+    def use_script(self, script):
+        """Make ``script`` (a compiled config with started modules) the one that runs."""
+        self.script = script
+        self.modules = script.modules
+        self.tm = self.modules.get("tm")
+
+    def module(self, name):
+        return self.modules.get(name)
+
+    # -- myself ------------------------------------------------------------------------------
+    def is_myself(self, host, port=None):
+        host = host.lower()
+        if (host, None) in self.aliases:
+            return port is None or port in self.my_ports
+        return (host, port or 5060) in self.aliases
+
+    def is_myself_uri(self, uri_text):
+        try:
+            from ..sip.uri import URI
+            uri = URI.parse(uri_text)
+        except ParseError:
+            return False
+        return self.is_myself(uri.host, uri.port)
+
+    def is_myself_ip(self, ip):
+        return ip.lower() in self.my_ips
+
+    # -- time --------------------------------------------------------------------------------
+    def now(self):
+        return self.loop.time()
+
+    def wall(self):
+        return self.loop.wall()
+
+    # -- receiving ---------------------------------------------------------------------------
+    def receive(self, data, source):
+        try:
+            msg = parse(data)
+        except ParseError as exc:
+            self.stats.incr("drop_invalid")
+            log.limited(("invalid", source.ip), log.NOTICE,
+                        f"invalid message from {source.proto}:{source.ip}:{source.port}: "
+                        f"{exc.reason}")
+            if data[:4] != b"SIP/":
+                self._answer_unparsable(data, source, exc)
+            return
+        if isinstance(msg, Request):
+            self.stats.request_in(msg.method, len(data))
+            self._receive_request(msg, source)
+        else:
+            self.stats.reply_in(msg.status, len(data))
+            self._receive_response(msg, source)
+
+    def _receive_request(self, msg, source):
+        ctx = Context(msg, source, self)
+        try:
+            forward.fix_top_via(msg, source)
+            if self.tm is not None and self.tm.absorb(ctx):
+                return
+            self.script.run_request(ctx)
+        except ParseError as exc:
+            # a header the script touched was malformed: the peer's fault, answer it
+            log.limited(("invalid-hdr", source.ip), log.NOTICE,
+                        f"bad request from {source.ip}:{source.port}: {exc.reason}")
+            self.stats.incr("drop_invalid")
+            if not ctx.replied and msg.method != "ACK":
+                self.reply(ctx, exc.status, exc.reason)
+
+    def _receive_response(self, msg, source):
+        # RFC 3261 18.1.2: a response whose top Via is not ours is discarded
+        try:
+            via = msg.top_via
+        except ParseError:
+            self.stats.incr("drop_invalid")
+            return
+        if not self.is_myself(via.host, via.port):
+            self.stats.incr("drop_not_ours")
+            log.limited(("notours", source.ip), log.NOTICE,
+                        f"response from {source.ip}:{source.port} with top Via "
+                        f"{via.host}:{via.port or 5060} that is not ours: dropped")
+            return
+        if self.tm is not None and self.tm.on_reply(msg, source):
+            return
+        # stateless: the plain onreply_route sees it, then it goes up
+        ctx = Context(msg, source, self, ONREPLY_ROUTE)
+        if self.script.run_reply(ctx) == 0 or getattr(ctx, "dropped", False):
+            return
+        self.forward_response(msg)
+
+    def _answer_unparsable(self, data, source, exc):
+        """Answer a request that did not parse (RFC 3261 8.2, 16.3): copy what identifies it and
+        send the error straight back to where it came from."""
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        lines = head.split("\r\n")
+        if len(lines) < 2 or lines[0].count(" ") < 2:
+            return
+        copied = []
+        for line in lines[1:]:
+            name = line.split(":", 1)[0].strip().lower()
+            if COMPACT.get(name, name) in _REPLY_COPY:
+                copied.append(line)
+        if not any(line.split(":", 1)[0].strip().lower() in ("via", "v") for line in copied):
+            return
+        reply = (f"SIP/2.0 {exc.status} {exc.reason}\r\n" + "\r\n".join(copied) +
+                 f"\r\n{': '.join(self.server_header)}\r\nContent-Length: 0\r\n\r\n"
+                 ).encode("latin-1")
+        self.stats.reply_out(exc.status, len(reply))
+        self.transport.send(source.proto, source.ip, source.port, reply, source.local,
+                            source.conn)
+
+    # -- sending -----------------------------------------------------------------------------
+    def resolve(self, host):
+        """An IP address for ``host``.  IP literals cost nothing; names are looked up once and
+        cached (blocking: a home router's peers are addresses or /etc/hosts names)."""
+        host = host.strip("[]")
+        if ":" in host or host.replace(".", "").isdigit():
+            return host
+        ip = self._dns.get(host)
+        if ip is None:
+            try:
+                ip = socket.getaddrinfo(host, None, 0, socket.SOCK_DGRAM)[0][4][0]
+            except OSError as exc:
+                log.limited(("dns", host), log.WARN, f"cannot resolve {host}: {exc}")
+                return None
+            if len(self._dns) > 256:
+                self._dns.clear()
+            self._dns[host] = ip
+        return ip
+
+    def send(self, proto, host, port, data, local=None, conn=None):
+        ip = self.resolve(host)
+        if ip is None or not forward.is_unicast_target(ip):
+            return False
+        return self.transport.send(proto, ip, port, data, local, conn)
+
+    def local_to_tag(self, msg):
+        """SER's sl to-tag: a fixed prefix and a hash of the request, so that a retransmitted
+        request gets the same tag."""
+        seed = f"{msg.call_id}|{msg.from_.tag}|{msg.top_via.branch}".encode("latin-1")
+        return self.tag_prefix + hashlib.md5(seed).hexdigest()[:8]
+
+    def reply_bytes(self, msg, status, reason, headers=(), body=b"", to_tag=None):
+        """A response to ``msg``; ``headers`` are (name, value) pairs."""
+        if to_tag is None and status > 100 and msg.to.tag is None:
+            to_tag = self.local_to_tag(msg)
+        headers = list(headers)
+        if self.server_header:
+            headers.append(self.server_header)
+        return make_response(msg, status, reason, to_tag=to_tag, headers=headers,
+                             body=body).to_bytes()
+
+    def reply(self, ctx, status, reason, headers=(), body=b""):
+        """Answer the request of ``ctx`` statelessly (SER's sl_send_reply)."""
+        msg = ctx.msg
+        if msg.method == "ACK":     # RFC 3261 17: ACK is never answered
+            return True
+        data = self.reply_bytes(msg, status, reason, headers, body)
+        if status >= 200:
+            ctx.replied = True
+        self.stats.reply_out(status, len(data))
+        proto, host, port = forward.via_target(msg.top_via, ctx.source)
+        return self.send(proto, host, port, data, ctx.source.local, ctx.source.conn)
+
+    def forward_response(self, msg):
+        """Relay a response up to the next Via (RFC 3261 16.7 step 9, 18.2.2)."""
+        msg.remove_first_value("Via")
+        try:
+            via = msg.top_via
+        except (ParseError, IndexError):
+            return False
+        if via is None:
+            return False
+        data = msg.to_bytes()
+        proto, host, port = forward.via_target(via)
+        conn = self.transport.connections.get((host, port)) if proto == "tcp" else None
+        self.stats.reply_out(msg.status, len(data))
+        return self.send(proto, host, port, data, conn=conn)
+
+    def next_hop(self, ctx, uri):
+        """16.6 steps 6-7: the script's destination, the first Route, or the Request-URI."""
+        if ctx.dst_uri:
+            return forward.uri_target(ctx.dst_uri)
+        routes = ctx.msg.values("Route")
+        if routes:
+            from ..sip.headers import parse_name_addr
+            return forward.uri_target(parse_name_addr(routes[0]).uri)
+        return forward.uri_target(uri)
+
+    def forward_stateless(self, ctx, proto=None, host=None, port=None):
+        """SER's ``forward()``: send the request to every destination of the destination set
+        (or to host:port) without keeping state (RFC 3261 16.11)."""
+        msg = ctx.msg
+        refused = forward.check_forwardable(msg)
+        if refused is not None:
+            self.reply(ctx, refused[0], refused[1], refused[2])
+            return False
+        rest = forward.prepare_request(msg)
+        targets = [(ctx.ruri, None)] + [(b.uri, b.dst_uri) for b in ctx.branches]
+        sent = False
+        for index, (uri, dst) in enumerate(targets):
+            if host is not None:
+                hop = (proto or "udp", host, port or 5060)
+            else:
+                saved = ctx.dst_uri
+                ctx.dst_uri = dst or ctx.dst_uri
+                hop = self.next_hop(ctx, uri)
+                ctx.dst_uri = saved
+            hproto, hhost, hport = hop
+            listener = self._listener_for(hproto, hhost)
+            if listener is None:
+                continue
+            branch = forward.stateless_branch(msg, index)
+            data = forward.branch_bytes(msg.method, uri, rest,
+                                        forward.via_line(listener, hproto, branch))
+            self.stats.request_out(msg.method, len(data))
+            sent = self.send(hproto, hhost, hport, data, listener) or sent
+        ctx.forwarded = True
+        return sent
+
+    def _listener_for(self, proto, host):
+        ip = self.resolve(host)
+        family = socket.AF_INET6 if ip and ":" in ip else socket.AF_INET
+        listener = self.transport.listener_for(proto, family)
+        if listener is None:
+            log.limited(("nolistener", proto, family), log.WARN,
+                        f"no {proto} socket for {host}: not forwarded")
+        return listener
+
+
+def _split_hostport(text):
+    text = text.strip().strip('"').lower()
+    if text.startswith("["):
+        end = text.find("]")
+        host, rest = text[:end + 1], text[end + 1:]
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    host, _, port = text.partition(":")
+    return host, int(port) if port.isdigit() else None

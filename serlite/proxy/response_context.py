@@ -1,0 +1,70 @@
+"""The response context of a stateful proxy (RFC 3261 16.7): the branches of one server
+transaction and the choice of the best final response."""
+
+# RFC 3261 16.7 step 6: among 4xx, these carry information the UAC can act on.
+_PREFERRED_4XX = (401, 407, 415, 420, 484)
+
+
+class BranchState:
+    """One forwarded copy of the request (a client transaction's caller data)."""
+
+    __slots__ = ("rc", "index", "uri", "proto", "ip", "port", "listener", "sent", "client",
+                 "final", "response", "cancelled")
+
+    def __init__(self, rc, uri, proto, ip, port, listener, sent):
+        self.rc = rc                # the ResponseContext this branch belongs to
+        self.index = len(rc.branches)
+        self.uri = uri
+        self.proto = proto
+        self.ip = ip
+        self.port = port
+        self.listener = listener
+        self.sent = sent            # the bytes of the request on this branch
+        self.client = None          # its ClientTransaction
+        self.final = 0              # final status received (or 408 made up on timeout)
+        self.response = None        # the final Response, None when made up locally
+        self.cancelled = False
+
+
+class ResponseContext:
+    """What tm keeps per proxied request: its server transaction, the request context, the
+    branches, and the routes the script armed."""
+
+    __slots__ = ("server", "ctx", "branches", "answered", "failure_route", "reply_route",
+                 "branch_route", "fr_timer", "fr_inv_timer")
+
+    def __init__(self, server, ctx):
+        self.server = server
+        self.ctx = ctx
+        self.branches = []
+        self.answered = 0           # final status sent upstream (0: none yet)
+        self.failure_route = None
+        self.reply_route = None
+        self.branch_route = None
+        self.fr_timer = None
+        self.fr_inv_timer = None
+
+    def pending(self):
+        return [b for b in self.branches if not b.final]
+
+    def all_final(self):
+        return all(b.final for b in self.branches)
+
+
+def best_response(branches):
+    """RFC 3261 16.7 step 6: a 6xx if any; else the lowest class; 4xx prefers the statuses the
+    UAC can act on.  Returns the BranchState whose final response goes upstream."""
+    finals = [b for b in branches if b.final >= 300]
+    if not finals:
+        return None
+    six = [b for b in finals if b.final >= 600]
+    if six:
+        return six[0]
+    lowest = min(b.final // 100 for b in finals)
+    candidates = [b for b in finals if b.final // 100 == lowest]
+    if lowest == 4:
+        for status in _PREFERRED_4XX:
+            for b in candidates:
+                if b.final == status:
+                    return b
+    return candidates[0]

@@ -1,0 +1,1 @@
+"""The SER configuration language: lexer, parser, nodes, compiler."""

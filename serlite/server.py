@@ -1,0 +1,190 @@
+"""The composition root: reads the config, builds the loop, the sockets, the core, the modules and
+the script, handles signals (SIGTERM: save and exit; SIGHUP: reload the config), and runs.
+"""
+
+import os
+import signal
+import sys
+
+from . import __version__, log
+from .control.stats import Stats
+from .loop import Loop
+from .proxy.core import Core
+from .script.compiler import compile_file
+from .script.errors import ConfigError
+from .transport import ListenSpecError, Transport, all_interface_specs, parse_listen
+
+
+class StartError(Exception):
+    """The server cannot start (sockets, pid file); the message says why."""
+
+
+class Server:
+    def __init__(self, cfg_path, listen=(), pidfile=None, foreground=True, debug_extra=0,
+                 force_stderr=False):
+        self.cfg_path = cfg_path
+        self.listen_override = list(listen)
+        self.pidfile = pidfile
+        self.foreground = foreground
+        self.debug_extra = debug_extra
+        self.force_stderr = force_stderr
+        self.loop = None
+        self.transport = None
+        self.core = None
+        self.script = None
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _configure_log(self, script):
+        g = script.globals
+        debug = int(g.get("debug", 0) or 0) + self.debug_extra
+        to_stderr = self.force_stderr or _truthy(g.get("log_stderror", g.get("log_stderr", 0)))
+        log.configure(debug=min(debug, log.DBG), stderr=to_stderr)
+
+    def _listen_specs(self, script):
+        port = int(script.globals.get("port", 5060) or 5060)
+        specs = []
+        raw = self.listen_override or script.globals.get("listen") or []
+        try:
+            for item in raw:
+                specs += parse_listen(str(item), port)
+        except ListenSpecError as exc:
+            raise StartError(f"listen: {exc}")
+        if not specs:
+            specs = all_interface_specs(port)
+        seen, unique = set(), []
+        for spec in specs:
+            if spec not in seen:
+                seen.add(spec)
+                unique.append(spec)
+        return unique
+
+    def start(self):
+        script = compile_file(self.cfg_path)      # ConfigError goes to the caller
+        self._configure_log(script)
+        for note in script.notes:
+            log.info(note)
+        self.loop = Loop()
+        started = self.loop.wall()
+        self.core = Core(self.loop, None, Stats(started))
+        g = script.globals
+        if "server_header" in g:
+            name, _, value = str(g["server_header"]).partition(":")
+            self.core.server_header = (name.strip(), value.strip())
+        self.transport = Transport(self.loop, self.core.receive, self._oversize,
+                                   max_message=int(g.get("max_message_size", 65535) or 65535),
+                                   max_connections=int(g.get("tcp_max_connections", 256) or 256),
+                                   idle_timeout=float(g.get("tcp_connection_lifetime", 120)
+                                                      or 120))
+        self.core.transport = self.transport
+        for proto, ip, port in self._listen_specs(script):
+            try:
+                listener = self.transport.bind(proto, ip, port)
+            except OSError as exc:
+                self.transport.close()
+                raise StartError(f"cannot listen on {proto}:{ip}:{port}: {exc.strerror}")
+            log.info(f"listening on {listener.name}")
+        if not self.transport.listeners:
+            raise StartError("no address to listen on")
+        self.core.set_identity(self.transport.listeners, g.get("alias") or [])
+        self._start_script(script, None)
+        if not self.foreground and _truthy(g.get("fork", "no")):
+            _daemonize()
+        if self.pidfile:
+            _write_pidfile(self.pidfile)
+        self.loop.add_signal(signal.SIGTERM, self.stop)
+        self.loop.add_signal(signal.SIGINT, self.stop)
+        self.loop.add_signal(signal.SIGHUP, self.reload)
+        log.notice(f"serlite {__version__} ready (pid {os.getpid()}), config {self.cfg_path}")
+
+    def _start_script(self, script, previous):
+        started = []
+        try:
+            for name, module in script.modules.items():
+                old = previous.modules.get(name) if previous is not None else None
+                module.start(self.core, old)
+                started.append(module)
+        except Exception:
+            for module in started:
+                module.stop()
+            raise
+        self.core.use_script(script)
+        self.script = script
+
+    def _oversize(self, head, source):
+        """RFC 3261 18.1.1/21.5.14: answer 513 to a TCP message over the size limit."""
+        from .sip.errors import ParseError
+        self.core._answer_unparsable(head, source, ParseError("Message Too Large", 513))
+
+    # -- signals ------------------------------------------------------------------------------
+    def reload(self):
+        """SIGHUP: compile the config again; if it fails the running one stays."""
+        try:
+            script = compile_file(self.cfg_path)
+        except ConfigError as exc:
+            log.error(f"reload failed, keeping the running config: {exc}")
+            return
+        old = self.script
+        try:
+            self._start_script(script, old)
+        except Exception as exc:
+            log.error(f"reload failed, keeping the running config: {exc}")
+            return
+        self._configure_log(script)
+        log.notice(f"config {self.cfg_path} reloaded")
+
+    def stop(self):
+        log.notice("stopping")
+        self.loop.stop()
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self):
+        try:
+            self.loop.run()
+        finally:
+            self.shutdown()
+
+    def shutdown(self):
+        if self.script is not None:
+            for module in reversed(list(self.script.modules.values())):
+                try:
+                    module.stop()
+                except Exception as exc:
+                    log.error(f"{module.name}: stop failed: {exc}")
+            self.script = None
+        if self.transport is not None:
+            self.transport.close()
+        if self.pidfile:
+            try:
+                os.unlink(self.pidfile)
+            except OSError:
+                pass
+
+
+def _truthy(value):
+    return str(value).lower() in ("1", "yes", "true", "on")
+
+
+def _write_pidfile(path):
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StartError(f"cannot write pid file {path}: {exc.strerror}")
+
+
+def _daemonize():
+    """SER's fork=yes without -D: detach from the terminal (never under procd, which passes -D)."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    if not log._to_stderr:
+        os.dup2(devnull, 2)
+    sys.stdin = open(os.devnull)

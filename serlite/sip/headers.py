@@ -1,0 +1,441 @@
+"""Header field values the proxy reads: Via, name-addr lists (From, To, Contact, Route,
+Record-Route, ...) and CSeq.
+
+Each class parses one value, keeps the text it came from (``_raw``) and gives it back from
+``str()`` until it is changed through ``set_param``/``remove_param`` (or, for ``NameAddr``,
+its ``display``/``uri_text``/``uri`` setters).  ``Message`` relies on that: a header line whose
+parsed values were changed is re-serialised, every other line goes out byte for byte.
+"""
+
+from .errors import ParseError
+from .grammar import (TOKEN_CHARS, WSP, find_param, is_host, is_scheme, params_text,
+                      parse_generic_params, parse_port, parse_uint, remove_param, set_param,
+                      skip_quoted, split_commas)
+from .uri import URI
+
+__all__ = ["Via", "parse_vias", "NameAddr", "parse_name_addr", "parse_name_addr_list", "CSeq",
+           "split_commas", "MAGIC_COOKIE"]
+
+# RFC 3261 8.1.1.7: branch IDs of RFC 3261 elements start with this cookie.
+MAGIC_COOKIE = "z9hG4bK"
+_MAX_EXPIRES = 2 ** 32 - 1  # RFC 3261 20.19, 20.10: delta-seconds up to 2**32-1
+
+
+class _Params:
+    """Parameter access shared by Via and NameAddr (``params`` is a list of (name, value))."""
+
+    __slots__ = ()
+
+    def param(self, name):
+        """Value of parameter ``name`` (any case), None when absent or valueless; see
+        ``has_param``."""
+        i = find_param(self.params, name.lower())
+        return None if i < 0 else self.params[i][1]
+
+    def has_param(self, name):
+        return find_param(self.params, name.lower()) >= 0
+
+    def set_param(self, name, value=None):
+        """Set parameter ``name`` (replaced in place, or appended); ``value`` None: a flag."""
+        set_param(self.params, name, value)
+        self._raw = None
+
+    def remove_param(self, name):
+        """Remove parameter ``name``; return how many occurrences were removed."""
+        n = remove_param(self.params, name)
+        if n:
+            self._raw = None
+        return n
+
+
+class Via(_Params):
+    """One via-parm (RFC 3261 20.42).
+
+    ``protocol`` "SIP/2.0/UDP" (LWS removed); ``transport`` upper-case; ``host`` as written,
+    IPv6 with brackets; ``port`` int or None; ``params`` [(name, value-or-None)] in order."""
+
+    __slots__ = ("protocol", "transport", "host", "port", "params", "_raw")
+
+    def __init__(self, transport, host, port=None, params=None, protocol=None):
+        self.transport = transport.upper()
+        self.protocol = protocol or "SIP/2.0/" + self.transport
+        self.host = host
+        self.port = port
+        self.params = [] if params is None else list(params)
+        self._raw = None
+
+    # RFC 3261 25.1
+    #   Via               =  ( "Via" / "v" ) HCOLON via-parm *(COMMA via-parm)
+    #   via-parm          =  sent-protocol LWS sent-by *( SEMI via-params )
+    #   via-params        =  via-ttl / via-maddr / via-received / via-branch / via-extension
+    #   sent-protocol     =  protocol-name SLASH protocol-version SLASH transport
+    #   protocol-name     =  "SIP" / token
+    #   protocol-version  =  token
+    #   transport         =  "UDP" / "TCP" / "TLS" / "SCTP" / other-transport
+    #   sent-by           =  host [ COLON port ]
+    #   via-extension     =  generic-param
+    #   SLASH = SWS "/" SWS ; COLON = SWS ":" SWS
+    @classmethod
+    def parse(cls, text):
+        """Parse one via-parm (no commas); ParseError when malformed."""
+        text = text.strip(WSP)
+        end = text.find(" ", 8)
+        if text.startswith("SIP/2.0/") and end > 8 and "\t" not in text:
+            # fast path: "SIP/2.0/transport SP sent-by"
+            protocol = text[:end]
+            transport = text[8:end]
+            if transport.strip(TOKEN_CHARS):
+                raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
+            rest = text[end + 1:].lstrip(WSP)
+        else:
+            s1 = text.find("/")
+            s2 = text.find("/", s1 + 1) if s1 > 0 else -1
+            if s2 < 0:
+                raise ParseError(f"malformed Via {text[:60]!r}")
+            name = text[:s1].strip(WSP)
+            version = text[s1 + 1:s2].strip(WSP)
+            rest = text[s2 + 1:].lstrip(WSP)
+            end = rest.find(" ")
+            if "\t" in rest:
+                t = rest.find("\t")
+                if end < 0 or t < end:
+                    end = t
+            if end <= 0:
+                raise ParseError(f"malformed Via {text[:60]!r}")
+            transport = rest[:end]
+            for tok in (name, version, transport):
+                if not tok or tok.strip(TOKEN_CHARS):
+                    raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
+            protocol = name + "/" + version + "/" + transport
+            rest = rest[end:].lstrip(WSP)
+        semi = rest.find(";")
+        if semi >= 0:
+            hostport = rest[:semi].rstrip(WSP)
+            params = parse_generic_params(rest[semi + 1:])
+        else:
+            hostport = rest.rstrip(WSP)
+            params = []
+        if hostport[:1] == "[":
+            rb = hostport.find("]") + 1
+            if rb == 0:
+                raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+            host = hostport[:rb]
+            tail = hostport[rb:].lstrip(WSP)
+        else:
+            c = hostport.find(":")
+            if c >= 0:
+                host = hostport[:c].rstrip(WSP)
+                tail = hostport[c:]
+            else:
+                host = hostport
+                tail = ""
+        if not is_host(host):
+            raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+        if tail:
+            if tail[0] != ":":
+                raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+            port = parse_port(tail[1:].lstrip(WSP))
+        else:
+            port = None
+        v = cls.__new__(cls)
+        v.protocol = protocol
+        v.transport = transport.upper()
+        v.host = host
+        v.port = port
+        v.params = params
+        v._raw = text
+        return v
+
+    def __str__(self):
+        raw = self._raw
+        if raw is not None:
+            return raw
+        s = self.protocol + " " + self.host
+        if self.port is not None:
+            s += ":" + str(self.port)
+        return s + params_text(self.params)
+
+    def __repr__(self):
+        return f"Via({str(self)!r})"
+
+    def copy(self):
+        v = Via.__new__(Via)
+        v.protocol = self.protocol
+        v.transport = self.transport
+        v.host = self.host
+        v.port = self.port
+        v.params = list(self.params)
+        v._raw = self._raw
+        return v
+
+    def host_port(self):
+        """The sent-by: ``host:port`` or ``host``."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    @property
+    def branch(self):
+        return self.param("branch")
+
+    @property
+    def rfc3261(self):
+        """True when the branch starts with the magic cookie and has more after it (RFC 3261
+        8.1.1.7); False means RFC 2543 transaction matching (RFC 4475 3.2.1 badbranch)."""
+        b = self.param("branch")
+        return b is not None and len(b) > 7 and b.startswith(MAGIC_COOKIE)
+
+    @property
+    def received(self):
+        return self.param("received")
+
+    @property
+    def rport(self):
+        """RFC 3581: None when absent, "" when present without a value, else the value."""
+        i = find_param(self.params, "rport")
+        if i < 0:
+            return None
+        v = self.params[i][1]
+        return "" if v is None else v
+
+    @property
+    def maddr(self):
+        return self.param("maddr")
+
+
+def parse_vias(value):
+    """The via-parms of one Via header value (several may be comma-separated)."""
+    out = []
+    for part in split_commas(value):
+        if not part:
+            raise ParseError("empty Via value")
+        out.append(Via.parse(part))
+    return out
+
+
+class NameAddr(_Params):
+    """A name-addr or addr-spec with header parameters: a From, To, Contact, Route,
+    Record-Route ... value (RFC 3261 20.10, 20.20, 20.39 ...).
+
+    ``display`` as written (quotes included) or None; ``uri_text`` the URI as written;
+    ``uri`` the parsed URI (lazy: ParseError(416) for a scheme other than sip/sips/tel, so
+    unknown schemes parse fine until someone asks); ``params`` header parameters (tag, expires,
+    q ...); ``bracketed`` True when written with ``<>``.  A URI object got from ``uri`` is a
+    parsed copy: after changing it, assign it back (``na.uri = u``)."""
+
+    __slots__ = ("_display", "_uri_text", "params", "bracketed", "_uri", "_raw")
+
+    def __init__(self, uri, display=None, params=None, bracketed=True):
+        self._display = display
+        self._uri_text = str(uri)
+        self._uri = uri.copy() if isinstance(uri, URI) else None
+        self.params = [] if params is None else list(params)
+        self.bracketed = bracketed
+        self._raw = None
+
+    @property
+    def display(self):
+        return self._display
+
+    @display.setter
+    def display(self, value):
+        self._display = value
+        self._raw = None
+
+    @property
+    def uri_text(self):
+        return self._uri_text
+
+    @uri_text.setter
+    def uri_text(self, value):
+        self._uri_text = value
+        self._uri = None
+        self._raw = None
+
+    @property
+    def uri(self):
+        u = self._uri
+        if u is None:
+            u = self._uri = URI.parse(self._uri_text)
+        return u
+
+    @uri.setter
+    def uri(self, value):
+        self._uri_text = str(value)
+        self._uri = value.copy() if isinstance(value, URI) else None
+        self._raw = None
+
+    @property
+    def tag(self):
+        return self.param("tag")
+
+    @property
+    def expires(self):
+        """The ``expires`` parameter (RFC 3261 20.10) as int, None if absent; ParseError(400)
+        if it is not delta-seconds or exceeds 2**32-1 (RFC 4475 3.1.2.4 scalar02)."""
+        i = find_param(self.params, "expires")
+        if i < 0:
+            return None
+        v = self.params[i][1]
+        if v is None:
+            raise ParseError("Contact expires parameter without value")
+        return parse_uint(v, "Contact expires", _MAX_EXPIRES)
+
+    # RFC 3261 25.1
+    #   qvalue  =  ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+    @property
+    def q(self):
+        """The ``q`` parameter as a float, None if absent; ParseError if not a qvalue."""
+        i = find_param(self.params, "q")
+        if i < 0:
+            return None
+        v = self.params[i][1] or ""
+        if (not v or v[0] not in "01" or (len(v) > 1 and (v[1] != "." or len(v) > 5))
+                or v[2:].strip("0123456789")):
+            raise ParseError(f"bad q value {v[:20]!r}")
+        q = float(v)
+        if q > 1.0:
+            raise ParseError(f"bad q value {v!r}")
+        return q
+
+    def __str__(self):
+        raw = self._raw
+        if raw is not None:
+            return raw
+        uri = self._uri_text
+        d = self._display
+        if self.bracketed or d or ";" in uri or "?" in uri or "," in uri:
+            s = (d + " <" if d else "<") + uri + ">"
+        else:
+            s = uri
+        return s + params_text(self.params)
+
+    def __repr__(self):
+        return f"NameAddr({str(self)!r})"
+
+    def copy(self):
+        n = NameAddr.__new__(NameAddr)
+        n._display = self._display
+        n._uri_text = self._uri_text
+        n._uri = None if self._uri is None else self._uri.copy()
+        n.params = list(self.params)
+        n.bracketed = self.bracketed
+        n._raw = self._raw
+        return n
+
+
+# RFC 3261 25.1
+#   name-addr     =  [ display-name ] LAQUOT addr-spec RAQUOT
+#   addr-spec     =  SIP-URI / SIPS-URI / absoluteURI
+#   display-name  =  *(token LWS)/ quoted-string
+#   LAQUOT  =  SWS "<"; left angle quote
+#   RAQUOT  =  ">" SWS ; right angle quote
+#   from-spec     =  ( name-addr / addr-spec ) *( SEMI from-param )
+#   contact-param =  (name-addr / addr-spec) *(SEMI contact-params)
+# RFC 3261 20: an addr-spec holding a comma, question mark or semicolon must be in <>, so an
+# unbracketed one ends at the first ";" and may not hold "?" or "," (4475 3.1.2.13 regbadct);
+# no LWS inside <> (3.1.2.14 badaspec).
+def parse_name_addr(value):
+    """Parse one name-addr/addr-spec with its header parameters; ParseError when malformed.
+    The URI is only checked to be ``scheme:something`` without LWS; ``.uri`` parses it."""
+    s = value.strip(WSP)
+    if not s:
+        raise ParseError("empty name-addr")
+    display = None
+    if s[0] == '"':
+        end = skip_quoted(s, 0)
+        lt = s.find("<", end)
+        if lt < 0 or s[end:lt].strip(WSP):
+            raise ParseError(f"quoted display name without <URI> in {s[:60]!r}")
+        display = s[:end]
+    else:
+        lt = s.find("<")
+        if lt >= 0:
+            if s.find(";", 0, lt) >= 0:
+                lt = -1  # addr-spec whose parameters hold a "<"
+            elif lt > 0:
+                display = s[:lt].rstrip(WSP)
+                for word in display.replace("\t", " ").split(" "):
+                    if word and word.strip(TOKEN_CHARS):
+                        raise ParseError(f"bad display name {display[:60]!r}")
+    if lt >= 0:
+        gt = s.find(">", lt + 1)
+        if gt < 0:
+            raise ParseError(f"unterminated <URI> in {s[:60]!r}")
+        uri_text = s[lt + 1:gt]
+        _check_uri_text(uri_text, True)
+        rest = s[gt + 1:].lstrip(WSP)
+        bracketed = True
+    else:
+        semi = s.find(";")
+        if semi >= 0:
+            uri_text = s[:semi].rstrip(WSP)
+            rest = s[semi:]
+        else:
+            uri_text = s
+            rest = ""
+        _check_uri_text(uri_text, False)
+        bracketed = False
+    if rest:
+        if rest[0] != ";":
+            raise ParseError(f"junk after URI in {s[:60]!r}")
+        params = parse_generic_params(rest[1:])
+    else:
+        params = []
+    n = NameAddr.__new__(NameAddr)
+    n._display = display
+    n._uri_text = uri_text
+    n._uri = None
+    n.params = params
+    n.bracketed = bracketed
+    n._raw = s
+    return n
+
+
+def _check_uri_text(t, bracketed):
+    c = t.find(":")
+    if (c <= 0 or c == len(t) - 1 or not is_scheme(t[:c]) or " " in t or "\t" in t
+            or "<" in t or ">" in t or '"' in t):
+        raise ParseError(f"bad URI {t[:60]!r}")
+    if not bracketed and ("?" in t or "," in t):
+        raise ParseError(f"URI with '?' or ',' not enclosed in <>: {t[:60]!r}")
+
+
+def parse_name_addr_list(value):
+    """The comma-separated name-addrs of one Contact/Route/Record-Route value."""
+    out = []
+    for part in split_commas(value):
+        if not part:
+            raise ParseError("empty element in name-addr list")
+        out.append(parse_name_addr(part))
+    return out
+
+
+class CSeq:
+    """RFC 3261 20.16: ``number`` (int, < 2**31) and ``method``.  Read-only: change the
+    header with ``Message.set_header``."""
+
+    __slots__ = ("number", "method")
+
+    def __init__(self, number, method):
+        self.number = number
+        self.method = method
+
+    # RFC 3261 25.1
+    #   CSeq  =  "CSeq" HCOLON 1*DIGIT LWS Method
+    # RFC 3261 8.1.1.5: the number MUST be less than 2**31 (4475 3.1.2.4 scalar02)
+    @classmethod
+    def parse(cls, value):
+        parts = value.replace("\t", " ").split(" ")
+        if len(parts) != 2:
+            parts = [p for p in parts if p]
+            if len(parts) != 2:
+                raise ParseError(f"malformed CSeq {value[:60]!r}")
+        number, method = parts
+        if not method or method.strip(TOKEN_CHARS):
+            raise ParseError(f"malformed CSeq {value[:60]!r}")
+        return cls(parse_uint(number, "CSeq", 2 ** 31 - 1), method)
+
+    def __str__(self):
+        return f"{self.number} {self.method}"
+
+    def __repr__(self):
+        return f"CSeq({self.number}, {self.method!r})"

@@ -1,0 +1,323 @@
+"""SIP, SIPS and tel URIs: parsing, serialising and RFC 3261 19.1.4 comparison.
+
+``URI.parse`` understands ``sip:`` and ``sips:`` (RFC 3261 19.1, 25.1) and a minimal ``tel:``
+(RFC 3966: the number and its parameters).  Any other well-formed scheme raises
+``ParseError(..., 416)`` (Unsupported URI Scheme, RFC 3261 21.4.15); malformed text raises
+``ParseError`` (400).  Components are kept as written (escapes included), except that ``scheme``
+and ``host`` are lower-cased; ``str()`` still gives back the text as written for an unmodified
+URI.  Change parameters with ``set_param``/``remove_param``; the other fields are plain
+attributes.
+"""
+
+from .errors import ParseError
+from .grammar import (DIGITS, PARAM_CHARS, PASSWORD_CHARS, URI_HEADERS_CHARS, USER_CHARS,
+                      check_escapes, find_param, is_host, is_scheme, params_text, parse_port,
+                      remove_param, set_param, unescape)
+
+__all__ = ["URI", "unescape"]
+
+# RFC 3966 3
+#   phonedigit-hex    =  HEXDIG / "*" / "#" / [ visual-separator ]
+#   visual-separator  =  "-" / "." / "(" / ")"
+#   global-number-digits  =  "+" *phonedigit DIGIT *phonedigit
+_TEL_CHARS = DIGITS + "abcdefABCDEF*#-.()+"
+_TEL_SEPARATORS = str.maketrans("", "", "-.()")
+
+# RFC 3261 19.1.4: these uri-parameters make URIs differ when present in only one of them
+# ("transport" too, as the section's own examples require).
+_MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
+
+
+class URI:
+    """A parsed ``sip:``/``sips:``/``tel:`` URI.
+
+    ``scheme`` lower-case; ``user``/``password`` as written (``None`` when absent; for ``tel:``
+    ``user`` is the number); ``host`` lower-cased, IPv6 with brackets (``""`` for tel);
+    ``port`` int or None; ``params`` ``[(name, value-or-None)]`` in order, names as written;
+    ``headers`` the raw text after ``?`` or None.
+    """
+
+    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers",
+                 "_scheme_raw", "_host_raw", "_port_raw")
+
+    def __init__(self, scheme="sip", user=None, host="", port=None, params=None, headers=None,
+                 password=None):
+        self.scheme = scheme.lower()
+        self.user = user
+        self.password = password
+        self.host = host.lower()
+        self.port = port
+        self.params = [] if params is None else list(params)
+        self.headers = headers
+        self._scheme_raw = self._host_raw = self._port_raw = None
+
+    # RFC 3261 25.1
+    #   SIP-URI   =  "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+    #   SIPS-URI  =  "sips:" [ userinfo ] hostport uri-parameters [ headers ]
+    #   userinfo  =  ( user / telephone-subscriber ) [ ":" password ] "@"
+    #   hostport  =  host [ ":" port ]
+    #   uri-parameters  =  *( ";" uri-parameter)
+    #   uri-parameter   =  transport-param / user-param / method-param / ttl-param
+    #                      / maddr-param / lr-param / other-param
+    #   other-param     =  pname [ "=" pvalue ]
+    #   pname  =  1*paramchar ;  pvalue  =  1*paramchar
+    @classmethod
+    def parse(cls, text):
+        """Parse ``text``; ParseError(416) for a scheme other than sip/sips/tel, ParseError(400)
+        when malformed."""
+        colon = text.find(":")
+        scheme_raw = text[:colon] if colon > 0 else ""
+        scheme = scheme_raw.lower()
+        if scheme != "sip" and scheme != "sips":
+            if scheme == "tel":
+                return cls._parse_tel(text, scheme_raw)
+            if is_scheme(scheme_raw) and len(text) > colon + 1:
+                raise ParseError(f"unsupported URI scheme {scheme_raw[:40]!r}", 416)
+            raise ParseError(f"malformed URI {text[:60]!r}")
+        u = cls.__new__(cls)
+        u.scheme = scheme
+        u._scheme_raw = scheme_raw
+        rest = text[colon + 1:]
+        # userinfo ends at "@"; user may hold ";", "?", "," and "/" (user-unreserved)
+        at = rest.find("@")
+        if at >= 0:
+            userinfo = rest[:at]
+            rest = rest[at + 1:]
+            c = userinfo.find(":")
+            if c >= 0:
+                user = userinfo[:c]
+                password = userinfo[c + 1:]
+                if password.strip(PASSWORD_CHARS) or not check_escapes(password):
+                    raise ParseError(f"bad password in URI {text[:60]!r}")
+            else:
+                user = userinfo
+                password = None
+            if not user or user.strip(USER_CHARS) or not check_escapes(user):
+                raise ParseError(f"bad user part in URI {text[:60]!r}")
+        else:
+            user = password = None
+        u.user = user
+        u.password = password
+        q = rest.find("?")
+        if q >= 0:
+            headers = rest[q + 1:]
+            rest = rest[:q]
+            if headers.strip(URI_HEADERS_CHARS) or not check_escapes(headers):
+                raise ParseError(f"bad headers in URI {text[:60]!r}")
+        else:
+            headers = None
+        u.headers = headers
+        semi = rest.find(";")
+        if semi >= 0:
+            hostport = rest[:semi]
+            u.params = _parse_uri_params(rest[semi + 1:], text)
+        else:
+            hostport = rest
+            u.params = []
+        if hostport[:1] == "[":
+            rb = hostport.find("]") + 1
+            host = hostport[:rb] if rb else hostport
+            after = hostport[rb:] if rb else ""
+        else:
+            c = hostport.find(":")
+            if c >= 0:
+                host = hostport[:c]
+                after = hostport[c:]
+            else:
+                host = hostport
+                after = ""
+        if not is_host(host):
+            raise ParseError(f"bad host in URI {text[:60]!r}")
+        u._host_raw = host
+        u.host = host.lower()
+        if after:
+            if after[0] != ":":
+                raise ParseError(f"bad host in URI {text[:60]!r}")
+            u._port_raw = after[1:]
+            u.port = parse_port(u._port_raw)
+        else:
+            u._port_raw = None
+            u.port = None
+        return u
+
+    # RFC 3966 3
+    #   telephone-uri  =  "tel:" telephone-subscriber
+    #   telephone-subscriber  =  global-number / local-number
+    #   global-number  =  global-number-digits *par
+    #   par  =  parameter / extension / isdn-subaddress
+    #   parameter  =  ";" pname ["=" pvalue ]
+    @classmethod
+    def _parse_tel(cls, text, scheme_raw):
+        rest = text[len(scheme_raw) + 1:]
+        semi = rest.find(";")
+        number = rest if semi < 0 else rest[:semi]
+        if not number or number.strip(_TEL_CHARS) or "?" in rest:
+            raise ParseError(f"malformed tel URI {text[:60]!r}")
+        u = cls.__new__(cls)
+        u.scheme = "tel"
+        u._scheme_raw = scheme_raw
+        u.user = number
+        u.password = None
+        u.host = u._host_raw = ""
+        u.port = u._port_raw = None
+        u.params = [] if semi < 0 else _parse_uri_params(rest[semi + 1:], text)
+        u.headers = None
+        return u
+
+    def __str__(self):
+        scheme = self._scheme_raw
+        if scheme is None or scheme.lower() != self.scheme:
+            scheme = self.scheme
+        if self.scheme == "tel":
+            return scheme + ":" + (self.user or "") + params_text(self.params)
+        parts = [scheme, ":"]
+        if self.user is not None:
+            parts.append(self.user)
+            if self.password is not None:
+                parts.append(":")
+                parts.append(self.password)
+            parts.append("@")
+        host = self._host_raw
+        parts.append(host if host is not None and host.lower() == self.host else self.host)
+        if self.port is not None:
+            p = self._port_raw
+            parts.append(":")
+            parts.append(p if p is not None and p.isdecimal() and int(p) == self.port
+                         else str(self.port))
+        if self.params:
+            parts.append(params_text(self.params))
+        if self.headers is not None:
+            parts.append("?")
+            parts.append(self.headers)
+        return "".join(parts)
+
+    def __repr__(self):
+        return f"URI({str(self)!r})"
+
+    def copy(self):
+        u = URI.__new__(URI)
+        u.scheme = self.scheme
+        u.user = self.user
+        u.password = self.password
+        u.host = self.host
+        u.port = self.port
+        u.params = list(self.params)
+        u.headers = self.headers
+        u._scheme_raw = self._scheme_raw
+        u._host_raw = self._host_raw
+        u._port_raw = self._port_raw
+        return u
+
+    # -- parameters ---------------------------------------------------------------------------
+    def param(self, name):
+        """Value of uri-parameter ``name`` (any case; escaped names match too), None if absent
+        or valueless -- use ``has_param`` to tell those apart."""
+        i = find_param(self.params, name.lower())
+        return None if i < 0 else self.params[i][1]
+
+    def has_param(self, name):
+        return find_param(self.params, name.lower()) >= 0
+
+    def set_param(self, name, value=None):
+        """Set (replace in place, or append) uri-parameter ``name``; ``value`` None: a flag."""
+        set_param(self.params, name, value)
+
+    def remove_param(self, name):
+        """Remove uri-parameter ``name``; return how many occurrences were removed."""
+        return remove_param(self.params, name)
+
+    @property
+    def transport(self):
+        """The ``transport`` parameter lower-cased, or None."""
+        t = self.param("transport")
+        return t.lower() if t else None
+
+    @property
+    def maddr(self):
+        return self.param("maddr")
+
+    @property
+    def lr(self):
+        """True when the ``lr`` parameter is present (RFC 3261 16.4 loose routing)."""
+        return self.has_param("lr")
+
+    def host_port(self):
+        """``host:port``, or ``host`` when the URI has no port."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    # -- comparison ---------------------------------------------------------------------------
+    def equals(self, other):
+        """RFC 3261 19.1.4 URI equality (``other`` a URI or a URI string).
+
+        userinfo compares case-sensitively after unescaping; host, parameter names and values
+        case-insensitively; a port written or not, or a user/ttl/method/maddr/transport
+        parameter present in only one URI makes them differ; other parameters present in only
+        one URI are ignored; headers must all be present in both."""
+        if not isinstance(other, URI):
+            try:
+                other = URI.parse(other)
+            except ParseError:
+                return False
+        if self.scheme != other.scheme:
+            return False
+        if self.scheme == "tel":
+            # RFC 3966 4: visual separators do not count; the number is case-insensitive
+            a = (self.user or "").translate(_TEL_SEPARATORS).lower()
+            b = (other.user or "").translate(_TEL_SEPARATORS).lower()
+            return a == b and _norm_params(self.params) == _norm_params(other.params)
+        if (_unescape_opt(self.user) != _unescape_opt(other.user)
+                or _unescape_opt(self.password) != _unescape_opt(other.password)
+                or self.host != other.host or self.port != other.port):
+            return False
+        mine = _norm_params(self.params)
+        theirs = _norm_params(other.params)
+        for name, value in mine.items():
+            if name in theirs:
+                if theirs[name] != value:
+                    return False
+            elif name in _MUST_MATCH:
+                return False
+        for name in theirs:
+            if name in _MUST_MATCH and name not in mine:
+                return False
+        return _norm_headers(self.headers) == _norm_headers(other.headers)
+
+
+def _parse_uri_params(text, uri_text):
+    params = []
+    for p in text.split(";"):
+        eq = p.find("=")
+        if eq < 0:
+            name, value = p, None
+        else:
+            name, value = p[:eq], p[eq + 1:]
+            if value.strip(PARAM_CHARS) or not check_escapes(value):
+                raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
+        if not name or name.strip(PARAM_CHARS) or not check_escapes(name):
+            raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
+        params.append((name, value))
+    return params
+
+
+def _unescape_opt(s):
+    return None if s is None else unescape(s)
+
+
+def _norm_params(params):
+    """{unescaped lower name: unescaped lower value}; the first occurrence of a name wins."""
+    out = {}
+    for n, v in params:
+        n = unescape(n).lower()
+        if n not in out:
+            out[n] = None if v is None else unescape(v).lower()
+    return out
+
+
+def _norm_headers(headers):
+    if not headers:
+        return {}
+    out = {}
+    for h in headers.split("&"):
+        n, _, v = h.partition("=")
+        out[unescape(n).lower()] = unescape(v)
+    return out

@@ -1,0 +1,1 @@
+"""Persistent stores: the location table (usrloc) and SER dbtext tables."""

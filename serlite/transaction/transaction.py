@@ -1,0 +1,172 @@
+"""Client and server transactions (RFC 3261 17): state, timers, and the table step.
+
+A transaction is driven by ``step(event, now)``: the table in ``machines.py`` gives the actions;
+timer actions (arm/stop/double) are done here, and the rest ("retransmit", "send", "resend",
+"send_ack", "up", "timeout", "cancel") are returned for the caller (tm) to carry out with I/O.
+``next_deadline()`` is the earliest armed timer; the caller calls ``expire(now)`` then.
+Time is always passed in; nothing here reads a clock.
+"""
+
+from . import machines
+
+T1 = 0.5    # RFC 3261 17.1.1.1: RTT estimate
+T2 = 4.0    # maximum retransmit interval for non-INVITE requests and INVITE responses
+T4 = 5.0    # maximum duration a message remains in the network
+
+_TIMER_ACTIONS = frozenset(("double_A", "double_E", "T2_E", "double_G", "arm_D", "arm_K", "arm_L",
+                            "arm_G", "arm_H", "arm_I", "arm_J", "arm_fr_inv", "stop_A", "stop_B",
+                            "stop_E", "stop_F", "stop_G", "stop_H", "stop_fr"))
+
+
+class Transaction:
+    __slots__ = ("table", "state", "reliable", "deadlines", "intervals", "t1", "t2", "t4")
+
+    def __init__(self, table, state, reliable, t1=T1, t2=T2, t4=T4):
+        self.table = table
+        self.state = state
+        self.reliable = reliable
+        self.deadlines = {}     # timer name -> when
+        self.intervals = {}     # timer name -> current retransmission interval
+        self.t1, self.t2, self.t4 = t1, t2, t4
+
+    @property
+    def terminated(self):
+        return self.state == "terminated"
+
+    def step(self, event, now):
+        """Feed one event; returns the I/O actions for the caller.  Raises KeyError for an event
+        the state machine has no row for."""
+        actions, self.state = self.table[(self.state, event)]
+        out = []
+        for action in actions:
+            if action in _TIMER_ACTIONS:
+                self._timer_action(action, now)
+            else:
+                out.append(action)
+        if self.state == "terminated":
+            self.deadlines.clear()
+        return out
+
+    def next_deadline(self):
+        return min(self.deadlines.values()) if self.deadlines else None
+
+    def expire(self, now):
+        """Fire every due timer in deadline order; returns the I/O actions."""
+        out = []
+        while self.deadlines:
+            name = min(self.deadlines, key=self.deadlines.get)
+            if self.deadlines[name] > now:
+                break
+            del self.deadlines[name]
+            out += self.step(name, now)
+        return out
+
+    def _arm(self, name, delay, now):
+        self.deadlines[name] = now + delay
+
+    def _timer_action(self, action, now):
+        kind, _, name = action.partition("_")
+        if kind == "stop":
+            self.deadlines.pop(name, None)
+        elif kind == "double":
+            # RFC 3261 17.1.1.2 (A doubles), 17.1.2.2 (E doubles up to T2), 17.2.1 (G up to T2)
+            interval = self.intervals[name] * 2
+            if name in ("E", "G"):
+                interval = min(interval, self.t2)
+            self.intervals[name] = interval
+            self._arm(name, interval, now)
+        elif kind == "T2":
+            self.intervals[name] = self.t2
+            self._arm(name, self.t2, now)
+        else:
+            self._arm_named(name, now)
+
+    def _arm_named(self, name, now):
+        raise KeyError(name)
+
+
+class ClientTransaction(Transaction):
+    """RFC 3261 17.1.  ``fr`` is SER's final-response timer (fr_timer until a provisional, then
+    fr_inv_timer for INVITE): it stands for timer C of 16.6 step 11 and cuts B/F short."""
+
+    __slots__ = ("method", "branch", "request", "fr_timer", "fr_inv_timer", "status", "data")
+
+    def __init__(self, method, branch, request, reliable, now, fr_timer=30.0, fr_inv_timer=120.0,
+                 t1=T1, t2=T2, t4=T4, data=None):
+        invite = method == "INVITE"
+        super().__init__(machines.CLIENT_INVITE if invite else machines.CLIENT_NON_INVITE,
+                         "calling" if invite else "trying", reliable, t1, t2, t4)
+        self.method = method
+        self.branch = branch
+        self.request = request      # the bytes sent, for retransmission
+        self.fr_timer = fr_timer
+        self.fr_inv_timer = fr_inv_timer
+        self.status = 0             # best status received so far on this branch
+        self.data = data            # the caller's per-branch record
+        first = "A" if invite else "E"
+        if not reliable:
+            self.intervals[first] = t1
+            self._arm(first, t1, now)
+        self._arm("B" if invite else "F", 64 * t1, now)
+        if fr_timer and fr_timer < 64 * t1:
+            self._arm("fr", fr_timer, now)
+
+    def receive(self, status, now):
+        if self.status < 200:       # after a final response the branch's status is fixed
+            self.status = status
+        return self.step(machines.response_event(status), now)
+
+    def _arm_named(self, name, now):
+        if name == "D":     # 17.1.1.2: 32 s for unreliable transports, 0 for reliable
+            self._arm("D", 0 if self.reliable else 64 * self.t1, now)
+        elif name == "K":   # 17.1.2.2: T4 for unreliable, 0 for reliable
+            self._arm("K", 0 if self.reliable else self.t4, now)
+        elif name == "fr_inv":
+            self.deadlines.pop("fr", None)
+            self.deadlines.pop("B", None)
+            self._arm("fr", self.fr_inv_timer, now)
+        else:
+            raise KeyError(name)
+
+
+class ServerTransaction(Transaction):
+    """RFC 3261 17.2.  ``response`` is the last response sent (bytes), resent on retransmissions
+    of the request; ``dest`` is where responses go (the caller's opaque value)."""
+
+    __slots__ = ("method", "key", "response", "status", "dest", "data")
+
+    def __init__(self, method, key, reliable, dest, t1=T1, t2=T2, t4=T4, data=None):
+        invite = method == "INVITE"
+        super().__init__(machines.SERVER_INVITE if invite else machines.SERVER_NON_INVITE,
+                         "proceeding" if invite else "trying", reliable, t1, t2, t4)
+        self.method = method
+        self.key = key
+        self.response = None
+        self.status = 0
+        self.dest = dest
+        self.data = data
+
+    def respond(self, status, data, now):
+        """The TU sends a response: returns the actions ("send" means send ``data``)."""
+        actions = self.step("send1xx" if status < 200 else "send2xx" if status < 300
+                            else "send3xx", now)
+        if "send" in actions:
+            self.response = data
+            self.status = status
+        return actions
+
+    def _arm_named(self, name, now):
+        if name == "G":     # 17.2.1: only for unreliable transports
+            if not self.reliable:
+                self.intervals["G"] = self.t1
+                self._arm("G", self.t1, now)
+        elif name == "H":
+            self._arm("H", 64 * self.t1, now)
+        elif name == "I":   # T4 for unreliable, 0 for reliable
+            self._arm("I", 0 if self.reliable else self.t4, now)
+        elif name == "J":   # 64*T1 for unreliable, 0 for reliable
+            self._arm("J", 0 if self.reliable else 64 * self.t1, now)
+        elif name == "L":   # RFC 6026 8.7: 64*T1
+            self._arm("L", 64 * self.t1, now)
+        else:
+            raise KeyError(name)

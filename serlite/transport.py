@@ -1,0 +1,363 @@
+"""UDP and TCP sockets on IPv4 and IPv6: bytes in, bytes out (RFC 3261 18).
+
+Owns the listening sockets (``Listener``), the TCP connection table with its limits and idle
+timeout, and TCP framing by Content-Length.  Hands every complete message to ``on_message(data,
+source)`` and knows nothing of SIP beyond framing.
+"""
+
+import errno
+import socket
+
+from . import log
+from .proxy.context import Source
+from .sip.errors import ParseError
+from .sip.message import frame
+
+UDP_MAX = 65535
+RECV_BATCH = 64            # datagrams read per wake-up: batch work, but stay fair to TCP/timers
+
+
+class Listener:
+    """One bound socket: ``udp:127.0.0.1:5060``.  ``host`` is what goes into Via/Record-Route."""
+
+    __slots__ = ("proto", "family", "ip", "port", "sock", "name", "host")
+
+    def __init__(self, proto, family, ip, port, sock):
+        self.proto = proto
+        self.family = family
+        self.ip = ip
+        self.port = port
+        self.sock = sock
+        self.host = f"[{ip}]" if family == socket.AF_INET6 else ip
+        self.name = f"{proto}:{self.host}:{port}"
+
+    def __repr__(self):
+        return f"Listener({self.name})"
+
+
+class ListenSpecError(ValueError):
+    pass
+
+
+def parse_listen(spec, default_port=5060):
+    """``udp:127.0.0.1:5060``, ``tcp:[::1]:5070``, ``127.0.0.1``, ``eth0``, ``udp:eth0:5060`` ->
+    list of (proto, ip, port).  Without a protocol both UDP and TCP are bound, as SER does."""
+    spec = spec.strip().strip('"')
+    protos = ("udp", "tcp")
+    head, sep, rest = spec.partition(":")
+    if sep and head.lower() in ("udp", "tcp", "tls", "sctp"):
+        if head.lower() in ("tls", "sctp"):
+            raise ListenSpecError(f"{spec}: {head} is not supported (udp and tcp are)")
+        protos = (head.lower(),)
+        spec = rest
+    port = default_port
+    if spec.startswith("["):
+        end = spec.find("]")
+        if end < 0:
+            raise ListenSpecError(f"{spec}: unterminated IPv6 reference")
+        host, tail = spec[1:end], spec[end + 1:]
+        if tail:
+            if not tail.startswith(":") or not tail[1:].isdigit():
+                raise ListenSpecError(f"{spec}: bad port")
+            port = int(tail[1:])
+    elif spec.count(":") == 1:
+        host, p = spec.split(":")
+        if not p.isdigit():
+            raise ListenSpecError(f"{spec}: bad port {p!r}")
+        port = int(p)
+    else:
+        host = spec  # a bare IPv6 address has several colons and no port
+    if not 0 < port < 65536:
+        raise ListenSpecError(f"{spec}: port {port} out of range")
+    ips = interface_addresses(host)
+    if ips is None:
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        except OSError:
+            raise ListenSpecError(f"{host!r} is neither an IP address nor a network interface "
+                                  f"(interfaces: {', '.join(n for _, n in socket.if_nameindex())})")
+        ips = [host]
+    return [(proto, ip, port) for ip in ips for proto in protos]
+
+
+def interface_addresses(name):
+    """The IPv4 and IPv6 addresses of interface ``name``, or None if there is no such interface."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return None
+    ips = []
+    try:
+        import fcntl
+        import struct
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            req = struct.pack("256s", name.encode()[:15])
+            ips.append(socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, req)[20:24]))  # SIOCGIFADDR
+        finally:
+            s.close()
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/if_inet6") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[5] == name and parts[3] != "20":  # skip link-local
+                    raw = bytes.fromhex(parts[0])
+                    ips.append(socket.inet_ntop(socket.AF_INET6, raw))
+    except OSError:
+        pass
+    return ips
+
+
+def all_interface_specs(port):
+    """Every address of every interface, SER's default when no ``listen=`` is given."""
+    out = []
+    for _, name in socket.if_nameindex():
+        for ip in interface_addresses(name) or ():
+            out += [("udp", ip, port), ("tcp", ip, port)]
+    return out
+
+
+class TcpConnection:
+    __slots__ = ("sock", "ip", "port", "listener", "inbuf", "outbuf", "last", "connecting",
+                 "closed")
+
+    def __init__(self, sock, ip, port, listener, now, connecting=False):
+        self.sock = sock
+        self.ip = ip
+        self.port = port
+        self.listener = listener
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.last = now
+        self.connecting = connecting
+        self.closed = False
+
+
+class Transport:
+    """All sockets of the server.  ``on_message(data: bytes, source: Source)`` gets each message;
+    ``on_oversize(head: bytes, source)`` gets the header part of a TCP message over the limit."""
+
+    def __init__(self, loop, on_message, on_oversize=None, max_message=65535,
+                 max_connections=256, idle_timeout=120.0):
+        self.loop = loop
+        self.on_message = on_message
+        self.on_oversize = on_oversize
+        self.max_message = max_message
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.listeners = []
+        self.connections = {}        # (ip, port) -> TcpConnection
+        self._sweep = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    def bind(self, proto, ip, port):
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+        try:
+            if proto == "tcp":  # TIME_WAIT must not block a restart; UDP must not double-bind
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((ip, port))
+            if proto == "tcp":
+                sock.listen(64)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        listener = Listener(proto, family, ip, sock.getsockname()[1], sock)
+        self.listeners.append(listener)
+        if proto == "udp":
+            self.loop.add_reader(sock.fileno(), lambda: self._read_udp(listener))
+        else:
+            self.loop.add_reader(sock.fileno(), lambda: self._accept(listener))
+        return listener
+
+    def close(self):
+        for conn in list(self.connections.values()):
+            self._close_conn(conn)
+        for lst in self.listeners:
+            self.loop.remove_reader(lst.sock.fileno())
+            lst.sock.close()
+        self.listeners = []
+
+    def listener_for(self, proto, family):
+        for lst in self.listeners:
+            if lst.proto == proto and lst.family == family:
+                return lst
+        return None
+
+    # -- UDP --------------------------------------------------------------------------------
+    def _read_udp(self, listener):
+        recv = listener.sock.recvfrom
+        for _ in range(RECV_BATCH):
+            try:
+                data, addr = recv(UDP_MAX)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.debug(f"{listener.name}: recvfrom: {exc}")
+                continue
+            if len(data) < 4:   # keepalive pings (CRLF, 4-byte NAT pings): nothing to route
+                continue
+            self.on_message(data, Source("udp", addr[0], addr[1], listener))
+
+    # -- TCP --------------------------------------------------------------------------------
+    def _accept(self, listener):
+        for _ in range(16):
+            try:
+                sock, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.limited(("accept", listener.name), log.WARN, f"{listener.name}: accept: {exc}")
+                return
+            if len(self.connections) >= self.max_connections:
+                log.limited("tcp-limit", log.WARN,
+                            f"{listener.name}: {len(self.connections)} TCP connections open, "
+                            f"refusing {addr[0]}:{addr[1]}")
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = TcpConnection(sock, addr[0], addr[1], listener, self.loop.time())
+            self._add_conn(conn)
+
+    def _add_conn(self, conn):
+        old = self.connections.get((conn.ip, conn.port))
+        if old is not None:
+            self._close_conn(old)
+        self.connections[(conn.ip, conn.port)] = conn
+        self.loop.add_reader(conn.sock.fileno(), lambda: self._read_tcp(conn))
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self.idle_timeout / 4, self._sweep_idle)
+
+    def _close_conn(self, conn):
+        if conn.closed:
+            return
+        conn.closed = True
+        fd = conn.sock.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.remove_writer(fd)
+        conn.sock.close()
+        if self.connections.get((conn.ip, conn.port)) is conn:
+            del self.connections[(conn.ip, conn.port)]
+
+    def _sweep_idle(self):
+        now = self.loop.time()
+        for conn in list(self.connections.values()):
+            if now - conn.last > self.idle_timeout and not conn.outbuf:
+                log.debug(f"closing idle TCP connection {conn.ip}:{conn.port}")
+                self._close_conn(conn)
+        # re-arm only while there are connections: an idle server must not wake up
+        self._sweep = (self.loop.call_later(self.idle_timeout / 4, self._sweep_idle)
+                       if self.connections else None)
+
+    def _read_tcp(self, conn):
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug(f"TCP {conn.ip}:{conn.port}: {exc}")
+            data = b""
+        if not data:
+            self._close_conn(conn)
+            return
+        conn.last = self.loop.time()
+        conn.inbuf += data
+        source = Source("tcp", conn.ip, conn.port, conn.listener, conn)
+        while conn.inbuf and not conn.closed:
+            try:
+                size = frame(conn.inbuf, self.max_message)
+            except ParseError as exc:
+                if exc.status == 513 and self.on_oversize is not None:
+                    head = bytes(conn.inbuf[:conn.inbuf.find(b"\r\n\r\n") + 4])
+                    self.on_oversize(head, source)
+                log.limited(("tcp-frame", conn.ip), log.WARN,
+                            f"TCP {conn.ip}:{conn.port}: {exc.reason}, closing")
+                self._close_conn(conn)
+                return
+            if size is None:
+                if len(conn.inbuf) > self.max_message:
+                    self._close_conn(conn)
+                return
+            msg = bytes(conn.inbuf[:size])
+            del conn.inbuf[:size]
+            if msg.strip():
+                self.on_message(msg, source)
+
+    def _connect(self, ip, port):
+        if len(self.connections) >= self.max_connections:
+            log.limited("tcp-limit-out", log.WARN, "too many TCP connections, cannot connect")
+            return None
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        listener = self.listener_for("tcp", family)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect((ip, port))
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            sock.close()
+            log.limited(("connect", ip, port), log.WARN, f"TCP connect to {ip}:{port}: {exc}")
+            return None
+        conn = TcpConnection(sock, ip, port, listener, self.loop.time(), connecting=True)
+        self._add_conn(conn)
+        return conn
+
+    def _flush(self, conn):
+        if conn.closed:
+            return
+        try:
+            sent = conn.sock.send(conn.outbuf)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            log.limited(("send", conn.ip, conn.port), log.WARN,
+                        f"TCP send to {conn.ip}:{conn.port}: {exc}")
+            self._close_conn(conn)
+            return
+        conn.connecting = False
+        del conn.outbuf[:sent]
+        fd = conn.sock.fileno()
+        if conn.outbuf:
+            if len(conn.outbuf) > 4 * self.max_message:  # a peer that never reads
+                self._close_conn(conn)
+                return
+            self.loop.add_writer(fd, lambda: self._flush(conn))
+        else:
+            self.loop.remove_writer(fd)
+
+    # -- sending ----------------------------------------------------------------------------
+    def send(self, proto, ip, port, data, local=None, conn=None):
+        """Send one message.  ``local`` is the Listener to send from (UDP), ``conn`` a TCP
+        connection to prefer.  Returns False when it could not be sent at all."""
+        if proto == "tcp":
+            if conn is None or conn.closed:
+                conn = self.connections.get((ip, port)) or self._connect(ip, port)
+                if conn is None:
+                    return False
+            conn.outbuf += data
+            conn.last = self.loop.time()
+            if conn.connecting:
+                self.loop.add_writer(conn.sock.fileno(), lambda: self._flush(conn))
+            else:
+                self._flush(conn)
+            return True
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        if local is None or local.proto != "udp" or local.family != family:
+            local = self.listener_for("udp", family)
+            if local is None:
+                log.limited(("nolistener", family), log.WARN,
+                            f"no UDP socket for {ip}: cannot send")
+                return False
+        try:
+            local.sock.sendto(data, (ip, port))
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNREFUSED):
+                log.limited(("sendto", ip), log.WARN, f"sendto {ip}:{port}: {exc}")
+            return False

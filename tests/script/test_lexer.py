@@ -1,0 +1,62 @@
+"""The lexer: token kinds, positions, string escapes, comments."""
+
+import pytest
+
+from serlite.script.errors import ConfigError
+from serlite.script.lexer import tokenize
+
+
+def kinds(text):
+    return [(t.kind, t.value) for t in tokenize(text, "t.cfg")][:-1]
+
+
+def test_tokens_and_positions():
+    toks = tokenize('route {\n\tif (!method=="REGISTER") x();\n}', "t.cfg")
+    assert [(t.kind, t.line, t.col) for t in toks[:6]] == [
+        ("id", 1, 1), ("{", 1, 7), ("id", 2, 2), ("(", 2, 5), ("!", 2, 6), ("id", 2, 7)]
+    eq = toks[6]
+    assert (eq.kind, eq.line, eq.col) == ("==", 2, 13)
+    assert toks[-1].kind == "eof" and (toks[-1].line, toks[-1].col) == (3, 2)
+
+
+def test_operators_longest_first():
+    assert [k for k, _ in kinds("== != =~ !~ >= <= && || = ! > <")] == \
+        ["==", "!=", "=~", "!~", ">=", "<=", "&&", "||", "=", "!", ">", "<"]
+
+
+def test_numbers():
+    assert kinds("5060 0x1F 007") == [("num", 5060), ("num", 31), ("num", 7)]
+
+
+def test_string_escapes_as_ser():
+    [(kind, value)] = kinds(r'"a\"b\\c\n\t\r\x\."')
+    assert kind == "str"
+    assert value == 'a"b\\c\n\t\r\\x\\.'        # unknown escapes are kept, for regexes
+
+
+def test_single_quoted_string():
+    assert kinds("'it''s'") == [("str", "it"), ("str", "s")]
+
+
+def test_comments():
+    text = "a # one\n/* two\n /* nested */ still comment */ b"
+    toks = tokenize(text, "t.cfg")
+    assert [(t.value, t.line, t.col) for t in toks[:-1]] == [("a", 1, 1), ("b", 3, 32)]
+
+
+def test_slash_is_a_token_outside_comments():
+    assert kinds("10.0.0.0/8") == [("num", 10), (".", "."), ("num", 0), (".", "."),
+                                   ("num", 0), (".", "."), ("num", 0), ("/", "/"), ("num", 8)]
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ('x = "abc', (1, 5), "unterminated string"),
+    ('x = "abc\n"', (1, 5), "unterminated string"),
+    ("a\n  /* open /* closed */", (2, 3), "unterminated comment"),
+    ("a @ b", (1, 3), "unexpected character '@'"),
+])
+def test_errors(text, where, message):
+    with pytest.raises(ConfigError) as info:
+        tokenize(text, "t.cfg")
+    assert (info.value.line, info.value.col) == where
+    assert info.value.message == message

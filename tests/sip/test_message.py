@@ -1,0 +1,370 @@
+"""Message: byte-exact round trip, header access, recorded edits, make_response, frame."""
+
+import pytest
+
+from serlite.sip.errors import ParseError
+from serlite.sip.headers import NameAddr, Via
+from serlite.sip.message import (Request, Response, frame, is_keepalive, make_response,
+                                 parse)
+from serlite.sip.uri import URI
+
+from .test_rfc4475 import INDEX, SEMANTIC_REFUSED, load
+
+PARSEABLE = [n for n, k in INDEX if k == "valid" or (k == "semantic"
+                                                      and n not in SEMANTIC_REFUSED)]
+
+INVITE = (
+    b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n"
+    b"v: SIP/2.0/UDP p1.example.net;branch=z9hG4bK1, SIP/2.0/TCP p2.example.net;branch=z9hG4bK2\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"To: Bob <sip:bob@biloxi.example.com>\r\n"
+    b"From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+    b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n"
+    b"CSeq: 314159 INVITE\r\n"
+    b"Route: <sip:p1.example.net;lr>, <sip:p2.example.net;lr>\r\n"
+    b"Route: <sip:p3.example.net;lr>\r\n"
+    b"Contact: <sip:alice@pc33.atlanta.example.com>\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"l: 5\r\n"
+    b"\r\n"
+    b"hello"
+)
+
+
+def lines(data):
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+@pytest.mark.parametrize("name", PARSEABLE)
+def test_round_trip_is_byte_identical(name):
+    data = load(name)
+    m = parse(data)
+    if name == "dblreq.dat":
+        data = data[:data.index(b"\r\n\r\n") + 4]
+    assert m.to_bytes() == data
+    # serialising from parts (no change made) keeps every line too
+    m._edited = True
+    assert m.to_bytes() == data or not m.has("Content-Length")
+
+
+def test_round_trip_skips_leading_crlf_and_accepts_bytearray():
+    m = parse(bytearray(b"\r\n\r\n" + INVITE))
+    assert m.to_bytes() == INVITE and m.body == b"hello"
+
+
+def test_header_access_any_case_and_compact_forms():
+    m = parse(INVITE)
+    assert m.get("VIA") == "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds"
+    assert m.get_all("v")[1].startswith("SIP/2.0/UDP p1.example.net")
+    assert m.get("content-length") == m.get("L") == "5"
+    assert m.values("route") == ["<sip:p1.example.net;lr>", "<sip:p2.example.net;lr>",
+                                 "<sip:p3.example.net;lr>"]
+    assert m.has("t") and not m.has("Expires") and m.get("Expires") is None
+    assert m.get_all("X-None") == [] and m.values("X-None") == []
+    assert [v.branch for v in m.vias] == ["z9hG4bK776asdhds", "z9hG4bK1", "z9hG4bK2"]
+    assert m.top_via.host_port() == "pc33.atlanta.example.com"
+    assert (m.cseq.number, m.cseq.method) == (314159, "INVITE")
+    assert m.from_.tag == "1928301774" and m.to.tag is None
+    assert m.to.display == "Bob" and m.to.uri.user == "bob"
+    assert [str(r.uri) for r in m.routes] == ["sip:p1.example.net;lr", "sip:p2.example.net;lr",
+                                             "sip:p3.example.net;lr"]
+    assert m.contacts[0].uri.host == "pc33.atlanta.example.com"
+    assert m.content_length == 5 and m.expires is None and m.max_forwards == 70
+
+
+def test_add_via_on_top():
+    m = parse(INVITE)
+    m.add_header("Via", "SIP/2.0/UDP proxy.example.com:5060;branch=z9hG4bKnew", top=True)
+    out = m.to_bytes()
+    old, new = lines(INVITE), lines(out)
+    assert new[0] == old[0]
+    assert new[1] == b"Via: SIP/2.0/UDP proxy.example.com:5060;branch=z9hG4bKnew"
+    assert new[2:] == old[1:]
+    m2 = parse(out)
+    assert m2.top_via.host == "proxy.example.com" and m2.top_via.port == 5060
+    assert len(m2.vias) == 4 and m2.body == b"hello"
+
+
+def test_add_header_placement():
+    m = parse(load("inv2543.dat"))
+    m.add_header("Record-Route", "<sip:p.example.com;lr>", top=True)   # before the existing one
+    m.add_header("Record-Route", "<sip:last.example.com;lr>")           # after all lines
+    m.add_header("X-Top", "1", top=True)                                 # none yet: very top
+    hl = [f.name for f in m.headers]
+    assert hl[0] == "X-Top" and hl[-1] == "Record-Route"
+    rr = hl.index("Record-Route")
+    assert m.headers[rr].value == "<sip:p.example.com;lr>"
+    assert m.headers[rr + 1].value == "<sip:UserB@example.com;maddr=ss1.example.com>"
+    assert [str(r.uri.host) for r in m.record_routes] == ["p.example.com", "example.com",
+                                                          "last.example.com"]
+    m.insert_header(1, "X-Second", "2")
+    assert m.headers[1].name == "X-Second"
+
+
+def test_remove_first_route_value():
+    m = parse(INVITE)
+    assert m.remove_first_value("Route") == "<sip:p1.example.net;lr>"
+    assert m.values("Route") == ["<sip:p2.example.net;lr>", "<sip:p3.example.net;lr>"]
+    out = m.to_bytes()
+    assert b"Route: <sip:p2.example.net;lr>\r\nRoute: <sip:p3.example.net;lr>\r\n" in out
+    assert m.remove_first_value("route") == "<sip:p2.example.net;lr>"
+    assert m.remove_first_value("Route") == "<sip:p3.example.net;lr>"
+    assert m.remove_first_value("Route") is None
+    assert b"Route" not in m.to_bytes()
+    assert parse(m.to_bytes()).routes == []
+
+
+def test_remove_first_via_of_a_response_keeps_other_lines():
+    resp = make_response(parse(INVITE), 180, "Ringing", to_tag="abc")
+    data = resp.to_bytes()
+    r = parse(data)
+    assert str(r.top_via) == "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds"
+    r.remove_first_value("Via")
+    assert r.top_via.host == "p1.example.net"
+    r.remove_first_value("Via")
+    assert r.top_via.host == "p2.example.net" and len(r.vias) == 1
+    assert b"v: SIP/2.0/TCP p2.example.net;branch=z9hG4bK2\r\n" in r.to_bytes()
+
+
+def test_rewrite_request_uri():
+    m = parse(INVITE)
+    m.ruri = "sip:bob@192.0.2.4:5070;transport=tcp"
+    assert m.uri.port == 5070 and m.uri.transport == "tcp"
+    out = m.to_bytes()
+    assert lines(out)[0] == b"INVITE sip:bob@192.0.2.4:5070;transport=tcp SIP/2.0"
+    assert lines(out)[1:] == lines(INVITE)[1:]
+    u = m.uri.copy()
+    u.host = "example.org"
+    m.uri = u
+    assert m.ruri == "sip:bob@example.org:5070;transport=tcp"
+    with pytest.raises(ValueError):
+        m.ruri = "sip:a@b SIP/2.0\r\nX: y"
+
+
+def test_set_body_recomputes_content_length_keeping_the_header_spelling():
+    m = parse(INVITE)
+    m.set_body(b"hello, world")
+    assert m.get("Content-Length") == "12" and m.content_length == 12
+    out = m.to_bytes()
+    assert b"\r\nl: 12\r\n" in out and out.endswith(b"\r\n\r\nhello, world")
+    assert parse(out).body == b"hello, world"
+    m2 = parse(load("inv2543.dat"))       # no Content-Length: one is added once edited
+    m2.set_body(b"")
+    out2 = m2.to_bytes()
+    assert out2.endswith(b"Content-Length: 0\r\n\r\n")
+
+
+def test_via_param_edits_rewrite_only_that_line():
+    m = parse(INVITE)
+    m.top_via.set_param("received", "192.0.2.101")
+    m.top_via.set_param("rport", "5062")
+    out = m.to_bytes()
+    new, old = lines(out), lines(INVITE)
+    assert new[1] == (b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds"
+                      b";received=192.0.2.101;rport=5062")
+    assert new[2:] == old[2:] and new[0] == old[0]
+    v = parse(out).top_via
+    assert v.received == "192.0.2.101" and v.rport == "5062"
+
+
+def test_second_via_in_a_line_edited_keeps_the_first_as_written():
+    m = parse(INVITE)
+    m.vias[2].set_param("received", "10.0.0.1")
+    out = lines(m.to_bytes())
+    assert out[2] == (b"v: SIP/2.0/UDP p1.example.net;branch=z9hG4bK1, "
+                      b"SIP/2.0/TCP p2.example.net;branch=z9hG4bK2;received=10.0.0.1")
+
+
+def test_to_tag_via_name_addr_edit():
+    m = parse(INVITE)
+    m.to.set_param("tag", "xyz")
+    assert b"\r\nTo: Bob <sip:bob@biloxi.example.com>;tag=xyz\r\n" in m.to_bytes()
+    m.contacts[0].uri = URI.parse("sip:alice@192.0.2.7:5062")
+    assert b"\r\nContact: <sip:alice@192.0.2.7:5062>\r\n" in m.to_bytes()
+
+
+def test_remove_and_set_header():
+    m = parse(load("longreq.dat"))
+    assert m.remove_header("VIA") == 34 and m.vias == [] and m.top_via is None
+    assert b"\r\nv:" not in m.to_bytes() and b"\r\nVia" not in m.to_bytes()
+    m = parse(INVITE)
+    m.set_header("Route", "<sip:only.example.net;lr>")
+    assert m.get_all("Route") == ["<sip:only.example.net;lr>"]
+    m.set_header("Max-Forwards", "69")
+    assert m.max_forwards == 69
+    assert b"\r\nMax-Forwards: 69\r\nTo:" in m.to_bytes()
+    m.set_header("X-New", "1")
+    assert m.headers[-1].name == "X-New"
+    assert m.remove_header("X-Missing") == 0
+
+
+def test_added_values_are_checked():
+    m = parse(INVITE)
+    with pytest.raises(ValueError):
+        m.add_header("X-Evil", "a\r\nVia: SIP/2.0/UDP evil")
+    with pytest.raises(ValueError):
+        m.add_header("Bad Name", "x")
+    with pytest.raises(ValueError):
+        m.add_header("X-Uni", "\u20ac")
+
+
+def test_copy_is_independent():
+    m = parse(INVITE)
+    c = m.copy()
+    c.ruri = "sip:other@example.com"
+    c.top_via.set_param("branch", "z9hG4bKcopy")
+    c.add_header("X-Copy", "1")
+    assert m.to_bytes() == INVITE
+    assert parse(c.to_bytes()).top_via.branch == "z9hG4bKcopy"
+
+
+def test_make_response():
+    req = parse(INVITE)
+    req.top_via.set_param("received", "192.0.2.101")
+    resp = make_response(req, 486, "Busy Here", to_tag="tt1", headers=[("Retry-After", "60")])
+    assert isinstance(resp, Response) and (resp.status, resp.reason) == (486, "Busy Here")
+    out = resp.to_bytes()
+    assert out == (
+        b"SIP/2.0 486 Busy Here\r\n"
+        b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds"
+        b";received=192.0.2.101\r\n"
+        b"v: SIP/2.0/UDP p1.example.net;branch=z9hG4bK1, "
+        b"SIP/2.0/TCP p2.example.net;branch=z9hG4bK2\r\n"
+        b"To: Bob <sip:bob@biloxi.example.com>;tag=tt1\r\n"
+        b"From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+        b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n"
+        b"CSeq: 314159 INVITE\r\n"
+        b"Retry-After: 60\r\n"
+        b"Content-Length: 0\r\n\r\n")
+    r = parse(out)
+    assert r.to.tag == "tt1" and len(r.vias) == 3
+    assert req.to.tag is None  # the request is untouched
+
+
+def test_make_response_keeps_an_existing_to_tag_and_carries_a_body():
+    req = parse(load("zeromf.dat"))
+    req.to.set_param("tag", "already")
+    resp = make_response(req, 200, "OK", to_tag="new", body=b"v=0\r\n",
+                         headers=[("Content-Type", "application/sdp")])
+    r = parse(resp.to_bytes())
+    assert r.to.tag == "already" and r.body == b"v=0\r\n" and r.content_length == 5
+    assert make_response(parse(load("zeromf.dat")), 100, "Trying").to.tag is None
+
+
+def test_build_request_from_parts():
+    req = Request("OPTIONS", URI.parse("sip:bob@example.com"), [
+        ("Via", str(Via("UDP", "192.0.2.1", 5060, [("branch", "z9hG4bKx")]))),
+        ("Max-Forwards", "70"),
+        ("From", str(NameAddr("sip:me@example.com", params=[("tag", "1")]))),
+        ("To", "<sip:bob@example.com>"), ("Call-ID", "c1"), ("CSeq", "1 OPTIONS")])
+    out = req.to_bytes()
+    assert out.startswith(b"OPTIONS sip:bob@example.com SIP/2.0\r\n"
+                          b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\r\n")
+    assert out.endswith(b"Content-Length: 0\r\n\r\n")
+    m = parse(out)
+    assert m.from_.tag == "1" and m.cseq.method == "OPTIONS"
+    assert make_response(req, 200, "OK", to_tag="t").to.tag == "t"
+
+
+def test_lazy_checks():
+    bad_second_via = INVITE.replace(b"v: SIP/2.0/UDP p1.example.net;branch=z9hG4bK1",
+                                    b"v: SIP/2.0/UDP p1.example.net;;")
+    m = parse(bad_second_via)          # only the first Via line is checked by parse()
+    with pytest.raises(ParseError):
+        m.vias  # noqa: B018
+    m = parse(INVITE.replace(b"Max-Forwards: 70", b"Expires: 4294967296"))
+    with pytest.raises(ParseError):
+        m.expires  # noqa: B018
+    m = parse(INVITE.replace(b"Max-Forwards: 70", b"Expires: 4294967295"))
+    assert m.expires == 4294967295
+    m = parse(INVITE.replace(b"Contact: <sip:alice@pc33.atlanta.example.com>",
+                             b"Contact: <sip:alice@pc33.atlanta.example.com>;expires=60;q=0.5"))
+    assert m.contacts[0].expires == 60 and m.contacts[0].q == 0.5
+    m = parse(INVITE.replace(b"<sip:p3.example.net;lr>", b"<sip:p3 .example.net;lr>"))
+    with pytest.raises(ParseError):
+        m.routes  # noqa: B018
+
+
+@pytest.mark.parametrize("data,status", [
+    (INVITE.replace(b"SIP/2.0\r\n", b"SIP/2.1\r\n", 1), 505),
+    (INVITE.replace(b"\r\n", b"\n"), 400),                                    # LF only
+    (INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: 256"), 400),
+    (INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: -1"), 400),
+    (INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 2147483648 INVITE"), 400),
+    (INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 1"), 400),
+    (INVITE.replace(b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com", b"Call-ID: a b"), 400),
+    (INVITE.replace(b"Call-ID", b"Call ID"), 400),
+    (INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nbroken line\r\n"), 400),
+    (INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nX: a\rb\r\n"), 400),
+    (INVITE.replace(b"SIP/2.0\r\n", b"SIP/2.0\r\n folded\r\n", 1), 400),
+    (INVITE.replace(b"Contact: <sip", b"Contact: *, <sip"), 400),
+    (INVITE.replace(b"l: 5", b"l: 6"), 400),
+    (INVITE.replace(b"l: 5", b"l: 99999999999999999999999999"), 400),
+    (b"", 400), (b"\r\n\r\n", 400), (b"INVITE", 400),
+    (b"SIP/2.0 200\r\n\r\n", 400),
+    (b"SIP/2.0 099 Low\r\n\r\n", 400),
+])
+def test_parse_refuses(data, status):
+    with pytest.raises(ParseError) as err:
+        parse(data)
+    assert err.value.status == status
+
+
+def test_response_without_reason_and_max_forwards_absent():
+    m = parse(b"SIP/2.0 200\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\n"
+              b"To: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n")
+    assert (m.status, m.reason) == (200, "")
+    assert m.max_forwards is None and m.body == b""
+
+
+# -- frame ----------------------------------------------------------------------------------------
+
+def test_frame_messages_and_keepalives():
+    two = INVITE + INVITE
+    assert frame(two, 65535) == len(INVITE)
+    assert frame(INVITE[:-1], 65535) is None
+    assert frame(INVITE[:40], 65535) is None
+    assert frame(b"", 65535) is None
+    buf = b"\r\n\r\n" + INVITE
+    n = frame(buf, 65535)
+    assert n == 4 and is_keepalive(buf[:n])
+    assert frame(buf[n:], 65535) == len(INVITE) and not is_keepalive(buf[n:])
+    assert frame(b"\r\n", 65535) is None              # maybe the first half of a ping
+    assert frame(b"\r\n\r\n", 65535) == 4             # a ping: answer b"\r\n"
+    assert frame(b"\r\nINVITE", 65535) == 2           # a lone CRLF before a message
+    assert frame(bytearray(INVITE), 65535) == len(INVITE)
+
+
+def test_frame_refuses():
+    with pytest.raises(ParseError) as err:
+        frame(INVITE, 100)
+    assert err.value.status == 513
+    with pytest.raises(ParseError) as err:
+        frame(b"INVITE sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * 20, 60)   # no end of headers yet
+    assert err.value.status == 513
+    with pytest.raises(ParseError) as err:      # the body would not fit: refused early
+        frame(INVITE.replace(b"l: 5", b"l: 70000"), 65535)
+    assert err.value.status == 513
+    for head in (INVITE.replace(b"l: 5\r\n", b""), INVITE.replace(b"l: 5", b"l: five"),
+                 INVITE.replace(b"l: 5", b"l: 5\r\nContent-Length: 5")):
+        with pytest.raises(ParseError) as err:
+            frame(head, 65535)
+        assert err.value.status == 400
+
+
+def test_frame_then_parse_a_stream_cut_anywhere():
+    stream = b"\r\n\r\n" + INVITE + load("mpart01.dat") + b"\r\n" + load("wsinv.dat")
+    for cut in range(1, 80):
+        buf = bytearray()
+        got = []
+        for i in range(0, len(stream), cut):
+            buf += stream[i:i + cut]
+            while (n := frame(buf, 65535)) is not None:
+                chunk = bytes(buf[:n])
+                del buf[:n]
+                got.append("ka" if is_keepalive(chunk) else parse(chunk).call_id)
+        assert [g for g in got if g != "ka"] == [
+            "a84b4c76e66710@pc33.atlanta.example.com",
+            "3d9485ad0c49859b@Zmx1ZmZ5LW1hYy0xNi5sb2NhbA..", "wsinv.ndaksdj@192.0.2.1"]
+        assert not buf

@@ -1,0 +1,128 @@
+"""The four RFC 3261 17 state machines, walked with a fake clock."""
+
+import pytest
+
+from serlite.transaction import machines
+from serlite.transaction.transaction import T1, T2, ClientTransaction, ServerTransaction
+
+TABLES = {
+    "client_invite": machines.CLIENT_INVITE,
+    "client_non_invite": machines.CLIENT_NON_INVITE,
+    "server_invite": machines.SERVER_INVITE,
+    "server_non_invite": machines.SERVER_NON_INVITE,
+}
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_every_row_leads_to_a_state_of_the_table(name):
+    table = TABLES[name]
+    states = {state for state, _ in table} | {"terminated"}
+    for (state, event), (actions, nxt) in table.items():
+        assert nxt in states, (state, event)
+        assert isinstance(actions, tuple)
+
+
+def _fire_all(tx, until):
+    """Step the fake clock through every deadline up to ``until``; returns (time, actions)."""
+    out = []
+    while True:
+        when = tx.next_deadline()
+        if when is None or when > until:
+            return out
+        out.append((round(when, 3), tx.expire(when)))
+
+
+def test_invite_client_over_udp_retransmits_and_times_out_at_32s():
+    tx = ClientTransaction("INVITE", "z9hG4bK1", b"INVITE", reliable=False, now=0.0,
+                           fr_timer=0)
+    fired = _fire_all(tx, 100.0)
+    retrans = [t for t, actions in fired if "retransmit" in actions]
+    assert retrans == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]     # timer A doubles (17.1.1.2)
+    assert fired[-1] == (64 * T1, ["timeout"])               # timer B = 32 s
+    assert tx.terminated
+
+
+def test_invite_client_over_tcp_never_retransmits():
+    tx = ClientTransaction("INVITE", "b", b"INVITE", reliable=True, now=0.0, fr_timer=0)
+    fired = _fire_all(tx, 100.0)
+    assert fired == [(32.0, ["timeout"])]
+
+
+def test_provisional_stops_retransmissions_and_arms_fr_inv():
+    tx = ClientTransaction("INVITE", "b", b"INVITE", reliable=False, now=0.0, fr_timer=0,
+                           fr_inv_timer=120.0)
+    assert tx.receive(180, 0.2) == ["up"]
+    assert tx.state == "proceeding"
+    fired = _fire_all(tx, 500.0)
+    assert fired == [(120.2, ["cancel", "timeout"])]
+
+
+def test_invite_client_error_response_is_acked_and_absorbed_in_completed():
+    tx = ClientTransaction("INVITE", "b", b"INVITE", reliable=False, now=0.0)
+    assert tx.receive(486, 1.0) == ["send_ack", "up"]
+    assert tx.state == "completed"
+    assert tx.receive(486, 2.0) == ["send_ack"]             # retransmitted final: ACK again
+    assert _fire_all(tx, 100.0) == [(33.0, [])]             # timer D = 32 s
+    assert tx.terminated
+
+
+def test_non_invite_client_retransmits_up_to_t2():
+    tx = ClientTransaction("OPTIONS", "b", b"OPTIONS", reliable=False, now=0.0, fr_timer=0)
+    fired = _fire_all(tx, 100.0)
+    times = [t for t, actions in fired if "retransmit" in actions]
+    assert times[:5] == [0.5, 1.5, 3.5, 7.5, 11.5]          # E doubles, capped at T2 = 4 s
+    assert all(b - a == T2 for a, b in zip(times[3:], times[4:]))
+    assert fired[-1] == (32.0, ["timeout"])                 # timer F
+
+
+def test_non_invite_client_completed_waits_t4_then_ends():
+    tx = ClientTransaction("BYE", "b", b"BYE", reliable=False, now=0.0)
+    assert tx.receive(200, 0.1) == ["up"]
+    assert tx.receive(200, 0.2) == []                       # absorbed
+    assert _fire_all(tx, 100.0) == [(5.1, [])]              # timer K = T4
+    assert tx.terminated
+
+
+def test_invite_server_resends_final_until_ack():
+    st = ServerTransaction("INVITE", "k", reliable=False, dest=None)
+    assert st.respond(100, b"100", 0.0) == ["send"]
+    assert st.step("request", 0.1) == ["resend"]            # retransmitted INVITE
+    assert st.respond(486, b"486", 1.0) == ["send"]
+    fired = _fire_all(st, 2.6)
+    assert [t for t, a in fired if a == ["resend"]] == [1.5, 2.5]   # timer G
+    assert st.step("ack", 2.6) == []
+    assert st.state == "confirmed"
+    assert _fire_all(st, 100.0) == [(7.6, [])]              # timer I = T4
+    assert st.terminated
+
+
+def test_invite_server_without_ack_times_out_after_64_t1():
+    st = ServerTransaction("INVITE", "k", reliable=False, dest=None)
+    st.respond(404, b"404", 0.0)
+    fired = _fire_all(st, 100.0)
+    assert fired[-1] == (32.0, ["timeout"])                 # timer H
+
+
+def test_invite_server_accepted_absorbs_and_relays_more_2xx():
+    st = ServerTransaction("INVITE", "k", reliable=False, dest=None)
+    st.respond(200, b"200 a", 0.0)
+    assert st.state == "accepted"                           # RFC 6026
+    assert st.step("request", 1.0) == []
+    assert st.respond(200, b"200 b", 1.5) == ["send"]       # a second 2xx from a fork
+    assert _fire_all(st, 100.0) == [(32.0, [])]             # timer L
+    assert st.terminated
+
+
+def test_non_invite_server_completed_absorbs_with_last_response():
+    st = ServerTransaction("REGISTER", "k", reliable=False, dest=None)
+    assert st.step("request", 0.0) == []                    # trying: nothing to resend yet
+    assert st.respond(200, b"200", 0.1) == ["send"]
+    assert st.step("request", 0.2) == ["resend"]
+    assert _fire_all(st, 100.0) == [(32.1, [])]             # timer J
+    assert st.terminated
+
+
+def test_missing_row_is_an_error_not_a_no_op():
+    st = ServerTransaction("REGISTER", "k", reliable=False, dest=None)
+    with pytest.raises(KeyError):
+        st.step("ack", 0.0)
