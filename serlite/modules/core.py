@@ -103,8 +103,8 @@ class Core(Module):
 
     def rewritehostport(self, ctx, hostport):
         uri = _uri(ctx)
-        host, _, port = hostport.rpartition(":") if not hostport.endswith("]") else (hostport, "", "")
-        if not host or not port.isdigit():
+        host, _, port = hostport.rpartition(":")
+        if hostport.endswith("]") or not host or not port.isdigit():
             host, port = hostport, None
         uri.host = host
         uri.port = int(port) if port else None

@@ -30,6 +30,14 @@ class Sl(Module):
         return 1 if self.core.reply(ctx, code, reason, headers) else -1
 
 
+    def reply_error(self, ctx):
+        """SER's ``sl_reply_error``: answer a request the script could not handle (SER sends a
+        reply for its last internal error; serlite's functions report theirs in the log)."""
+        if ctx.replied:
+            return 1
+        return 1 if self.core.reply(ctx, 500, "Server Internal Error") else -1
+
+
 def redirect_contacts(ctx):
     """A 3xx lists the destination set as Contact headers with q-values (SER's redirect server:
     ``lookup(); sl_send_reply("302", ...)``)."""
@@ -50,5 +58,7 @@ EXPORTS = ModuleSpec(
                  "send a stateless reply"),
         Function("sl_reply", "send_reply", (2,), REQUEST_ROUTE | FAILURE_ROUTE, fix_reply,
                  "SER 0.9's name of sl_send_reply"),
+        Function("sl_reply_error", "reply_error", (0,), REQUEST_ROUTE | FAILURE_ROUTE,
+                 doc="answer 500 unless already answered"),
     ),
 )

@@ -38,7 +38,8 @@ def _fix_subst(module, args, script):
     delim = text[0]
     parts = re.split(r"(?<!\\)" + re.escape(delim), text[1:])
     if len(parts) != 3:
-        raise ValueError(f"bad subst expression {text!r}: expected {delim}re{delim}repl{delim}flags")
+        raise ValueError(f"bad subst expression {text!r}: "
+                         f"expected {delim}re{delim}repl{delim}flags")
     pattern, repl, flags = parts
     if set(flags) - set("gi"):
         raise ValueError(f"bad subst flags {flags!r}: only g and i")

@@ -16,8 +16,8 @@ from ..sip.errors import ParseError
 from ..transaction.requests import build_ack, build_cancel
 from ..transaction.table import TransactionTable, client_key, server_key
 from ..transaction.transaction import ClientTransaction, ServerTransaction
-from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, Function, Module,
-                     ModuleSpec, Param)
+from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, ROUTE_NAMES,
+                     Function, Module, ModuleSpec, Param)
 from .sl import fix_reply
 
 _REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
@@ -34,7 +34,7 @@ def _fix_route(kind):
     def fixup(module, args, script):
         name = str(args[0])
         if script is not None and not script.has_route(kind, name):
-            raise ValueError(f"there is no {'failure_route' if kind == FAILURE_ROUTE else 'onreply_route' if kind == ONREPLY_ROUTE else 'branch_route'}[{name}]")
+            raise ValueError(f"there is no {ROUTE_NAMES[kind]}[{name}]")
         return (name,)
     return fixup
 

@@ -14,8 +14,7 @@ VALID = ROOT / "tests" / "data" / "configs" / "valid"
 @pytest.mark.parametrize("path", [
     VALID / "seed.cfg",
     ROOT / "files" / "etc" / "ser" / "ser.cfg",
-    pytest.param(VALID / "ser-0.9-default.cfg", marks=pytest.mark.xfail(
-        reason="sl does not export sl_reply_error yet", strict=False)),
+    VALID / "ser-0.9-default.cfg",
 ], ids=lambda p: p.name)
 def test_compiles_with_the_real_modules(path):
     if not path.exists():
