@@ -214,8 +214,8 @@ class Tm(Module):
                 sent += 1
         ctx.forwarded = True
         if not sent:
-            if rc.all_final() and rc.answered < 200:
-                self._finish(rc)
+            if rc.answered < 200 and rc.all_final():
+                self._finish(rc)    # nowhere to send it: answer with why
             return -1
         return 1
 
@@ -230,13 +230,17 @@ class Tm(Module):
                 ctx.dst_uri = saved
         except ParseError as exc:
             log.limited(("badhop", uri), log.NOTICE, f"cannot route to {uri}: {exc.reason}")
+            branch = BranchState(rc, uri, "", "", 0, None, b"")
+            branch.final, branch.reason = exc.status, exc.reason
+            rc.branches.append(branch)
             return False
         hproto, hhost, hport = hop
         ip = core.resolve(hhost)
         listener = core._listener_for(hproto, hhost) if ip else None
         if ip is None or listener is None:
             branch = BranchState(rc, uri, hproto, hhost, hport, None, b"")
-            branch.final = 478 if ip is None else 503    # unresolvable / no socket
+            branch.final, branch.reason = ((478, "Unresolvable Destination") if ip is None
+                                           else (503, "Service Unavailable"))
             rc.branches.append(branch)
             return False
         self._branch_seq += 1
@@ -328,7 +332,7 @@ class Tm(Module):
             self._cancel_branch(branch)
         elif action == "timeout":
             if not branch.final:
-                branch.final = 408
+                branch.final, branch.reason = 408, "Request Timeout"
                 self._branch_final(branch.rc, branch)
         elif action == "up":
             self._reply_up(ct, branch, msg)
@@ -389,9 +393,7 @@ class Tm(Module):
         if best.response is not None and best.final != 503:
             self._relay(rc, best.response)
         else:
-            status = best.final
-            reason = {408: "Request Timeout", 478: "Unresolvable Destination",
-                      503: "Service Unavailable"}.get(status, "Error")
+            status, reason = best.final, best.reason or "Request Timeout"
             if status == 503:   # 16.7 step 6: a 503 becomes 500 upstream
                 status, reason = 500, "Server Internal Error"
             self._local_reply(rc.server, status, reason)

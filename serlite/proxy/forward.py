@@ -29,12 +29,16 @@ def via_target(via, source=None):
     """Where responses to a request with this top Via go (RFC 3261 18.2.2, RFC 3581 4).
 
     ``source`` is the request's Source when we answer it ourselves: the reply then goes back over
-    its TCP connection, or to the source address when rport asked for it."""
-    proto = via.transport.lower()
-    if proto not in ("udp", "tcp"):
-        proto = "udp"
-    if source is not None and source.proto == "tcp":
-        return "tcp", source.ip, source.port
+    its TCP connection, or by the transport it came on (whatever its Via claims) to the address
+    received/rport name."""
+    if source is not None:
+        if source.proto == "tcp":
+            return "tcp", source.ip, source.port
+        proto = source.proto
+    else:
+        proto = via.transport.lower()
+        if proto not in ("udp", "tcp"):
+            proto = "udp"
     if via.maddr:
         return proto, via.maddr.strip("[]"), via.port or 5060
     host = via.received or via.host

@@ -9,7 +9,7 @@ class BranchState:
     """One forwarded copy of the request (a client transaction's caller data)."""
 
     __slots__ = ("rc", "index", "uri", "proto", "ip", "port", "listener", "sent", "client",
-                 "final", "response", "cancelled")
+                 "final", "reason", "response", "cancelled")
 
     def __init__(self, rc, uri, proto, ip, port, listener, sent):
         self.rc = rc                # the ResponseContext this branch belongs to
@@ -21,7 +21,8 @@ class BranchState:
         self.listener = listener
         self.sent = sent            # the bytes of the request on this branch
         self.client = None          # its ClientTransaction
-        self.final = 0              # final status received (or 408 made up on timeout)
+        self.final = 0              # final status received (or made up: 408 on timeout ...)
+        self.reason = ""            # the reason phrase of a made-up final status
         self.response = None        # the final Response, None when made up locally
         self.cancelled = False
 
