@@ -7,10 +7,11 @@ relaying responses, the best-response choice, CANCEL).
 """
 
 import os
+import re
 
 from .. import log
 from ..proxy import forward
-from ..proxy.context import Context
+from ..proxy.context import Branch, Context
 from ..proxy.response_context import BranchState, ResponseContext, best_response
 from ..sip.errors import ParseError
 from ..transaction.requests import build_ack, build_cancel
@@ -21,6 +22,7 @@ from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, 
 from .sl import fix_reply
 
 _REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
+MAX_FAILURE_ROUNDS = 16     # a failure_route that re-arms itself forever still ends
 
 
 def _ms(value):
@@ -46,6 +48,13 @@ def _fix_relay_to(module, args, script):
     except (TypeError, ValueError):
         raise ValueError(f"port must be a number, not {args[1]!r}")
     return (host.strip("[]"), port)
+
+
+def _fix_status_re(module, args, script):
+    try:
+        return (re.compile(str(args[0])),)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression {args[0]!r}: {exc}")
 
 
 def _fix_fr(module, args, script):
@@ -194,40 +203,60 @@ class Tm(Module):
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
         if msg.method == "CANCEL":
             return self._relay_cancel(ctx, host, port, proto)
-        st, created = self._new_server(ctx)
+        st, _ = self._new_server(ctx)
         rc = st.data
-        if not created and ctx.route_type != FAILURE_ROUTE:
-            return 0        # a retransmission that slipped past absorb(): nothing more to do
+        first = not rc.relayed
+        if not first and ctx.route_type != FAILURE_ROUTE:
+            log.limited(("relay-twice", ctx.msg.call_id), log.WARN,
+                        "t_relay called twice for one request outside failure_route: ignored")
+            return -1
         refused = forward.check_forwardable(msg)
         if refused is not None:
             self._local_reply(st, refused[0], refused[1], refused[2])
             return -1
-        if created and msg.method == "INVITE":
-            # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
-            self._local_reply(st, 100, "Trying")
-        rest = forward.prepare_request(msg)
+        if first:
+            rc.relayed = True
+            rc.max_forwards = msg.max_forwards
+            if msg.method == "INVITE" and st.status == 0:
+                # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
+                self._local_reply(st, 100, "Trying")
+        rest = forward.prepare_request(msg, rc.max_forwards)
         targets = [(ctx.ruri, ctx.dst_uri)] + [(b.uri, b.dst_uri) for b in ctx.branches]
         ctx.branches = []
         sent = 0
         for uri, dst in targets:
-            if self._send_branch(rc, ctx, uri, dst, rest, host, port, proto):
+            branch_msg, branch_rest = msg, rest
+            if rc.branch_route is not None:
+                bctx = self._run_branch_route(rc, ctx, uri, dst)
+                if bctx is None:
+                    continue        # the branch_route dropped it
+                branch_msg, uri, dst = bctx.msg, bctx.ruri, bctx.dst_uri
+                branch_rest = forward.prepare_request(branch_msg, rc.max_forwards)
+            if self._send_branch(rc, branch_msg, uri, dst, branch_rest, host, port, proto):
                 sent += 1
         ctx.forwarded = True
         if not sent:
-            if rc.answered < 200 and rc.all_final():
+            if rc.answered < 200 and rc.all_final() and not rc.in_failure:
                 self._finish(rc)    # nowhere to send it: answer with why
             return -1
         return 1
 
-    def _send_branch(self, rc, ctx, uri, dst, rest, host, port, proto):
+    def _run_branch_route(self, rc, ctx, uri, dst):
+        """branch_route (t_on_branch): runs on this branch's own copy of the request; ``drop``
+        there means the branch is not sent.  Returns the branch's context, or None."""
+        bctx = Context(ctx.msg.copy(), ctx.source, self.core, BRANCH_ROUTE)
+        bctx.new_uri, bctx.dst_uri, bctx.flags = uri, dst, ctx.flags
+        bctx.transaction = ctx.transaction
+        self.core.script.run(BRANCH_ROUTE, rc.branch_route, bctx)
+        return None if bctx.dropped else bctx
+
+    def _send_branch(self, rc, msg, uri, dst, rest, host, port, proto):
         core = self.core
         try:
             if host is not None:
                 hop = (proto or "udp", host, port or 5060)
             else:
-                saved, ctx.dst_uri = ctx.dst_uri, dst
-                hop = core.next_hop(ctx, uri)
-                ctx.dst_uri = saved
+                hop = core.next_hop(msg, uri, dst)
         except ParseError as exc:
             log.limited(("badhop", uri), log.NOTICE, f"cannot route to {uri}: {exc.reason}")
             branch = BranchState(rc, uri, "", "", 0, None, b"")
@@ -236,7 +265,7 @@ class Tm(Module):
             return False
         hproto, hhost, hport = hop
         ip = core.resolve(hhost)
-        listener = core._listener_for(hproto, hhost) if ip else None
+        listener = core.listener_for(hproto, hhost) if ip else None
         if ip is None or listener is None:
             branch = BranchState(rc, uri, hproto, hhost, hport, None, b"")
             branch.final, branch.reason = ((478, "Unresolvable Destination") if ip is None
@@ -245,7 +274,7 @@ class Tm(Module):
             return False
         self._branch_seq += 1
         branch_id = f"{self._branch_prefix}.{self._branch_seq}"
-        method = ctx.msg.method
+        method = msg.method
         data = forward.branch_bytes(method, uri, rest,
                                     forward.via_line(listener, hproto, branch_id))
         branch = BranchState(rc, uri, hproto, ip, hport, listener, data)
@@ -275,6 +304,7 @@ class Tm(Module):
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
         self.core.reply(ctx, 200, "OK")
         rc = st.data
+        rc.cancelled = True
         for branch in rc.pending():
             self._cancel_branch(branch)
         return 1
@@ -294,6 +324,9 @@ class Tm(Module):
         self.core.stats.request_out("CANCEL", len(data))
         self.core.transport.send(branch.proto, branch.ip, branch.port, data, branch.listener)
         self._schedule(cancel)
+        for action in ct.step("cancel_sent", self.core.now()):
+            self._client_action(ct, action, None)
+        self._schedule(ct)
 
     # -- replies ---------------------------------------------------------------------------
     def on_reply(self, msg, source):
@@ -328,7 +361,6 @@ class Tm(Module):
             ack = build_ack(branch.sent, msg)
             self.core.transport.send(branch.proto, branch.ip, branch.port, ack, branch.listener)
         elif action == "cancel":
-            branch.cancelled = False
             self._cancel_branch(branch)
         elif action == "timeout":
             if not branch.final:
@@ -375,28 +407,39 @@ class Tm(Module):
         self._finish(rc)
 
     def _finish(self, rc):
-        """All branches are final and none was a 2xx: failure_route, or the best response."""
-        best = best_response(rc.branches)
-        if best is None:
-            return
-        if rc.failure_route is not None:
+        """All branches are final and none was a 2xx: the armed failure_route (which may relay
+        to new branches, and arm itself again), then the best response goes upstream."""
+        best = None
+        for _ in range(MAX_FAILURE_ROUNDS):
+            best = best_response(rc.branches)
+            if best is None or rc.failure_route is None:
+                break
             route, rc.failure_route = rc.failure_route, None
             ctx = rc.ctx
+            # the failure route sees the request as t_relay sent it ($ru included: the first
+            # branch's URI); the destination set starts empty
             ctx.route_type = FAILURE_ROUTE
             ctx.branches = []
-            ctx.new_uri = None
-            before = len(rc.branches)
-            self.core.script.run(FAILURE_ROUTE, route, ctx)
-            ctx.route_type = REQUEST_ROUTE
-            if rc.answered >= 200 or len(rc.branches) > before and not rc.all_final():
-                return      # the failure route replied or relayed to new branches
+            ctx.reply, ctx.reply_status = best.response, best.final
+            rc.in_failure = True
+            try:
+                self.core.script.run(FAILURE_ROUTE, route, ctx)
+            finally:
+                rc.in_failure = False
+                ctx.route_type = REQUEST_ROUTE
+            if rc.answered >= 200 or not rc.all_final():
+                return      # the failure route replied, or new branches are under way
+        if best is None:
+            return
         if best.response is not None and best.final != 503:
             self._relay(rc, best.response)
-        else:
-            status, reason = best.final, best.reason or "Request Timeout"
-            if status == 503:   # 16.7 step 6: a 503 becomes 500 upstream
-                status, reason = 500, "Server Internal Error"
-            self._local_reply(rc.server, status, reason)
+            return
+        status, reason = best.final, best.reason or "Request Timeout"
+        if rc.cancelled:
+            status, reason = 487, "Request Terminated"     # RFC 3261 16.10
+        elif status == 503:   # 16.7 step 6: a 503 becomes 500 upstream
+            status, reason = 500, "Server Internal Error"
+        self._local_reply(rc.server, status, reason)
 
     def _relay(self, rc, msg):
         status = msg.status
@@ -432,6 +475,51 @@ class Tm(Module):
             rc.fr_timer = fr / 1000.0
         return 1
 
+    def t_check_status(self, ctx, regex):
+        """True if the reply status matches: the winning final status in failure_route, the
+        reply's in onreply_route."""
+        if ctx.route_type == FAILURE_ROUTE:
+            status = ctx.reply_status
+        elif ctx.route_type == ONREPLY_ROUTE:
+            status = ctx.msg.status
+        else:
+            return -1
+        return 1 if regex.search(str(status)) else -1
+
+    def t_was_cancelled(self, ctx):
+        st = ctx.transaction
+        return 1 if st is not None and st.data.cancelled else -1
+
+    def t_load_contacts(self, ctx):
+        """Serial forking: put the destination set aside, grouped by q-value (highest first);
+        ``t_next_contacts`` takes the next group.  With one q-value there is nothing to do."""
+        targets = [(ctx.ruri, ctx.q, ctx.dst_uri)] + [(b.uri, b.q, b.dst_uri)
+                                                        for b in ctx.branches]
+        if len({q for _, q, _ in targets}) < 2:
+            return 1
+        targets.sort(key=lambda t: -(t[1] if t[1] is not None else -1))
+        groups = []
+        for target in targets:
+            if groups and groups[-1][0][1] == target[1]:
+                groups[-1].append(target)
+            else:
+                groups.append([target])
+        self._rc(ctx).contact_groups = groups
+        ctx.branches = []
+        return 1
+
+    def t_next_contacts(self, ctx):
+        """The next q-group of ``t_load_contacts`` becomes the destination set; false if none
+        is left."""
+        st = ctx.transaction
+        if st is None or not st.data.contact_groups:
+            return -1
+        group = st.data.contact_groups.pop(0)
+        (uri, q, dst), rest = group[0], group[1:]
+        ctx.new_uri, ctx.q, ctx.dst_uri = uri, q, dst
+        ctx.branches = [Branch(u, bq, d) for u, bq, d in rest]
+        return 1
+
     def t_relay_to_udp(self, ctx, host, port):
         return self.t_relay(ctx, host, port, "udp")
 
@@ -456,6 +544,14 @@ EXPORTS = ModuleSpec(
         Function("t_on_reply", "t_on_reply", (1,), _REQ_FAIL, _fix_route(ONREPLY_ROUTE)),
         Function("t_on_branch", "t_on_branch", (1,), _REQ_FAIL, _fix_route(BRANCH_ROUTE)),
         Function("t_set_fr", "t_set_fr", (1, 2), _REQ_FAIL, _fix_fr),
+        Function("t_check_status", "t_check_status", (1,), FAILURE_ROUTE | ONREPLY_ROUTE,
+                 _fix_status_re, "true if the reply status matches the regular expression"),
+        Function("t_was_cancelled", "t_was_cancelled", (0,), FAILURE_ROUTE | ONREPLY_ROUTE,
+                 doc="true if the UAC cancelled the request"),
+        Function("t_load_contacts", "t_load_contacts", (0,), _REQ_FAIL,
+                 doc="serial forking: group the destination set by q"),
+        Function("t_next_contacts", "t_next_contacts", (0,), _REQ_FAIL,
+                 doc="the next q-group becomes the destination set; false when none is left"),
     ),
     params={
         "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)"),

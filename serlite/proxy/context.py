@@ -58,11 +58,14 @@ class Context:
     ``replied``   set once a final reply was sent statelessly or statefully;
     ``transaction`` the server transaction, when tm made one;
     ``forwarded`` set once the request was sent on (statelessly or by tm);
-    ``dropped``   set by the script's ``drop``: a reply route's reply is not relayed.
+    ``dropped``   set by the script's ``drop``: a reply route's reply is not relayed;
+    ``reply``, ``reply_status``  in failure_route: the winning final Response (None when it was
+                  made up locally, e.g. 408 on timeout) and its status.
     """
 
     __slots__ = ("msg", "source", "core", "route_type", "flags", "new_uri", "dst_uri", "q",
-                 "branches", "replied", "transaction", "forwarded", "dropped", "__weakref__")
+                 "branches", "replied", "transaction", "forwarded", "dropped", "reply",
+                 "reply_status", "__weakref__")
 
     def __init__(self, msg, source, core, route_type=REQUEST_ROUTE):
         self.msg = msg
@@ -78,6 +81,8 @@ class Context:
         self.transaction = None
         self.forwarded = False
         self.dropped = False
+        self.reply = None
+        self.reply_status = 0
 
     @property
     def ruri(self):

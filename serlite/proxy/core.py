@@ -226,11 +226,11 @@ class Core:
         self.stats.reply_out(msg.status, len(data))
         return self.send(proto, host, port, data, conn=conn)
 
-    def next_hop(self, ctx, uri):
+    def next_hop(self, msg, uri, dst_uri=None):
         """16.6 steps 6-7: the script's destination, the first Route, or the Request-URI."""
-        if ctx.dst_uri:
-            return forward.uri_target(ctx.dst_uri)
-        routes = ctx.msg.values("Route")
+        if dst_uri:
+            return forward.uri_target(dst_uri)
+        routes = msg.values("Route")
         if routes:
             from ..sip.headers import parse_name_addr
             return forward.uri_target(parse_name_addr(routes[0]).uri)
@@ -244,19 +244,16 @@ class Core:
         if refused is not None:
             self.reply(ctx, refused[0], refused[1], refused[2])
             return False
-        rest = forward.prepare_request(msg)
+        rest = forward.prepare_request(msg, msg.max_forwards)
         targets = [(ctx.ruri, None)] + [(b.uri, b.dst_uri) for b in ctx.branches]
         sent = False
         for index, (uri, dst) in enumerate(targets):
             if host is not None:
                 hop = (proto or "udp", host, port or 5060)
             else:
-                saved = ctx.dst_uri
-                ctx.dst_uri = dst or ctx.dst_uri
-                hop = self.next_hop(ctx, uri)
-                ctx.dst_uri = saved
+                hop = self.next_hop(msg, uri, dst if index else ctx.dst_uri)
             hproto, hhost, hport = hop
-            listener = self._listener_for(hproto, hhost)
+            listener = self.listener_for(hproto, hhost)
             if listener is None:
                 continue
             branch = forward.stateless_branch(msg, index)
@@ -267,7 +264,8 @@ class Core:
         ctx.forwarded = True
         return sent
 
-    def _listener_for(self, proto, host):
+    def listener_for(self, proto, host):
+        """The socket to send to ``host`` from: ours of that protocol and address family."""
         ip = self.resolve(host)
         family = socket.AF_INET6 if ip and ":" in ip else socket.AF_INET
         listener = self.transport.listener_for(proto, family)

@@ -6,10 +6,10 @@ Pure functions over parsed messages: no sockets, no clock.  Name resolution is t
 import hashlib
 
 from ..sip.errors import ParseError
+from ..sip.headers import MAGIC_COOKIE
 from ..sip.uri import URI
 
 DEFAULT_MAX_FORWARDS = 70       # RFC 3261 16.6 step 3
-MAGIC_COOKIE = "z9hG4bK"        # RFC 3261 8.1.1.7
 
 
 def uri_target(uri):
@@ -94,10 +94,11 @@ def check_forwardable(msg):
     return None
 
 
-def prepare_request(msg):
-    """The parts of 16.6 that are the same for every branch: Max-Forwards (step 3).  Returns the
-    request as bytes split into its request line and the rest, for ``branch_bytes``."""
-    mf = msg.max_forwards
+def prepare_request(msg, received_max_forwards):
+    """The parts of 16.6 that are the same for every branch: Max-Forwards (step 3), from the
+    value the request came with (a failure_route relays the same request again).  Returns the
+    request as bytes without its request line, for ``branch_bytes``."""
+    mf = received_max_forwards
     msg.set_header("Max-Forwards", str(DEFAULT_MAX_FORWARDS if mf is None else mf - 1))
     data = msg.to_bytes()
     eol = data.index(b"\r\n") + 2

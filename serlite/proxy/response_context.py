@@ -32,7 +32,8 @@ class ResponseContext:
     branches, and the routes the script armed."""
 
     __slots__ = ("server", "ctx", "branches", "answered", "failure_route", "reply_route",
-                 "branch_route", "fr_timer", "fr_inv_timer")
+                 "branch_route", "fr_timer", "fr_inv_timer", "max_forwards", "relayed",
+                 "cancelled", "in_failure", "contact_groups")
 
     def __init__(self, server, ctx):
         self.server = server
@@ -44,6 +45,11 @@ class ResponseContext:
         self.branch_route = None
         self.fr_timer = None
         self.fr_inv_timer = None
+        self.max_forwards = None    # as received: every relay of this request starts from it
+        self.relayed = False        # t_relay ran for it
+        self.cancelled = False      # a CANCEL for it came in (t_was_cancelled)
+        self.in_failure = False     # its failure_route is running
+        self.contact_groups = []    # t_load_contacts: the destinations left, by q (serial fork)
 
     def pending(self):
         return [b for b in self.branches if not b.final]

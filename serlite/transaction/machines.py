@@ -7,7 +7,8 @@ classes in ``client.py``/``server.py`` carry out; the tables say *what* happens,
 
 Events:
   client:  1xx, 2xx, 3xx (any final >= 300), A, B, D, E, F, K, fr (SER's fr_timer / fr_inv_timer,
-           RFC 3261 16.6 step 11 timer C), error (transport failure)
+           RFC 3261 16.6 step 11 timer C), cancel_sent (the TU sent a CANCEL for it),
+           error (transport failure)
   server:  request (a retransmission), ack, send1xx, send2xx, send3xx (TU sends a response),
            G, H, I, J, L, error
 """
@@ -23,9 +24,15 @@ CLIENT_INVITE = {
     ("calling", "error"): (("timeout",), "terminated"),
     ("proceeding", "1xx"): (("up",), "proceeding"),
     ("proceeding", "2xx"): (("up",), "terminated"),
-    ("proceeding", "3xx"): (("stop_fr", "send_ack", "up", "arm_D"), "completed"),
-    ("proceeding", "fr"): (("cancel", "timeout"), "terminated"),
+    ("proceeding", "3xx"): (("stop_fr", "stop_B", "send_ack", "up", "arm_D"), "completed"),
+    # 16.8: timer C fired after a provisional: CANCEL, the branch counts as 408, and the
+    # transaction waits 64*T1 (timer B again) for the 487
+    ("proceeding", "fr"): (("cancel", "timeout", "arm_B"), "proceeding"),
+    ("proceeding", "B"): (("timeout",), "terminated"),
     ("proceeding", "error"): (("timeout",), "terminated"),
+    ("calling", "cancel_sent"): ((), "calling"),
+    ("proceeding", "cancel_sent"): (("arm_B",), "proceeding"),   # 9.1: 64*T1 for the final
+    ("completed", "cancel_sent"): ((), "completed"),
     ("completed", "3xx"): (("send_ack",), "completed"),
     ("completed", "1xx"): ((), "completed"),
     ("completed", "2xx"): ((), "completed"),

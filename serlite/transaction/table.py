@@ -3,7 +3,7 @@
 Keys only: the table holds transactions by key and knows nothing of timers or sockets.
 """
 
-MAGIC_COOKIE = "z9hG4bK"
+from ..sip.headers import MAGIC_COOKIE
 
 
 def server_key(msg):

@@ -14,7 +14,7 @@ T2 = 4.0    # maximum retransmit interval for non-INVITE requests and INVITE res
 T4 = 5.0    # maximum duration a message remains in the network
 
 _TIMER_ACTIONS = frozenset(("double_A", "double_E", "T2_E", "double_G", "arm_D", "arm_K", "arm_L",
-                            "arm_G", "arm_H", "arm_I", "arm_J", "arm_fr_inv", "stop_A", "stop_B",
+                            "arm_G", "arm_H", "arm_I", "arm_J", "arm_fr_inv", "arm_B", "stop_A", "stop_B",
                             "stop_E", "stop_F", "stop_G", "stop_H", "stop_fr"))
 
 
@@ -121,6 +121,8 @@ class ClientTransaction(Transaction):
             self._arm("D", 0 if self.reliable else 64 * self.t1, now)
         elif name == "K":   # 17.1.2.2: T4 for unreliable, 0 for reliable
             self._arm("K", 0 if self.reliable else self.t4, now)
+        elif name == "B":   # waiting for the final response after a CANCEL (9.1, 16.8)
+            self._arm("B", 64 * self.t1, now)
         elif name == "fr_inv":
             self.deadlines.pop("fr", None)
             self.deadlines.pop("B", None)

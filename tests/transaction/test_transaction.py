@@ -54,7 +54,18 @@ def test_provisional_stops_retransmissions_and_arms_fr_inv():
     assert tx.receive(180, 0.2) == ["up"]
     assert tx.state == "proceeding"
     fired = _fire_all(tx, 500.0)
-    assert fired == [(120.2, ["cancel", "timeout"])]
+    # timer C (16.8): CANCEL and 408 for the branch; then 64*T1 to wait for the 487
+    assert fired == [(120.2, ["cancel", "timeout"]), (152.2, ["timeout"])]
+    assert tx.terminated
+
+
+def test_cancel_sent_waits_64_t1_for_the_final_response():
+    tx = ClientTransaction("INVITE", "b", b"INVITE", reliable=False, now=0.0, fr_timer=0,
+                           fr_inv_timer=120.0)
+    tx.receive(180, 1.0)
+    assert tx.step("cancel_sent", 2.0) == []
+    assert tx.receive(487, 3.0) == ["send_ack", "up"]       # the UAS answered the CANCEL
+    assert tx.state == "completed"
 
 
 def test_invite_client_error_response_is_acked_and_absorbed_in_completed():
@@ -126,3 +137,46 @@ def test_missing_row_is_an_error_not_a_no_op():
     st = ServerTransaction("REGISTER", "k", reliable=False, dest=None)
     with pytest.raises(KeyError):
         st.step("ack", 0.0)
+
+
+TIMERS = {"A", "B", "D", "E", "F", "G", "H", "I", "J", "K", "L", "fr"}
+
+
+@pytest.mark.parametrize("kind", ["INVITE-client", "BYE-client", "INVITE-server",
+                                  "BYE-server"])
+@pytest.mark.parametrize("reliable", [False, True])
+def test_random_walks_never_fire_a_timer_the_state_has_no_row_for(kind, reliable):
+    """Every (state, input) the machine can meet is in its table: walk each machine many times
+    with random inputs among those its state accepts, and fire every timer that comes due."""
+    import random
+    rng = random.Random(kind + str(reliable))
+    method, side = kind.split("-")
+    for _ in range(300):
+        if side == "client":
+            tx = ClientTransaction(method, "b", b"x", reliable=reliable, now=0.0,
+                                   fr_timer=rng.choice([0, 5.0]), fr_inv_timer=10.0)
+        else:
+            tx = ServerTransaction(method, "k", reliable=reliable, dest=None)
+        now = 0.0
+        for _ in range(12):
+            if tx.terminated:
+                break
+            inputs = [e for (state, e) in tx.table if state == tx.state and e not in TIMERS]
+            if rng.random() < 0.4 and tx.next_deadline() is not None:
+                now = max(now, tx.next_deadline())
+                tx.expire(now)              # a missing row raises KeyError here
+                continue
+            event = rng.choice(inputs)
+            now += rng.random()
+            if event.endswith("xx") and side == "client":
+                tx.receive({"1xx": 180, "2xx": 200, "3xx": 486}[event], now)
+            elif event.startswith("send"):
+                tx.respond({"send1xx": 180, "send2xx": 200, "send3xx": 486}[event], b"r", now)
+            else:
+                tx.step(event, now)
+        # whatever happened, the transaction ends on its own once its timers run out
+        for _ in range(20):
+            if tx.terminated or tx.next_deadline() is None:
+                break
+            tx.expire(tx.next_deadline())
+        assert tx.terminated or tx.state in ("proceeding", "trying", "calling"), tx.state
