@@ -1,4 +1,5 @@
-"""SER's core actions: forward, log, flags, Request-URI rewriting, branches, force_rport, len_gt.
+"""SER's core actions: forward, log, flags, Request-URI rewriting, branches, force_rport, len_gt,
+has_totag.
 
 Always loaded; the script compiler resolves these names like any module's functions.
 """
@@ -153,6 +154,11 @@ class Core(Module):
     def len_gt(self, ctx, size):
         return 1 if len(ctx.msg.to_bytes()) > size else -1
 
+    def has_totag(self, ctx):
+        """True when the To header has a tag: the request is inside a dialog."""
+        to = ctx.msg.to
+        return 1 if to is not None and to.tag else -1
+
 
 EXPORTS = ModuleSpec(
     name="core",
@@ -162,12 +168,13 @@ EXPORTS = ModuleSpec(
                  "forward statelessly to the R-URI, or to host[, port]"),
         Function("forward_udp", "forward_udp", (0, 1, 2), _REQ, _fix_forward),
         Function("forward_tcp", "forward_tcp", (0, 1, 2), _REQ, _fix_forward),
-        Function("log", "log", (1, 2), ANY_ROUTE, _fix_log, "log([level,] text)"),
+        Function("log", "log", (1, 2), ANY_ROUTE, _fix_log, "log([level,] text)",
+                 dynamic=True),
         Function("setflag", "setflag", (1,), ANY_ROUTE, _fix_flag),
         Function("resetflag", "resetflag", (1,), ANY_ROUTE, _fix_flag),
         Function("isflag", "isflag", (1,), ANY_ROUTE, _fix_flag),
-        Function("rewriteuri", "rewriteuri", (1,), _REQ, _fix_uri),
-        Function("seturi", "rewriteuri", (1,), _REQ, _fix_uri),
+        Function("rewriteuri", "rewriteuri", (1,), _REQ, _fix_uri, dynamic=True),
+        Function("seturi", "rewriteuri", (1,), _REQ, _fix_uri, dynamic=True),
         Function("rewritehost", "rewritehost", (1,), _REQ, _fix_uri),
         Function("sethost", "rewritehost", (1,), _REQ, _fix_uri),
         Function("rewritehostport", "rewritehostport", (1,), _REQ, _fix_uri),
@@ -176,8 +183,11 @@ EXPORTS = ModuleSpec(
         Function("setuser", "rewriteuser", (1,), _REQ, _fix_uri),
         Function("prefix", "prefix", (1,), _REQ, _fix_uri),
         Function("strip", "strip", (1,), _REQ, _fix_int),
-        Function("append_branch", "append_branch", (0, 1), REQUEST_ROUTE | FAILURE_ROUTE),
+        Function("append_branch", "append_branch", (0, 1), REQUEST_ROUTE | FAILURE_ROUTE,
+                 dynamic=True),
         Function("force_rport", "force_rport", (0,), REQUEST_ROUTE),
         Function("len_gt", "len_gt", (1,), ANY_ROUTE, _fix_int),
+        Function("has_totag", "has_totag", (0,), REQUEST_ROUTE | FAILURE_ROUTE,
+                 doc="true if the To header has a tag (an in-dialog request)"),
     ),
 )

@@ -34,17 +34,24 @@ class Function:
     arguments (strings or ints as written) and the Script being compiled (its routes are known,
     e.g. for ``t_on_failure("1")``); it may raise ``ValueError("message")``, which the compiler
     turns into a ``ConfigError`` at the call's position.
+
+    ``dynamic=True`` lets the script pass arguments only known at run time (pseudo-variables,
+    ``"sip:" + $rU``).  Such a call evaluates them to strings (literal numbers stay ints) and runs
+    ``fixup`` on every call, with the same contract: keep the fixup cheap and free of side
+    effects, and make its checks hold for any value (a ValueError is then a run-time error).
     """
 
-    __slots__ = ("name", "method", "nargs", "routes", "fixup", "doc")
+    __slots__ = ("name", "method", "nargs", "routes", "fixup", "doc", "dynamic")
 
-    def __init__(self, name, method, nargs=(0,), routes=REQUEST_ROUTE, fixup=None, doc=""):
+    def __init__(self, name, method, nargs=(0,), routes=REQUEST_ROUTE, fixup=None, doc="",
+                 dynamic=False):
         self.name = name
         self.method = method
         self.nargs = tuple(nargs)
         self.routes = routes
         self.fixup = fixup
         self.doc = doc
+        self.dynamic = dynamic
 
 
 class Param:

@@ -55,9 +55,9 @@ EXPORTS = ModuleSpec(
     factory=Sl,
     functions=(
         Function("sl_send_reply", "send_reply", (2,), REQUEST_ROUTE | FAILURE_ROUTE, fix_reply,
-                 "send a stateless reply"),
+                 "send a stateless reply", dynamic=True),
         Function("sl_reply", "send_reply", (2,), REQUEST_ROUTE | FAILURE_ROUTE, fix_reply,
-                 "SER 0.9's name of sl_send_reply"),
+                 "SER 0.9's name of sl_send_reply", dynamic=True),
         Function("sl_reply_error", "reply_error", (0,), REQUEST_ROUTE | FAILURE_ROUTE,
                  doc="answer 500 unless already answered"),
     ),

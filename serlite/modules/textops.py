@@ -1,13 +1,16 @@
 """textops: regular expressions and header edits on the message text: ``search``, ``replace``,
-``subst``, ``append_hf``, ``remove_hf``, ``is_present_hf``.
+``subst``, ``append_hf``, ``remove_hf``, ``is_present_hf``; and sed-like edits of the Request-URI,
+``subst_uri`` and ``subst_user`` (Kamailio's textops).
 
 Regular expressions are compiled once at start-up and match case-insensitively, as SER's
-POSIX ones did.
+POSIX ones did (the ``subst*`` expressions only with their ``i`` flag).
 """
 
 import re
 
+from ..sip.errors import ParseError
 from ..sip.message import parse
+from ..sip.uri import URI
 from .export import ANY_ROUTE, BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, \
     ModuleSpec
 
@@ -97,6 +100,28 @@ class Textops(Module):
         ctx.msg.add_header(name.strip(), value.strip())
         return 1
 
+    def subst_uri(self, ctx, regex, repl, count):
+        """sed on the whole R-URI; true if the expression matched (the R-URI is rewritten)."""
+        text, n = regex.subn(repl, ctx.ruri, count=count)
+        if not n:
+            return -1
+        ctx.set_ruri(text)
+        return 1
+
+    def subst_user(self, ctx, regex, repl, count):
+        """sed on the R-URI's user part (empty when it has none); true if it matched.  An empty
+        result removes the user part."""
+        try:
+            uri = URI.parse(ctx.ruri)
+        except ParseError:
+            return -1
+        user, n = regex.subn(repl, uri.user or "", count=count)
+        if not n:
+            return -1
+        uri.user = user or None
+        ctx.set_ruri(str(uri))
+        return 1
+
     def remove_hf(self, ctx, name):
         return 1 if ctx.msg.remove_header(name) else -1
 
@@ -112,7 +137,11 @@ EXPORTS = ModuleSpec(
         Function("replace", "replace", (2,), _REQ, _fix_re, "replace the first match"),
         Function("subst", "subst", (1,), _REQ, _fix_subst, "sed-like /re/repl/flags"),
         Function("append_hf", "append_hf", (1,), _REQ | ANY_ROUTE, _fix_hf,
-                 "append a header line"),
+                 "append a header line", dynamic=True),
+        Function("subst_uri", "subst_uri", (1,), _REQ, _fix_subst,
+                 "sed-like /re/repl/flags on the Request-URI"),
+        Function("subst_user", "subst_user", (1,), _REQ, _fix_subst,
+                 "sed-like /re/repl/flags on the Request-URI's user part"),
         Function("remove_hf", "remove_hf", (1,), ANY_ROUTE, _fix_name,
                  "remove every header of that name"),
         Function("is_present_hf", "is_present_hf", (1,), ANY_ROUTE, _fix_name),

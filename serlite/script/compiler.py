@@ -4,15 +4,23 @@ Owns: the table of known globals; ``loadmodule`` (path -> module name -> ``serli
 ``modparam`` checking and conversion, building module instances; resolving function calls
 against the loaded modules' export tables (argument counts, allowed route blocks, fixups);
 checking ``route(N)`` targets and which route blocks each request route can run in; regexes
-and IP networks compiled at start-up; and the run-time semantics of statements and conditions.
+and IP networks compiled at start-up; pseudo-variables (resolved against ``pvars.PVARS``),
+``+`` and assignments; and the run-time semantics of statements and conditions.
 
 Run time, as in SER: a function returns > 0 (true), < 0 (false) or 0 (stop the script).
 Each statement is a closure ``f(ctx)`` returning None to go on, or an int to leave the current
 route with that value (``break``, ``return``); ``exit``, ``drop``, a function returning 0 and
 ``return(0)`` raise ``_Stop``, which only ``Script.run`` catches.  An exception from a module
-function is re-raised as ``ScriptRuntimeError`` naming the call's file and line, with the
-original as ``__cause__`` and its traceback kept (so the last frame is where the module failed);
-the ``try`` is free in CPython 3.11+ when nothing is raised.  Nothing else is wrapped.
+function (or from its fixup, run per message for a call with dynamic arguments) or from an
+assignment to a pseudo-variable is re-raised as ``ScriptRuntimeError`` naming the file and line,
+with the original as ``__cause__`` and its traceback kept (so the last frame is where the module
+failed); the ``try`` is free in CPython 3.11+ when nothing is raised.  Nothing else is wrapped.
+
+Expressions (function arguments, the right side of ``$pv OP ...`` and of assignments) are
+compiled by ``_Compiler.expr`` into an ``_Expr``: a constant (literals and ``+`` of literals are
+folded at start-up) or a getter closure.  A call whose arguments are all constants is fixed up at
+start-up as before; one with a pseudo-variable in an argument needs ``Function.dynamic`` and runs
+the fixup on every call (the slow path).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from ..modules.export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE,
 from . import nodes as N
 from .errors import ConfigError, ScriptRuntimeError
 from .parser import parse
+from .pvars import PVARS
 
 MAX_ROUTE_DEPTH = 100   # nested route() calls, as SER's ROUTE_MAX_REC_LEV
 
@@ -94,14 +103,9 @@ _FALSE_WORDS = frozenset(("no", "false", "off", "disable"))
 RAW_ARG_FUNCTIONS = frozenset(("forward", "forward_udp", "forward_tcp", "forward_tls",
                                "send", "send_tcp"))
 
-# EXTENSION POINT (``status``): the route blocks where ``status`` may be compared, and how it is
-# read.  failure_route needs the winning reply's code from tm; add FAILURE_ROUTE here and teach
-# _reply_status where to find it.
-_STATUS_ROUTES = ONREPLY_ROUTE
-
-
-def _reply_status(ctx):
-    return ctx.msg.status
+# ``status``: in onreply_route the reply's code; in failure_route that of the winning final
+# reply, which tm leaves in ctx.reply_status (also for a 408 it made up).  Same as ``$rs``.
+_STATUS_ROUTES = ONREPLY_ROUTE | FAILURE_ROUTE
 
 
 class _Stop(Exception):
@@ -551,6 +555,195 @@ class _Compiler:
     def stmt_Call(self, node):
         return self.call(node, as_cond=False)
 
+    def stmt_Assign(self, node):
+        target = node.target
+        label = target.text()
+        spec = self.pv_spec(target)
+        if spec.set is None:
+            writable = ", ".join("$" + n for n, p in PVARS.items() if p.set is not None)
+            raise self.err(f"{label} is read-only", target, hint=f"assignable: {writable}")
+        self.check_route_kind(f"assigning {label}", spec.routes, target)
+        value = self.expr(node.value)
+        if value.type == "null" and not spec.nullable:
+            raise self.err(f"{label} cannot be null", node.value)
+        setter = spec.set
+        filename, line = self.filename, node.line
+        if value.get is None:
+            const = None if value.value is None else str(value.value)
+
+            def assign(ctx):
+                try:
+                    setter(ctx, const)
+                except Exception as e:
+                    raise ScriptRuntimeError(f"{label} = {const!r}: {type(e).__name__}: {e}",
+                                             filename, line).with_traceback(e.__traceback__) \
+                        from e
+            return assign
+        get = value.get if value.type == "str" else _nullable_text(value.get)
+
+        def assign_dynamic(ctx):
+            v = get(ctx)
+            try:
+                setter(ctx, v)
+            except Exception as e:
+                raise ScriptRuntimeError(f"{label} = {v!r}: {type(e).__name__}: {e}",
+                                         filename, line).with_traceback(e.__traceback__) from e
+        return assign_dynamic
+
+    # --- expressions and pseudo-variables -------------------------------------------------------
+
+    def pv_spec(self, node):
+        """The PVar of PV ``node``; ConfigError for an unknown name or a wrong argument."""
+        spec = PVARS.get(node.name)
+        label = node.text()
+        if spec is None:
+            same = sorted(n for n in PVARS if n.lower() == node.name.lower())
+            if same:
+                hint = " or ".join(f"'${n}'" for n in same)
+                raise self.err(f"unknown pseudo-variable {label} — did you mean {hint}?", node,
+                               hint="pseudo-variable names are case-sensitive")
+            close = _close_match(node.name, PVARS)
+            raise self.err(f"unknown pseudo-variable {label}"
+                           + (f" — did you mean '${close}'?" if close else ""), node,
+                           hint=None if close else "serlite has: "
+                           + " ".join("$" + n for n in PVARS))
+        if spec.takes_arg and not node.arg:
+            raise self.err(f"${node.name} needs a header name", node,
+                           hint=f"write ${node.name}(User-Agent)")
+        if not spec.takes_arg and node.arg is not None:
+            raise self.err(f"${node.name} takes no argument", node)
+        return spec
+
+    def pv(self, node):
+        """(getter, type) of PV ``node``, checked against the route blocks it runs in."""
+        spec = self.pv_spec(node)
+        self.check_route_kind(f"'{node.text()}'", spec.routes, node)
+        try:
+            get = spec.make(node.arg, self.kinds)
+        except ValueError as e:
+            raise self.err(str(e), node)
+        return get, spec.type
+
+    def expr(self, node):
+        """Compile a Value, PV or Concat into an _Expr.  Bare words other than ``null`` and
+        glued addresses are refused (they need quotes)."""
+        if isinstance(node, N.PV):
+            get, type_ = self.pv(node)
+            return _Expr(get, None, type_)
+        if isinstance(node, N.Concat):
+            return self.concat(node)
+        if node.kind == "str":
+            return _Expr(None, node.value, "str")
+        if node.kind == "int":
+            return _Expr(None, node.value, "int")
+        if node.kind == "word" and node.value == "null":
+            return _Expr(None, None, "null")
+        raise self.err(f"expected a quoted string, a number or a pseudo-variable, "
+                       f"got {node.value}", node, hint=f'write "{node.value}"')
+
+    def concat(self, node):
+        parts = [self.expr(p) for p in node.parts]
+        for p, part in zip(node.parts, parts):
+            if part.type == "null":
+                raise self.err("null cannot be joined with '+'", p)
+        if parts[0].type == "int" and parts[1].type == "int":
+            a, b = node.parts[0], node.parts[1]
+            raise self.err("'+' joins text, and the script has no arithmetic", b,
+                           hint=f'to join two numbers as text start with a string: '
+                                f'"" + {_source(a)} + {_source(b)}')
+        pieces = []           # str constants (adjacent ones folded) and text getters
+        for part in parts:
+            if part.get is None:
+                text = str(part.value)
+                if pieces and type(pieces[-1]) is str:
+                    pieces[-1] += text
+                else:
+                    pieces.append(text)
+            else:
+                pieces.append(_text(part.get, part.type))
+        if len(pieces) == 1 and type(pieces[0]) is str:
+            return _Expr(None, pieces[0], "str")
+        return _Expr(_joiner(pieces), None, "str")
+
+    def cmp_pv(self, node):
+        """``$pv OP right``: see docs/config-language.md for the rules."""
+        get, type_ = self.pv(node.left)
+        op = node.op
+        label = node.left.text()
+        right = self.expr(node.right)
+        if op in ("=~", "!~"):
+            if right.get is not None or right.type != "str":
+                raise self.err("a regular expression must be a quoted string", node.right)
+            try:
+                search = re.compile(right.value, re.IGNORECASE).search
+            except re.error as e:
+                raise self.err(f"bad regular expression: {e}", node.right)
+            if type_ == "str":
+                def match(ctx):
+                    v = get(ctx)
+                    return v is not None and search(v) is not None
+            else:
+                def match(ctx):
+                    v = get(ctx)
+                    return v is not None and search(str(v)) is not None
+            return match if op == "=~" else _negate(match)
+        ordering = op not in ("==", "!=")
+        if right.get is None:
+            want = right.value
+            if right.type == "null":
+                if ordering:
+                    raise self._bad_op_pv(node, op, "null", ("==", "!="))
+                if op == "==":
+                    return lambda ctx: get(ctx) is None
+                return lambda ctx: get(ctx) is not None
+            if right.type == "str" and (ordering or type_ == "int"):
+                number = _as_int(want)
+                if number is None:
+                    if ordering:
+                        raise self._bad_op_pv(node, op, "a string", ("==", "!=", "=~", "!~"))
+                    raise self.err(f"{label} is a number: compare it with a number", node.right)
+                want = number
+                right = _Expr(None, number, "int")
+            if right.type == "int":
+                cmp = _INT_OPS["==" if op == "!=" else op]     # != is "not ==" (null != 5)
+                if type_ == "int":
+                    def test(ctx):
+                        v = get(ctx)
+                        return v is not None and cmp(v, want)
+                else:
+                    def test(ctx):
+                        v = _as_int(get(ctx))
+                        return v is not None and cmp(v, want)
+            elif op == "==":         # str pseudo-variable == "text": exact
+                return lambda ctx: get(ctx) == want
+            else:
+                return lambda ctx: get(ctx) != want
+        else:
+            rget = right.get
+            if ordering:
+                cmp = _INT_OPS[op]
+
+                def test(ctx):
+                    a = _as_int(get(ctx))
+                    b = _as_int(rget(ctx))
+                    return a is not None and b is not None and cmp(a, b)
+                return test
+            if type_ == "str" and right.type == "str":
+                def test(ctx):
+                    return get(ctx) == rget(ctx)
+            else:
+                lget, rget = _nullable_text(get), _nullable_text(rget)
+
+                def test(ctx):
+                    return lget(ctx) == rget(ctx)
+        if op == "!=":
+            return _negate(test)
+        return test
+
+    def _bad_op_pv(self, node, op, what, ops):
+        return self.err(f"'{op}' cannot compare {node.left.text()} with {what}; use "
+                        + ", ".join(ops), node)
+
     # --- route() --------------------------------------------------------------------------------
 
     def route_caller(self, node):
@@ -586,12 +779,27 @@ class _Compiler:
         if nargs not in fn.nargs:
             raise self.err(f"{name} takes {_count_text(fn.nargs)}, got {nargs}", node)
         self.check_route_kind(f"'{name}'", fn.routes, node)
-        for a in node.args:
-            if a.kind in ("word", "raw") and name not in RAW_ARG_FUNCTIONS:
-                raise self.err(f"the arguments of {name}() must be quoted strings or numbers",
-                               a, hint=f'write "{a.value}"')
-        args = tuple(a.value for a in node.args)
         instance = self.script.modules[modname]
+        exprs = []
+        for a in node.args:
+            if isinstance(a, N.Value):
+                if a.kind in ("word", "raw") and name not in RAW_ARG_FUNCTIONS:
+                    raise self.err(f"the arguments of {name}() must be quoted strings or numbers",
+                                   a, hint=f'write "{a.value}"')
+                exprs.append(_Expr(None, a.value, a.kind))
+            else:
+                e = self.expr(a)
+                if e.get is not None and not fn.dynamic:
+                    dyn = sorted(f for f, (g, _) in self.functions.items()
+                                 if g.dynamic)
+                    raise self.err(f"the arguments of {name}() must be known at start-up "
+                                   f"(quoted strings, numbers, or strings joined with '+')", a,
+                                   hint="pseudo-variables can be passed to: " + ", ".join(dyn)
+                                   if dyn else None)
+                exprs.append(e)
+        if any(e.get is not None for e in exprs):
+            return self.dynamic_call(node, fn, instance, exprs, as_cond)
+        args = tuple(e.value for e in exprs)
         if fn.fixup is not None:
             try:
                 fixed = fn.fixup(instance, args, self.script)
@@ -600,6 +808,21 @@ class _Compiler:
             args = tuple(fixed)
         meth = getattr(instance, fn.method)
         return _make_call(meth, args, name, self.filename, node.line, as_cond)
+
+    def dynamic_call(self, node, fn, instance, exprs, as_cond):
+        """A call with run-time arguments: evaluate them (pseudo-variables as text, null as
+        ""), run the fixup on them, call.  A fixup's ValueError becomes a ScriptRuntimeError."""
+        getters = tuple(_const(e.value) if e.get is None else _text(e.get, e.type)
+                        for e in exprs)
+        meth = getattr(instance, fn.method)
+        fixup, script = fn.fixup, self.script
+        if fixup is None:
+            def call_dynamic(ctx):
+                return meth(ctx, *[g(ctx) for g in getters])
+        else:
+            def call_dynamic(ctx):
+                return meth(ctx, *fixup(instance, tuple([g(ctx) for g in getters]), script))
+        return _make_call(call_dynamic, (), node.name, self.filename, node.line, as_cond)
 
     def unknown_function(self, node):
         name = node.name
@@ -657,6 +880,8 @@ class _Compiler:
         return route_cond
 
     def cond_Compare(self, node):
+        if isinstance(node.left, N.PV):
+            return self.cmp_pv(node)
         compile_left = getattr(self, "cmp_" + node.left.replace(":", "_"))
         return compile_left(node, node.op, node.right)
 
@@ -816,9 +1041,10 @@ class _Compiler:
         try:
             self.check_route_kind("'status'", _STATUS_ROUTES, node)
         except ConfigError as e:
-            e.hint = e.hint or "status is the code of the reply being routed (onreply_route)"
+            e.hint = e.hint or "status is the code of the reply being routed (onreply_route) " \
+                "or of the winning reply (failure_route)"
             raise
-        get = _reply_status
+        get = PVARS["rs"].make(None, self.kinds)
         if op in ("=~", "!~"):
             search = self._regex(v).search
             if op == "=~":
@@ -832,6 +1058,76 @@ class _Compiler:
             raise self.err("status compares with a number or a regular expression", v)
         cmp = _INT_OPS[op]
         return lambda ctx: cmp(get(ctx), want)
+
+
+class _Expr:
+    """A compiled expression: ``get`` a closure ctx -> value, or None when the value is the
+    constant ``value``; ``type`` is "str", "int" or "null" (a getter of either type may still
+    give None)."""
+
+    __slots__ = ("get", "value", "type")
+
+    def __init__(self, get, value, type_):
+        self.get = get
+        self.value = value
+        self.type = type_
+
+
+def _source(node):
+    """How an expression term was written (for hints)."""
+    if isinstance(node, N.PV):
+        return node.text()
+    return f'"{node.value}"' if node.kind == "str" else str(node.value)
+
+
+def _const(value):
+    return lambda ctx: value
+
+
+def _negate(test):
+    return lambda ctx: not test(ctx)
+
+
+def _as_int(v):
+    """An int, or the int a decimal string spells; None otherwise."""
+    if type(v) is int:
+        return v
+    if v and v.isascii() and (v.isdigit() or v[0] == "-" and v[1:].isdigit()):
+        return int(v)
+    return None
+
+
+def _text(get, type_):
+    """A getter giving text: null becomes "", numbers their decimal text."""
+    if type_ == "str":
+        def text(ctx):
+            v = get(ctx)
+            return "" if v is None else v
+    else:
+        def text(ctx):
+            v = get(ctx)
+            return "" if v is None else str(v)
+    return text
+
+
+def _nullable_text(get):
+    """A getter giving text or None (numbers as decimal text)."""
+    def text(ctx):
+        v = get(ctx)
+        return v if v is None or type(v) is str else str(v)
+    return text
+
+
+def _joiner(pieces):
+    """A getter joining ``pieces`` (str constants and text getters)."""
+    fs = tuple(_const(p) if type(p) is str else p for p in pieces)
+    if len(fs) == 2:
+        a, b = fs
+        return lambda ctx: a(ctx) + b(ctx)
+    if len(fs) == 3:
+        a, b, c = fs
+        return lambda ctx: a(ctx) + b(ctx) + c(ctx)
+    return lambda ctx: "".join([f(ctx) for f in fs])
 
 
 _INT_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,

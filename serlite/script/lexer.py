@@ -6,8 +6,10 @@ string literals and their escapes, numbers, identifiers and punctuation, and the
 its start and end offset, so the parser can glue adjacent tokens back into the unquoted address
 forms SER accepts (``udp:127.0.0.1:5060``, ``[::1]``, ``192.168.0.0/16``, ``br-lan``).
 
-Token kinds: ``"id"``, ``"num"`` (value: int), ``"str"`` (value: the unescaped text), ``"eof"``,
-and for punctuation the punctuation itself (``"=="``, ``"("``, ...).
+Token kinds: ``"id"``, ``"num"`` (value: int), ``"str"`` (value: the unescaped text), ``"pv"``
+(a pseudo-variable, value: ``(name, argument or None)``: ``$ru`` is ``("ru", None)``,
+``$hdr(User-Agent)`` is ``("hdr", "User-Agent")``), ``"eof"``, and for punctuation the
+punctuation itself (``"=="``, ``"("``, ``"+"``, ...).
 
 String escapes (SER): ``\\n \\r \\t \\a \\\\ \\" \\'``; any other backslash is kept as written,
 so regular expressions like ``"^sip:\\+?[0-9]+@"`` mean what they say.  A string must end on the
@@ -22,7 +24,7 @@ from .errors import ConfigError
 
 # Longest first: "==" before "=", "&&" before a lone "&" (which is an error).
 _PUNCT = ("==", "!=", "=~", "!~", ">=", "<=", "&&", "||",
-          "=", "!", ">", "<", "(", ")", "{", "}", "[", "]", ";", ",", ":", ".", "/", "-", "*")
+          "=", "!", ">", "<", "(", ")", "{", "}", "[", "]", ";", ",", ":", ".", "/", "-", "*", "+")
 
 _TOKEN_RE = re.compile(
     r"(?P<ws>[ \t\r\f\v]+)"
@@ -30,6 +32,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<hex>0[xX][0-9a-fA-F]+)"
     r"|(?P<num>[0-9]+)"
     r"|(?P<id>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<pv>\$(?P<pvname>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<pvarg>[^()\s\"']*)\))?)"
     r"|(?P<punct>" + "|".join(re.escape(p) for p in _PUNCT) + r")"
 )
 
@@ -80,7 +83,8 @@ def tokenize(text, filename):
             continue
         m = match(text, pos)
         if m is None:
-            hint = {"&": "'and' is written &&", "|": "'or' is written ||"}.get(c)
+            hint = {"&": "'and' is written &&", "|": "'or' is written ||",
+                    "$": "a pseudo-variable is $name or $hdr(Name)"}.get(c)
             raise ConfigError(f"unexpected character {c!r}", filename, line,
                               pos - line_start + 1, hint)
         kind = m.lastgroup
@@ -96,6 +100,13 @@ def tokenize(text, filename):
             append(Token("num", int(m.group(), 16), line, pos - line_start + 1, pos, end))
         elif kind == "id":
             append(Token("id", m.group(), line, pos - line_start + 1, pos, end))
+        elif kind == "pv":
+            if text.startswith("(", end):
+                raise ConfigError(f"bad {m.group()}(...)", filename, line,
+                                  pos - line_start + 1,
+                                  "write the argument without spaces or quotes: $hdr(User-Agent)")
+            append(Token("pv", (m.group("pvname"), m.group("pvarg")), line,
+                         pos - line_start + 1, pos, end))
         else:
             p = m.group()
             append(Token(p, p, line, pos - line_start + 1, pos, end))

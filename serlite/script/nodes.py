@@ -43,6 +43,23 @@ class Value(Node):
     fields = ("kind", "value")
 
 
+class PV(Node):
+    """A pseudo-variable: ``$ru`` is ``PV("ru", None)``, ``$hdr(User-Agent)`` is
+    ``PV("hdr", "User-Agent")``."""
+    __slots__ = ("name", "arg")
+    fields = ("name", "arg")
+
+    def text(self):
+        """As written: ``$ru``, ``$hdr(User-Agent)``."""
+        return f"${self.name}" if self.arg is None else f"${self.name}({self.arg})"
+
+
+class Concat(Node):
+    """``a + b + ...``: ``parts`` are Values and PVs, joined as text at run time."""
+    __slots__ = ("parts",)
+    fields = ("parts",)
+
+
 # --- top level ----------------------------------------------------------------------------------
 
 class Config(Node):
@@ -91,9 +108,15 @@ class If(Node):
 
 
 class Call(Node):
-    """``name(args)``, as a statement or a condition; ``args`` are Values."""
+    """``name(args)``, as a statement or a condition; ``args`` are Values, PVs or Concats."""
     __slots__ = ("name", "args")
     fields = ("name", "args")
+
+
+class Assign(Node):
+    """``$pv = value;``: ``target`` a PV, ``value`` a Value, PV or Concat."""
+    __slots__ = ("target", "value")
+    fields = ("target", "value")
 
 
 class RouteCall(Node):
@@ -144,8 +167,9 @@ class Or(Node):
 
 class Compare(Node):
     """``left op right``: ``left`` names what is compared (``"method"``, ``"uri"``,
-    ``"src_ip"``, ...), ``op`` is ``==``, ``!=``, ``=~``, ``!~``, ``>``, ``<``, ``>=`` or ``<=``,
-    ``right`` a Value.  The position is the left side's."""
+    ``"src_ip"``, ...) or is a PV; ``op`` is ``==``, ``!=``, ``=~``, ``!~``, ``>``, ``<``,
+    ``>=`` or ``<=``; ``right`` a Value, or (after a PV) also a PV or Concat.  The position is
+    the left side's."""
     __slots__ = ("left", "op", "right")
     fields = ("left", "op", "right")
 

@@ -11,16 +11,21 @@ Owns the grammar; knows nothing about modules, functions or globals (the compile
     value      := STRING | ["-"] NUMBER | glued      -- glued: adjacent ID NUMBER . : [ ] - / *
     block      := "{" stmt* "}"
     stmt       := block | ";" | if | simple ";"            -- the ";" may be left out before "}"
+                | PV "=" expr ";"                         -- $ru = "sip:" + $rU + "@gw";
     if         := "if" cond stmt ["else" stmt]             -- "else if" is "else" + an if stmt
     simple     := ("break" | "drop" | "exit") ["(" ")"]
                 | "return" ["(" int ")" | int]
                 | "route" "(" (NUMBER | ID | STRING) ")"
                 | ID "(" [arg ("," arg)*] ")"
-    arg        := STRING | ["-"] NUMBER | glued            -- glued only for forward(uri:host, ...)
+    arg        := expr | glued                             -- glued only for forward(uri:host, ...)
+    expr       := term ("+" term)*                         -- "+" joins text
+    term       := STRING | ["-"] NUMBER | PV | ID          -- ID: null (the compiler checks)
+    PV         := "$" ID ["(" header-name ")"]             -- one token: $ru, $hdr(User-Agent)
     cond       := and (("||" | "or") and)*
     and        := unary (("&&" | "and") unary)*
     unary      := ("!" | "not") unary | primary
-    primary    := "(" cond ")" | LEFT OP value | ID "(" args ")" | "route" "(" name ")" | int
+    primary    := "(" cond ")" | LEFT OP value | PV OP expr | ID "(" args ")"
+                | "route" "(" name ")" | int
     LEFT       := method | uri | from_uri | to_uri | src_ip | dst_ip | src_port | proto | af
                 | status | msg:len
     OP         := "==" | "!=" | "=~" | "!~" | ">" | "<" | ">=" | "<="
@@ -66,6 +71,9 @@ def describe(tok):
         return "a string"
     if tok.kind == "num":
         return f"number {tok.value}"
+    if tok.kind == "pv":
+        name, arg = tok.value
+        return f"'${name}'" if arg is None else f"'${name}({arg})'"
     return f"'{tok.value}'"
 
 
@@ -209,6 +217,24 @@ class Parser:
         raw = self.text[first.start:toks[-1].end]
         return N.Value("raw", raw, line=first.line, col=first.col)
 
+    def parse_expr(self, what):
+        """A term, or terms joined by ``+`` (a Concat)."""
+        first = self.parse_term(what)
+        if self.peek().kind != "+":
+            return first
+        parts = [first]
+        while self.peek().kind == "+":
+            plus = self.next()
+            parts.append(self.parse_term(f"a value after '+' at {plus.line}:{plus.col}"))
+        return N.Concat(parts, line=first.line, col=first.col)
+
+    def parse_term(self, what):
+        tok = self.peek()
+        if tok.kind == "pv":
+            self.next()
+            return N.PV(tok.value[0], tok.value[1], line=tok.line, col=tok.col)
+        return self.parse_value(what)
+
     # --- statements -----------------------------------------------------------------------------
 
     def parse_block(self):
@@ -240,6 +266,8 @@ class Parser:
         if kind == ";":
             self.next()
             return N.Nop(line=tok.line, col=tok.col)
+        if kind == "pv":
+            return self.parse_assign()
         if kind != "id":
             raise self.error(f"expected a statement, got {describe(tok)}", tok)
         word = tok.value
@@ -268,6 +296,20 @@ class Parser:
             raise self.error("'else' without 'if'", tok)
         raise self.error(f"expected a statement, got '{word}'", tok,
                          hint=f"a function call needs parentheses: {word}();")
+
+    def parse_assign(self):
+        tok = self.next()
+        target = N.PV(tok.value[0], tok.value[1], line=tok.line, col=tok.col)
+        eq = self.peek()
+        if eq.kind != "=":
+            hint = "comparisons go in a condition: if ($ru == ...) ..." \
+                if eq.kind in COMPARE_OPS else None
+            raise self.error(f"expected '=' after {describe(tok)}, got {describe(eq)}", eq,
+                             hint=hint)
+        self.next()
+        value = self.parse_expr(f"a value after '{target.text()} ='")
+        self.end_stmt(f"the assignment to {target.text()}")
+        return N.Assign(target, value, line=tok.line, col=tok.col)
 
     def parse_if(self):
         tok = self.next()
@@ -316,7 +358,7 @@ class Parser:
             self.next()
         else:
             while True:
-                args.append(self.parse_value("an argument"))
+                args.append(self.parse_expr("an argument"))
                 sep = self.next()
                 if sep.kind == ")":
                     break
@@ -361,6 +403,17 @@ class Parser:
             return cond
         if tok.kind == "num" or tok.kind == "-" and self.peek(1).kind == "num":
             return N.Const(self.parse_int("a number"), line=tok.line, col=tok.col)
+        if tok.kind == "pv":
+            self.next()
+            left = N.PV(tok.value[0], tok.value[1], line=tok.line, col=tok.col)
+            op = self.next()
+            if op.kind not in COMPARE_OPS:
+                raise self.error(f"expected an operator (==, !=, =~ ...) after {describe(tok)}, "
+                                 f"got {describe(op)}", op,
+                                 hint=f"test for a value with {left.text()} != null"
+                                 if op.kind in (")", "&&", "||") else None)
+            right = self.parse_expr(f"a value after '{left.text()} {op.kind}'")
+            return N.Compare(left, op.kind, right, line=tok.line, col=tok.col)
         if tok.kind == "id":
             nxt = self.peek(1)
             if tok.value == "msg" and nxt.kind == ":" and self.peek(2).kind == "id" and \

@@ -74,27 +74,28 @@ def make_specs(rec):
     return {
         "core": spec("core", [
             F("forward", "forward", (0, 1, 2), RF | BRANCH_ROUTE),
-            F("log", "log", (1, 2), ANY_ROUTE),
+            F("log", "log", (1, 2), ANY_ROUTE, dynamic=True),
             F("setflag", "setflag", (1,), ANY_ROUTE, _int_fixup),
             F("resetflag", "resetflag", (1,), ANY_ROUTE, _int_fixup),
             F("isflag", "isflag", (1,), ANY_ROUTE, _int_fixup),
-            F("rewriteuri", "rewriteuri", (1,), RF | BRANCH_ROUTE),
+            F("rewriteuri", "rewriteuri", (1,), RF | BRANCH_ROUTE, dynamic=True),
             F("rewritehost", "rewritehost", (1,), RF | BRANCH_ROUTE),
             F("strip", "strip", (1,), RF | BRANCH_ROUTE, _int_fixup),
             F("prefix", "prefix", (1,), RF | BRANCH_ROUTE),
-            F("append_branch", "append_branch", (0, 1), RF),
+            F("append_branch", "append_branch", (0, 1), RF, dynamic=True),
             F("force_rport", "force_rport", (0,), REQUEST_ROUTE),
             F("len_gt", "len_gt", (1,), REQUEST_ROUTE | ONREPLY_ROUTE, _int_fixup),
+            F("has_totag", "has_totag", (0,), RF),
         ]),
         "sl": spec("sl", [
-            F("sl_send_reply", "sl_send_reply", (2,), REQUEST_ROUTE, _code_fixup),
-            F("sl_reply", "sl_send_reply", (2,), REQUEST_ROUTE, _code_fixup),
+            F("sl_send_reply", "sl_send_reply", (2,), REQUEST_ROUTE, _code_fixup, dynamic=True),
+            F("sl_reply", "sl_send_reply", (2,), REQUEST_ROUTE, _code_fixup, dynamic=True),
             F("sl_reply_error", "sl_reply_error", (0,), REQUEST_ROUTE),
         ]),
         "tm": spec("tm", [
             F("t_relay", "t_relay", (0, 2), RF),
             F("t_newtran", "t_newtran", (0,), REQUEST_ROUTE),
-            F("t_reply", "t_reply", (2,), RF, _code_fixup),
+            F("t_reply", "t_reply", (2,), RF, _code_fixup, dynamic=True),
             F("t_on_failure", "t_on_failure", (1,), RF | BRANCH_ROUTE, _failure_fixup),
             F("t_check_status", "t_check_status", (1,), FAILURE_ROUTE | ONREPLY_ROUTE),
         ], {"fr_timer": Param(int, 30), "fr_inv_timer": Param(int, 120),
@@ -109,7 +110,9 @@ def make_specs(rec):
         ]),
         "textops": spec("textops", [
             F("search", "search", (1,), ANY_ROUTE),
-            F("append_hf", "append_hf", (1,), RF | BRANCH_ROUTE),
+            F("append_hf", "append_hf", (1,), RF | BRANCH_ROUTE, dynamic=True),
+            F("subst_uri", "subst_uri", (1,), RF | BRANCH_ROUTE),
+            F("subst_user", "subst_user", (1,), RF | BRANCH_ROUTE),
         ]),
         "usrloc": spec("usrloc", [], {"db_mode": Param(int, 0), "timer_interval": Param(int, 60),
                                       "user_column": Param(str, "username")}),
@@ -153,15 +156,18 @@ class FakeResponse:
         self.method = method
 
 
-if "dropped" in Context.__slots__:
+_MISSING = tuple(s for s in ("dropped", "reply", "reply_status") if s not in Context.__slots__)
+if not _MISSING:
     Ctx = Context
-else:   # until the lead adds the slot
+else:   # until the lead adds the slots
     class Ctx(Context):
-        __slots__ = ("dropped",)
+        __slots__ = _MISSING
 
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.dropped = False
+            self.reply = None
+            self.reply_status = 0
 
 
 def make_ctx(method="INVITE", ruri="sip:bob@home.lan", ip="10.0.0.7", port=5060, proto="udp",

@@ -192,7 +192,8 @@ def test_comparison_errors(rec, cond, message):
 def test_status_outside_a_reply_route(rec):
     assert error_of("route { if (status == 200) ; }")[2:] == (
         "'status' is not allowed in route",
-        "status is the code of the reply being routed (onreply_route)")
+        "status is the code of the reply being routed (onreply_route) "
+        "or of the winning reply (failure_route)")
 
 
 def test_unreadable_file(tmp_path):

@@ -60,3 +60,22 @@ def test_errors(text, where, message):
         tokenize(text, "t.cfg")
     assert (info.value.line, info.value.col) == where
     assert info.value.message == message
+
+
+def test_pseudo_variables_and_plus():
+    assert kinds('$ru = "a" + $hdr(User-Agent) + $rU;') == [
+        ("pv", ("ru", None)), ("=", "="), ("str", "a"), ("+", "+"),
+        ("pv", ("hdr", "User-Agent")), ("+", "+"), ("pv", ("rU", None)), (";", ";")]
+    assert kinds("$hdr()") == [("pv", ("hdr", ""))]
+
+
+@pytest.mark.parametrize("text, message, hint", [
+    ("$ 1", "unexpected character '$'", "a pseudo-variable is $name or $hdr(Name)"),
+    ("$hdr( X)", "bad $hdr(...)", "write the argument without spaces or quotes: $hdr(User-Agent)"),
+    ('$hdr("X")', "bad $hdr(...)", "write the argument without spaces or quotes: $hdr(User-Agent)"),
+])
+def test_bad_pseudo_variables(text, message, hint):
+    with pytest.raises(ConfigError) as info:
+        tokenize(text, "t.cfg")
+    assert (info.value.line, info.value.col, info.value.message, info.value.hint) == \
+        (1, 1, message, hint)

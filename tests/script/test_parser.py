@@ -155,3 +155,29 @@ def test_syntax_errors(text, where, message):
     with pytest.raises(ConfigError) as info:
         parse(text, "t.cfg")
     assert ((info.value.line, info.value.col), info.value.message) == (where, message)
+
+
+def test_assignment_and_concatenation():
+    [stmt] = body(' $ru = "sip:" + $rU + "@gw";')
+    assert stmt == N.Assign(
+        N.PV("ru", None, line=1, col=9),
+        N.Concat([N.Value("str", "sip:", line=1, col=15), N.PV("rU", None, line=1, col=24),
+                  N.Value("str", "@gw", line=1, col=30)], line=1, col=15),
+        line=1, col=9)
+
+
+def test_pseudo_variable_comparisons_take_expressions_on_the_right():
+    c = cond('($ru != $tu && $hdr(User-Agent) =~ "Yealink" || $rp == 5060)')
+    assert isinstance(c, N.Or) and isinstance(c.left, N.And)
+    assert c.left.left.left == N.PV("ru", None, line=1, col=12)
+    assert c.left.left.right == N.PV("tu", None, line=1, col=19)
+    assert (c.left.right.left.arg, c.left.right.op, c.left.right.right.value) == \
+        ("User-Agent", "=~", "Yealink")
+    assert (c.right.left.name, c.right.right.kind, c.right.right.value) == ("rp", "int", 5060)
+
+
+def test_function_arguments_may_be_expressions():
+    [stmt] = body('log(1, "from " + $fu);')
+    assert isinstance(stmt.args[1], N.Concat) and stmt.args[1].parts[1].name == "fu"
+    [stmt] = body("forward(10.0.0.1, 5060);")      # glued addresses still are one value
+    assert [(a.kind, a.value) for a in stmt.args] == [("raw", "10.0.0.1"), ("int", 5060)]

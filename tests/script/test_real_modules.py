@@ -15,6 +15,7 @@ VALID = ROOT / "tests" / "data" / "configs" / "valid"
     VALID / "seed.cfg",
     ROOT / "files" / "etc" / "ser" / "ser.cfg",
     VALID / "ser-0.9-default.cfg",
+    VALID / "pseudo-variables.cfg",
 ], ids=lambda p: p.name)
 def test_compiles_with_the_real_modules(path):
     if not path.exists():
