@@ -63,6 +63,16 @@ def limited(key, lvl, msg, interval=10.0):
     log(lvl, msg)
 
 
+def announce(msg):
+    """A line the operator must see whatever ``debug=`` says (start-up, shutdown)."""
+    global level
+    saved, level = level, max(level, NOTICE)
+    try:
+        log(NOTICE, msg)
+    finally:
+        level = saved
+
+
 def error(msg):
     log(ERR, msg)
 

@@ -94,7 +94,7 @@ class Server:
         self.loop.add_signal(signal.SIGTERM, self.stop)
         self.loop.add_signal(signal.SIGINT, self.stop)
         self.loop.add_signal(signal.SIGHUP, self.reload)
-        log.notice(f"serlite {__version__} ready (pid {os.getpid()}), config {self.cfg_path}")
+        log.announce(f"serlite {__version__} ready (pid {os.getpid()}), config {self.cfg_path}")
 
     def _start_script(self, script, previous):
         started = []
@@ -133,7 +133,7 @@ class Server:
         log.notice(f"config {self.cfg_path} reloaded")
 
     def stop(self):
-        log.notice("stopping")
+        log.announce("stopping")
         self.loop.stop()
 
     # -- running ------------------------------------------------------------------------------

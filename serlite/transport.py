@@ -273,7 +273,9 @@ class Transport:
                 size = frame(conn.inbuf, self.max_message)
             except ParseError as exc:
                 if exc.status == 513 and self.on_oversize is not None:
-                    head = bytes(conn.inbuf[:conn.inbuf.find(b"\r\n\r\n") + 4])
+                    end = conn.inbuf.find(b"\r\n\r\n")
+                    # the header section may itself be what is too large: answer from what came
+                    head = bytes(conn.inbuf[:end + 4] if end >= 0 else conn.inbuf)
                     self.on_oversize(head, source)
                 log.limited(("tcp-frame", conn.ip), log.WARN,
                             f"TCP {conn.ip}:{conn.port}: {exc.reason}, closing")

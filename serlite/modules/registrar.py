@@ -96,6 +96,7 @@ class Registrar(Module):
         put, delete = [], []
         ua = ctx.msg.get("User-Agent") or ""
         socket_name = ctx.source.local.name if ctx.source.local is not None else ""
+        current = store.lookup(aor, now)
         for contact in contacts:
             expires = _expires_of(contact, expires_hdr, p["default_expires"])
             if expires and p["max_expires"] and expires > p["max_expires"]:
@@ -107,12 +108,13 @@ class Registrar(Module):
                                         (("Min-Expires", str(p["min_expires"])),))
                 expires = p["min_expires"]      # SER raises it to the minimum
             uri_text = contact.uri_text
-            old = store.get(aor, uri_text)
+            old = _same_contact(current, contact)
             if old is not None and old.call_id == call_id and old.cseq >= cseq:
                 # 10.3 step 7: same Call-ID, CSeq not higher: out of order, abort
                 raise RegisterError(400, "Out of Order CSeq")
+            if old is not None and (expires == 0 or old.contact != uri_text):
+                delete.append(old.contact)
             if expires == 0:
-                delete.append(uri_text)
                 continue
             put.append(Binding(aor, uri_text, now + expires, _q_of(contact), call_id, cseq,
                                ua, socket=socket_name))
@@ -153,6 +155,26 @@ class Registrar(Module):
         except ParseError:
             return -1
         return 1 if self._table(table).lookup(self.aor(uri), self.core.wall()) else -1
+
+
+def _same_contact(bindings, contact):
+    """The binding for this Contact: compared as URIs (RFC 3261 10.3 step 7, 19.1.4), as text
+    when either is not a SIP URI."""
+    text = contact.uri_text
+    try:
+        uri = contact.uri
+    except ParseError:
+        uri = None
+    for b in bindings:
+        if b.contact == text:
+            return b
+        if uri is not None:
+            try:
+                if uri.equals(URI.parse(b.contact)):
+                    return b
+            except ParseError:
+                pass
+    return None
 
 
 def _expires_of(contact, expires_hdr, default):

@@ -15,6 +15,7 @@ from .export import ANY_ROUTE, BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Funct
     ModuleSpec
 
 _REQ = REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE
+_CONTENT_LENGTH = re.compile(r"(?im)^((?:content-length|l)[ \t]*:[ \t]*)\d+")
 
 
 def _compile(pattern):
@@ -74,7 +75,11 @@ class Textops(Module):
 
     @staticmethod
     def _replace_message(ctx, text):
-        ctx.msg = parse(text.encode("latin-1"))
+        """Re-read the edited message text; an edit of the body changes its length, so the
+        Content-Length follows it."""
+        head, sep, body = text.partition("\r\n\r\n")
+        head = _CONTENT_LENGTH.sub(lambda m: f"{m.group(1)}{len(body)}", head)
+        ctx.msg = parse((head + sep + body).encode("latin-1"))
 
     def search(self, ctx, regex):
         return 1 if regex.search(self._text(ctx)) else -1

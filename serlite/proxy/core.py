@@ -43,10 +43,13 @@ class Core:
         self.aliases = set()
         for lst in listeners:
             self.aliases.add((lst.ip.lower(), lst.port))
-            self.aliases.add((lst.host.lower(), lst.port))
+            self.aliases.add((_normal_ipv6(lst.host.lower()) if lst.host.startswith("[")
+                              else lst.host.lower(), lst.port))
         for alias in aliases:
             host, port = _split_hostport(alias)
-            self.aliases.add((host.lower(), port))
+            if host.startswith("["):
+                host = _normal_ipv6(host)
+            self.aliases.add((host, port))
 
     def use_script(self, script):
         """Make ``script`` (a compiled config with started modules) the one that runs."""
@@ -60,6 +63,8 @@ class Core:
     # -- myself ------------------------------------------------------------------------------
     def is_myself(self, host, port=None):
         host = host.lower()
+        if host.startswith("[") and host.endswith("]"):
+            host = _normal_ipv6(host)
         if (host, None) in self.aliases:
             return port is None or port in self.my_ports
         return (host, port or 5060) in self.aliases
@@ -273,6 +278,15 @@ class Core:
             log.limited(("nolistener", proto, family), log.WARN,
                         f"no {proto} socket for {host}: not forwarded")
         return listener
+
+
+def _normal_ipv6(ref):
+    """``[0:0::1]`` -> ``[::1]``: IPv6 references compare as addresses (RFC 3261 19.1.4)."""
+    try:
+        return "[" + socket.inet_ntop(socket.AF_INET6,
+                                      socket.inet_pton(socket.AF_INET6, ref[1:-1])) + "]"
+    except OSError:
+        return ref
 
 
 def _split_hostport(text):

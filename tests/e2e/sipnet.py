@@ -623,12 +623,16 @@ def new_branch():
 
 
 def make_request(method, ruri, *, via, to, from_=None, call_id=None, cseq=1, headers=(),
-                 body=b""):
-    """A well-formed request for the raw-socket tests. via = (host, port) of the sender."""
+                 body=b"", max_forwards=70, transport="UDP", rport=True):
+    """A well-formed request for the raw-socket tests. via = (host, port) of the sender.
+
+    max_forwards=None leaves Max-Forwards out; rport=False leaves the Via's rport out.
+    """
     call_id = call_id or secrets.token_hex(12) + "@e2e"
     lines = [f"{method} {ruri} SIP/2.0",
-             f"Via: SIP/2.0/UDP {hostport(*via)};branch={new_branch()};rport",
-             "Max-Forwards: 70",
+             f"Via: SIP/2.0/{transport} {hostport(*via)};branch={new_branch()}"
+             + (";rport" if rport else ""),
+             *([] if max_forwards is None else [f"Max-Forwards: {max_forwards}"]),
              f"From: <{from_ or to}>;tag={secrets.token_hex(4)}",
              f"To: <{to}>",
              f"Call-ID: {call_id}",
@@ -657,3 +661,143 @@ def query_bindings(server_addr, user, timeout=2.0):
     if not finals or status_of(finals[0]) != 200:
         raise HarnessError(f"REGISTER query for {user}: no 200 within {timeout} s: {replies!r}")
     return contacts_of(finals[0])
+
+
+# --- more raw SIP: responses, request lines, TCP, the server's log ------------------------
+
+def request_line(msg):
+    """(method, Request-URI) of a request, None for anything else."""
+    m = re.match(rb"([A-Za-z]+) (\S+) SIP/2\.0\r\n", msg)
+    return (m.group(1).decode(), m.group(2).decode()) if m else None
+
+
+def is_request(method):
+    """A recv_until predicate: a `method` request."""
+    return lambda msg: (request_line(msg) or (None,))[0] == method
+
+
+def has_status(code):
+    """A recv_until predicate: a response with this status code."""
+    return lambda msg: status_of(msg) == code
+
+
+def response_to(request, status, reason, *, to_tag=None, headers=(), body=b""):
+    """A UAS's response to `request` (bytes): its Via lines, From, To (with to_tag), Call-ID,
+    CSeq and Record-Route copied in order (RFC 3261 8.2.6.2)."""
+    head = re.sub(rb"\r\n[ \t]+", b" ", request.split(b"\r\n\r\n", 1)[0]).decode("latin-1")
+    copied = []
+    for line in head.split("\r\n")[1:]:
+        name = line.split(":", 1)[0].strip().lower()
+        name = {v: k for k, v in _COMPACT.items()}.get(name, name)
+        if name in ("via", "from", "call-id", "cseq", "record-route"):
+            copied.append(line)
+        elif name == "to":
+            copied.append(line if to_tag is None or ";tag=" in line else f"{line};tag={to_tag}")
+    lines = [f"SIP/2.0 {status} {reason}", *copied, *headers, f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def sip_frame(buf):
+    """Length of the first complete message in a TCP byte stream, None if incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    m = re.search(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*(\d+)", buf[:end], re.IGNORECASE)
+    total = end + 4 + (int(m.group(1)) if m else 0)
+    return total if len(buf) >= total else None
+
+
+class TcpPeer:
+    """A TCP connection to the server that sends bytes and reads whole SIP messages by
+    Content-Length, every read bounded by a deadline."""
+
+    def __init__(self, addr, timeout=5.0):
+        self.sock = socket.create_connection(addr, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.buf = b""
+        self.eof = False
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, left):
+        """One read within `left` s: False on timeout, sets eof on close or reset."""
+        ready, _, _ = select.select([self.sock], [], [], max(0, left))
+        if not ready:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.eof = True
+        self.buf += data
+        return True
+
+    def _pop(self):
+        size = sip_frame(self.buf)
+        if size is None:
+            return None
+        msg, self.buf = self.buf[:size], self.buf[size:]
+        return msg
+
+    def recv_until(self, until, timeout):
+        """Messages received until one satisfies `until`, the server closes the connection,
+        or `timeout` s pass."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._pop()
+            while msg is not None:
+                got.append(msg)
+                if until is not None and until(msg):
+                    return got
+                msg = self._pop()
+            if self.eof or not self._fill(deadline - time.monotonic()):
+                return got
+
+    def wait_closed(self, timeout):
+        """Read (and keep) whatever comes until the server closes the connection; True if it
+        did within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            if not self._fill(deadline - time.monotonic()):
+                return False
+        return True
+
+
+def wait_log(server, pattern, timeout=5.0, since=0):
+    """Wait until the server's log, from character `since` on, matches `pattern` (a regex);
+    returns the match. The log file is written by the harness's reader thread as the server
+    prints, so this polls the file itself, the event awaited, like wait_bound."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, server.log()[since:])
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{server.name}: no log line matching {pattern!r} within "
+                               f"{timeout} s\n{server.tail(40)}")
+        time.sleep(0.01)
+
+
+def barrier(server_addr, timeout=2.0):
+    """Send an OPTIONS and wait for its final answer. serlite handles datagrams in the order
+    they come, so once it is answered, whatever serlite sends because of an earlier message
+    has been sent: a test can then look for what arrived without waiting on silence."""
+    with UdpPeer(family_of(server_addr[0])) as peer:
+        peer.send(options(server_addr, peer), server_addr)
+        replies = peer.recv_until(is_final, timeout)
+    if not any(is_final(r) for r in replies):
+        raise HarnessError(f"no answer to an OPTIONS probe within {timeout} s: {replies!r}")
+    return [r for r in replies if is_final(r)][0]
