@@ -82,7 +82,7 @@ class Server:
             except OSError as exc:
                 self.transport.close()
                 raise StartError(f"cannot listen on {proto}:{ip}:{port}: {exc.strerror}")
-            log.info(f"listening on {listener.name}")
+            log.announce(f"listening on {listener.name}")
         if not self.transport.listeners:
             raise StartError("no address to listen on")
         self.core.set_identity(self.transport.listeners, g.get("alias") or [])

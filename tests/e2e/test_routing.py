@@ -373,3 +373,40 @@ def test_uri_myself_with_alias(ser, host, mine):
         ua.send(request("MESSAGE", uri, ua), server.addr)
         reply = first(ua, is_final)
     assert (status_of(reply), mine) in ((200, True), (403, False)), reply
+
+
+def test_subst_on_the_body_keeps_content_length_true(ser):
+    """An edit that changes the body's length changes its Content-Length with it."""
+    with UdpPeer() as sink, UdpPeer() as client:
+        server = ser(f"""debug=3
+loadmodule "textops"
+route {{
+    subst('/hello/goodbye/');
+    forward("127.0.0.1", {sink.port});
+}}
+""")
+        uri = f"sip:x@127.0.0.1:{server.port}"
+        client.send(make_request("MESSAGE", uri, via=(client.host, client.port), to=uri,
+                                 headers=["Content-Type: text/plain"], body=b"hello world"),
+                    server.addr)
+        got = sink.recv_until(is_request, timeout=5)
+        assert got, "nothing forwarded"
+        assert got[0].split(b"\r\n\r\n", 1)[1] == b"goodbye world"
+        assert sipnet.header_values(got[0], "content-length") == ["13"]
+
+
+def test_an_ipv6_reference_is_myself_whatever_its_spelling(ser):
+    server = ser("""debug=3
+loadmodule "sl"
+route {
+    if (uri == myself) { sl_send_reply("200", "Mine"); exit; }
+    sl_send_reply("403", "Not mine");
+}
+""", ipv6=True)
+    with UdpPeer(family=sipnet.V6) as client:
+        for spelling in ("[::1]", "[0:0:0:0:0:0:0:1]"):
+            uri = f"sip:x@{spelling}:{server.port6}"
+            client.send(make_request("OPTIONS", uri, via=(client.host, client.port), to=uri),
+                        server.addr6)
+            got = client.recv_until(lambda m: status_of(m) is not None, timeout=5)
+            assert [status_of(m) for m in got] == [200], spelling
