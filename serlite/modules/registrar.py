@@ -10,7 +10,7 @@ from ..proxy.context import Branch
 from ..sip.errors import ParseError
 from ..sip.grammar import unescape
 from ..sip.uri import URI
-from ..store.location import Binding
+from ..store.location import FLAG_NAT, Binding
 from .export import FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, Param
 
 MAX_EXPIRES = 2 ** 32 - 1     # RFC 3261 20.19: delta-seconds fit in 32 bits
@@ -117,7 +117,8 @@ class Registrar(Module):
             if expires == 0:
                 continue
             put.append(Binding(aor, uri_text, now + expires, _q_of(contact), call_id, cseq,
-                               ua, socket=socket_name))
+                               ua, received=ctx.received or "", socket=socket_name,
+                               flags=FLAG_NAT if ctx.received else 0))
         if p["max_contacts"]:
             after = {b.contact for b in store.lookup(aor, now)} - set(delete)
             after |= {b.contact for b in put}
@@ -144,9 +145,11 @@ class Registrar(Module):
         first = bindings[0]
         ctx.set_ruri(first.contact)
         ctx.q = first.q
+        if first.received:      # behind NAT: send where its REGISTER came from
+            ctx.dst_uri = first.received
         if self.params["append_branches"]:
             for b in bindings[1:]:
-                ctx.branches.append(Branch(b.contact, b.q))
+                ctx.branches.append(Branch(b.contact, b.q, b.received or None))
         return 1
 
     def registered(self, ctx, table):

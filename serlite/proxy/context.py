@@ -60,12 +60,15 @@ class Context:
     ``forwarded`` set once the request was sent on (statelessly or by tm);
     ``dropped``   set by the script's ``drop``: a reply route's reply is not relayed;
     ``reply``, ``reply_status``  in failure_route: the winning final Response (None when it was
-                  made up locally, e.g. 408 on timeout) and its status.
+                  made up locally, e.g. 408 on timeout) and its status;
+    ``received``  set by nathelper's fix_nated_register: the address the REGISTER really came
+                  from (``sip:ip:port;transport=tcp``), which save() stores with the binding
+                  and lookup() then sends to.
     """
 
     __slots__ = ("msg", "source", "core", "route_type", "flags", "new_uri", "dst_uri", "q",
                  "branches", "replied", "transaction", "forwarded", "dropped", "reply",
-                 "reply_status", "__weakref__")
+                 "reply_status", "received", "__weakref__")
 
     def __init__(self, msg, source, core, route_type=REQUEST_ROUTE):
         self.msg = msg
@@ -83,6 +86,7 @@ class Context:
         self.dropped = False
         self.reply = None
         self.reply_status = 0
+        self.received = None
 
     @property
     def ruri(self):
