@@ -34,6 +34,19 @@ class Core:
         self.my_ports = set()
         self.tag_prefix = os.urandom(4).hex()
         self._dns = {}
+        self.source_filters = []        # callables(source) -> True to drop before parsing
+        self.response_handlers = {}     # Via branch prefix -> callable(msg, source)
+
+    def add_source_filter(self, check):
+        """``check(source)`` runs for every message before it is parsed; True drops it (pike
+        uses this to keep a flooding source from costing a parse)."""
+        if check not in self.source_filters:
+            self.source_filters.append(check)
+
+    def add_response_handler(self, branch_prefix, handler):
+        """Responses whose top Via branch starts with ``branch_prefix`` (requests a module sent
+        itself, e.g. nathelper's keepalive OPTIONS) go to ``handler(msg, source)``."""
+        self.response_handlers[branch_prefix] = handler
 
     # -- configuration -----------------------------------------------------------------------
     def set_identity(self, listeners, aliases):
@@ -89,6 +102,10 @@ class Core:
 
     # -- receiving ---------------------------------------------------------------------------
     def receive(self, data, source):
+        for check in self.source_filters:
+            if check(source):
+                self.stats.incr("drop_filtered")
+                return
         try:
             msg = parse(data)
         except ParseError as exc:
@@ -134,6 +151,12 @@ class Core:
                         f"response from {source.ip}:{source.port} with top Via "
                         f"{via.host}:{via.port or 5060} that is not ours: dropped")
             return
+        if self.response_handlers:
+            branch = via.branch or ""
+            for prefix, handler in self.response_handlers.items():
+                if branch.startswith(prefix):
+                    handler(msg, source)
+                    return
         if self.tm is not None and self.tm.on_reply(msg, source):
             return
         # stateless: the plain onreply_route sees it, then it goes up
