@@ -32,6 +32,7 @@ class Server:
         self.transport = None
         self.core = None
         self.script = None
+        self.control = None
 
     # -- set-up -------------------------------------------------------------------------------
     def _configure_log(self, script):
@@ -91,12 +92,32 @@ class Server:
             _daemonize()
         if self.pidfile:
             _write_pidfile(self.pidfile)
+        self._open_control(g)
         self.loop.add_signal(signal.SIGTERM, self.stop)
         self.loop.add_signal(signal.SIGINT, self.stop)
         self.loop.add_signal(signal.SIGHUP, self.reload)
         log.announce(f"serlite {__version__} ready (pid {os.getpid()}), config {self.cfg_path}")
 
+    def _open_control(self, g):
+        """The control socket (SER's unix_sock): the config's path, else $SER_UNIX_SOCK, else
+        /var/run/ser/ser.sock.  Without it SIP still works, so a failure is only logged."""
+        from .control import commands
+        from .control.unixsock import DEFAULT_PATH, ControlSocket
+        path = str(g.get("unix_sock") or os.environ.get("SER_UNIX_SOCK") or DEFAULT_PATH)
+        control = ControlSocket(self.loop, path, commands.build(self))
+        try:
+            control.open()
+        except OSError as exc:
+            log.error(f"control socket {path}: {exc.strerror or exc}; ser-ctl and the status "
+                      f"page will not reach this server")
+            return
+        self.control = control
+        log.info(f"control socket {path}")
+
     def _start_script(self, script, previous):
+        core = self.core
+        hooks = core.source_filters, core.response_handlers
+        core.source_filters, core.response_handlers = [], {}     # the new modules add theirs
         started = []
         try:
             for name, module in script.modules.items():
@@ -106,6 +127,7 @@ class Server:
         except Exception:
             for module in started:
                 module.stop()
+            core.source_filters, core.response_handlers = hooks
             raise
         self.core.use_script(script)
         self.script = script
@@ -117,20 +139,22 @@ class Server:
 
     # -- signals ------------------------------------------------------------------------------
     def reload(self):
-        """SIGHUP: compile the config again; if it fails the running one stays."""
+        """SIGHUP: compile the config again; if it fails the running one stays.  Returns the
+        error (a string) or None."""
         try:
             script = compile_file(self.cfg_path)
         except ConfigError as exc:
             log.error(f"reload failed, keeping the running config: {exc}")
-            return
+            return str(exc)
         old = self.script
         try:
             self._start_script(script, old)
         except Exception as exc:
             log.error(f"reload failed, keeping the running config: {exc}")
-            return
+            return str(exc)
         self._configure_log(script)
         log.notice(f"config {self.cfg_path} reloaded")
+        return None
 
     def stop(self):
         log.announce("stopping")
@@ -151,6 +175,9 @@ class Server:
                 except Exception as exc:
                     log.error(f"{module.name}: stop failed: {exc}")
             self.script = None
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self.transport is not None:
             self.transport.close()
         if self.pidfile:

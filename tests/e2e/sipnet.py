@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -168,6 +169,9 @@ class SerServer:
         self.port6 = free_port_pair(V6) if ipv6 else None
         self.python = [sys.executable] if python is None else [str(python)]
         self.extra_args = list(extra_args)
+        # the control socket: a short path of its own (sun_path holds 108 bytes), so that
+        # servers running side by side never meet at /var/run/ser/ser.sock
+        self.ctl_sock = os.path.join(tempfile.mkdtemp(prefix="serctl"), "ser.sock")
         self.proc = None
         self.pid = None
         self.stopped = False  # True once the harness stopped or killed it on purpose
@@ -199,7 +203,7 @@ class SerServer:
     def start(self, timeout=START_TIMEOUT):
         if self.running():
             raise HarnessError("server already running")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", SER_UNIX_SOCK=self.ctl_sock)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         cmd = self.command()
         with open(self.logfile, "ab") as log:

@@ -1,0 +1,120 @@
+"""What the control socket can be asked: ps, uptime, version, stats, sl_stats, ul show/rm,
+reload, ping.  Each command returns plain data (dicts, lists, numbers, strings) that
+``ser-ctl`` and the status page turn into tables.
+"""
+
+import os
+import sys
+
+from .. import __version__
+from .unixsock import ControlError
+
+# SER's sl_stats rows: the codes it lists, then its classes
+SL_CODES = (200, 202, 300, 301, 302, 400, 401, 403, 404, 407, 408, 483, 500)
+
+
+def build(server):
+    """The command table for a running Server."""
+    core = server.core
+
+    def ping():
+        return "pong"
+
+    def version():
+        return {"version": __version__, "python": sys.version.split()[0],
+                "implementation": sys.implementation.name}
+
+    def uptime():
+        now = core.wall()
+        return {"started": core.stats.started, "now": now,
+                "uptime": round(now - core.stats.started, 3)}
+
+    def ps():
+        pid = os.getpid()
+        rows = [{"pid": pid, "name": f"{lst.proto} receiver", "proto": lst.proto,
+                 "address": lst.ip, "port": lst.port, "socket": lst.name}
+                for lst in core.transport.listeners]
+        if server.control is not None:
+            rows.append({"pid": pid, "name": "control socket", "proto": "unix",
+                         "address": server.control.path, "port": None,
+                         "socket": "unix:" + server.control.path})
+        return rows
+
+    def stats():
+        return snapshot(server)
+
+    def sl_stats():
+        out = {}
+        sent = core.stats.replies_out
+        for code in SL_CODES:
+            out[str(code)] = sent.get(code, [0, 0])[0]
+        for cls in range(1, 7):
+            out[f"{cls}xx"] = sum(n for code, (n, _) in sent.items() if code // 100 == cls)
+        return out
+
+    def ul(action="show", aor=None):
+        usrloc = core.module("usrloc")
+        if usrloc is None:
+            raise ControlError("usrloc is not loaded")
+        now = core.wall()
+        if action == "show":
+            rows = []
+            for table, store in usrloc.tables.items():
+                names = [aor] if aor is not None else sorted(store.aors())
+                for name in names:
+                    rows += [binding_row(table, b, now) for b in store.lookup(name, now)]
+            return rows
+        if action == "rm":
+            if aor is None:
+                raise ControlError("ul rm needs an AOR")
+            removed = 0
+            for store in usrloc.tables.values():
+                removed += store.delete_aor(aor, now)
+            return {"removed": removed}
+        raise ControlError(f"ul {action}: unknown (show, rm)")
+
+    def reload():
+        error = server.reload()
+        if error:
+            raise ControlError(error)
+        return "reloaded"
+
+    return {"ping": ping, "version": version, "uptime": uptime, "ps": ps, "stats": stats,
+            "sl_stats": sl_stats, "ul": ul, "reload": reload}
+
+
+def binding_row(table, b, now):
+    return {"table": table, "aor": b.aor, "contact": b.contact,
+            "expires": max(0, int(b.expires - now)), "q": b.q / 1000 if b.q >= 0 else None,
+            "received": b.received, "nat": bool(b.flags & 1), "user_agent": b.user_agent,
+            "socket": b.socket, "call_id": b.call_id, "cseq": b.cseq}
+
+
+def snapshot(server):
+    """Every counter, as the status page and ``ser-ctl stats`` show them."""
+    core = server.core
+    st = core.stats
+    usrloc = core.module("usrloc")
+    aors = contacts = 0
+    if usrloc is not None:
+        for store in usrloc.tables.values():
+            aors += store.aor_count()
+            contacts += len(store)
+    tm = core.module("tm")
+    classes_in, classes_out = {}, {}
+    for table, classes in ((st.replies_in, classes_in), (st.replies_out, classes_out)):
+        for code, (n, size) in table.items():
+            entry = classes.setdefault(f"{code // 100}xx", [0, 0])
+            entry[0] += n
+            entry[1] += size
+    return {
+        "started": st.started,
+        "uptime": round(core.wall() - st.started, 3),
+        "requests_in": st.requests_in, "requests_out": st.requests_out,
+        "replies_in": {str(k): v for k, v in st.replies_in.items()},
+        "replies_out": {str(k): v for k, v in st.replies_out.items()},
+        "reply_classes_in": classes_in, "reply_classes_out": classes_out,
+        "counters": st.counters,
+        "transactions": len(tm.table) if tm is not None else 0,
+        "registered_aors": aors, "registered_contacts": contacts,
+    }
