@@ -140,6 +140,8 @@ class Core(Module):
                            f"append_branch: bad URI {target!r}: {exc.reason}")
             return -1
         ctx.branches.append(Branch(target, None, ctx.dst_uri if uri is None else None))
+        if uri is None:
+            ctx.ruri_new = False    # it is in the destination set now: not a second time
         return 1
 
     # -- misc ----------------------------------------------------------------------------------

@@ -210,6 +210,8 @@ class Tm(Module):
             log.limited(("relay-twice", ctx.msg.call_id), log.WARN,
                         "t_relay called twice for one request outside failure_route: ignored")
             return -1
+        if rc.cancelled:
+            return -1       # RFC 3261 16.10: a cancelled request gets no new branches
         refused = forward.check_forwardable(msg)
         if refused is not None:
             self._local_reply(st, refused[0], refused[1], refused[2])
@@ -221,8 +223,15 @@ class Tm(Module):
                 # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
                 self._local_reply(st, 100, "Trying")
         rest = forward.prepare_request(msg, rc.max_forwards)
-        targets = [(ctx.ruri, ctx.dst_uri)] + [(b.uri, b.dst_uri) for b in ctx.branches]
+        targets = [(b.uri, b.dst_uri) for b in ctx.branches]
+        if ctx.ruri_new:
+            targets.insert(0, (ctx.ruri, ctx.dst_uri))
         ctx.branches = []
+        if not targets:
+            log.limited(("no-branch", msg.call_id), log.NOTICE,
+                        "t_relay: no destination (the R-URI was tried already; rewrite it or "
+                        "append_branch first)")
+            return -1
         sent = 0
         for uri, dst in targets:
             branch_msg, branch_rest = msg, rest
@@ -420,6 +429,7 @@ class Tm(Module):
             # branch's URI); the destination set starts empty
             ctx.route_type = FAILURE_ROUTE
             ctx.branches = []
+            ctx.ruri_new = False    # tried already: t_relay uses it again only if rewritten
             ctx.reply, ctx.reply_status = best.response, best.final
             rc.in_failure = True
             try:
@@ -516,7 +526,8 @@ class Tm(Module):
             return -1
         group = st.data.contact_groups.pop(0)
         (uri, q, dst), rest = group[0], group[1:]
-        ctx.new_uri, ctx.q, ctx.dst_uri = uri, q, dst
+        ctx.set_ruri(uri)
+        ctx.q, ctx.dst_uri = q, dst
         ctx.branches = [Branch(u, bq, d) for u, bq, d in rest]
         return 1
 

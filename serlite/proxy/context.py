@@ -61,6 +61,10 @@ class Context:
     ``dropped``   set by the script's ``drop``: a reply route's reply is not relayed;
     ``reply``, ``reply_status``  in failure_route: the winning final Response (None when it was
                   made up locally, e.g. 408 on timeout) and its status;
+    ``ruri_new``  whether the R-URI is still a destination of its own: False once
+                  ``append_branch()`` copied it into the destination set, and on entry to a
+                  failure_route (it was tried already); a rewrite makes it new again (as in
+                  Kamailio, whose t_relay in failure_route only uses a rewritten R-URI);
     ``received``  set by nathelper's fix_nated_register: the address the REGISTER really came
                   from (``sip:ip:port;transport=tcp``), which save() stores with the binding
                   and lookup() then sends to.
@@ -68,7 +72,7 @@ class Context:
 
     __slots__ = ("msg", "source", "core", "route_type", "flags", "new_uri", "dst_uri", "q",
                  "branches", "replied", "transaction", "forwarded", "dropped", "reply",
-                 "reply_status", "received", "__weakref__")
+                 "reply_status", "received", "ruri_new", "__weakref__")
 
     def __init__(self, msg, source, core, route_type=REQUEST_ROUTE):
         self.msg = msg
@@ -87,6 +91,7 @@ class Context:
         self.reply = None
         self.reply_status = 0
         self.received = None
+        self.ruri_new = True
 
     @property
     def ruri(self):
@@ -95,3 +100,4 @@ class Context:
 
     def set_ruri(self, uri):
         self.new_uri = uri
+        self.ruri_new = True

@@ -273,13 +273,15 @@ class Core:
             self.reply(ctx, refused[0], refused[1], refused[2])
             return False
         rest = forward.prepare_request(msg, msg.max_forwards)
-        targets = [(ctx.ruri, None)] + [(b.uri, b.dst_uri) for b in ctx.branches]
+        targets = [(b.uri, b.dst_uri) for b in ctx.branches]
+        if ctx.ruri_new:
+            targets.insert(0, (ctx.ruri, None))
         sent = False
         for index, (uri, dst) in enumerate(targets):
             if host is not None:
                 hop = (proto or "udp", host, port or 5060)
             else:
-                hop = self.next_hop(msg, uri, dst if index else ctx.dst_uri)
+                hop = self.next_hop(msg, uri, dst or (ctx.dst_uri if uri == ctx.ruri else None))
             hproto, hhost, hport = hop
             listener = self.listener_for(hproto, hhost)
             if listener is None:
