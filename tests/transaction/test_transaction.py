@@ -180,3 +180,29 @@ def test_random_walks_never_fire_a_timer_the_state_has_no_row_for(kind, reliable
                 break
             tx.expire(tx.next_deadline())
         assert tx.terminated or tx.state in ("proceeding", "trying", "calling"), tx.state
+
+
+def _machine_in(table_name, state):
+    """A transaction of the given table, put in ``state`` as its table allows."""
+    reliable = False
+    if table_name.startswith("client"):
+        method = "INVITE" if table_name == "client_invite" else "BYE"
+        tx = ClientTransaction(method, "b", b"x", reliable=reliable, now=0.0, fr_timer=5.0)
+    else:
+        method = "INVITE" if table_name == "server_invite" else "BYE"
+        tx = ServerTransaction(method, "k", reliable=reliable, dest=None)
+    tx.state = state
+    return tx
+
+
+@pytest.mark.parametrize("table_name,state,event", [
+    (name, state, event) for name, table in TABLES.items() for (state, event) in table])
+def test_every_state_input_pair_steps_to_its_row(table_name, state, event):
+    tx = _machine_in(table_name, state)
+    tx.intervals.update({"A": T1, "E": T1, "G": T1})     # timers that double need a start
+    actions, expected = TABLES[table_name][(state, event)]
+    out = tx.step(event, 10.0)
+    assert tx.state == expected
+    assert all(a in actions for a in out)                # only the row's own I/O actions
+    if expected == "terminated":
+        assert tx.next_deadline() is None                # nothing left to fire
