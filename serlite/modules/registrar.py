@@ -65,10 +65,10 @@ class Registrar(Module):
             contacts = self._apply(ctx, self._table(table))
         except RegisterError as exc:
             if reply:
-                self.core.reply(ctx, exc.status, exc.reason, exc.headers)
+                self.core.send_reply(ctx, exc.status, exc.reason, exc.headers)
             return -1
         if reply:
-            self.core.reply(ctx, 200, "OK", contacts)
+            self.core.send_reply(ctx, 200, "OK", contacts)
         return 1
 
     def _apply(self, ctx, store):

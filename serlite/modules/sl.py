@@ -24,9 +24,9 @@ class Sl(Module):
     name = "sl"
 
     def send_reply(self, ctx, code, reason):
-        if ctx.route_type == FAILURE_ROUTE and ctx.transaction is not None:
-            return self.core.tm.t_reply(ctx, code, reason)
         headers = redirect_contacts(ctx) if 300 <= code < 400 else ()
+        if ctx.route_type == FAILURE_ROUTE:     # the transaction's reply, whatever sl says
+            return 1 if self.core.send_reply(ctx, code, reason, headers) else -1
         return 1 if self.core.reply(ctx, code, reason, headers) else -1
 
 

@@ -184,16 +184,22 @@ class Tm(Module):
         return 1
 
     def t_reply(self, ctx, code, reason):
+        from .sl import redirect_contacts
+        headers = redirect_contacts(ctx) if 300 <= code < 400 else ()
+        return 1 if self.reply(ctx, code, reason, headers) else -1
+
+    def reply(self, ctx, code, reason, headers=()):
+        """Answer statefully (creating the transaction if needed); False if it was answered
+        already or is an ACK."""
         if ctx.msg.method == "ACK":
-            return -1
+            return False
         st = ctx.transaction
         if st is None:
             st, _ = self._new_server(ctx)
         if st.data.answered >= 200 and code >= 200:
-            return -1
-        from .sl import redirect_contacts
-        self._local_reply(st, code, reason, redirect_contacts(ctx) if 300 <= code < 400 else ())
-        return 1
+            return False
+        self._local_reply(st, code, reason, headers)
+        return True
 
     # -- relaying --------------------------------------------------------------------------
     def t_relay(self, ctx, host=None, port=None, proto=None):

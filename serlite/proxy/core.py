@@ -239,6 +239,13 @@ class Core:
         proto, host, port = forward.via_target(msg.top_via, ctx.source)
         return self.send(proto, host, port, data, ctx.source.local, ctx.source.conn)
 
+    def send_reply(self, ctx, status, reason, headers=()):
+        """Answer the request of ``ctx``: through its transaction when tm made one (t_newtran,
+        or in failure_route), else statelessly (Kamailio's ``send_reply``)."""
+        if ctx.transaction is not None and self.tm is not None:
+            return self.tm.reply(ctx, status, reason, headers)
+        return self.reply(ctx, status, reason, headers)
+
     def forward_response(self, msg):
         """Relay a response up to the next Via (RFC 3261 16.7 step 9, 18.2.2)."""
         msg.remove_first_value("Via")

@@ -1,0 +1,328 @@
+"""ser-ctl: the administrator's command line (SER's ``serctl``), ``python3 -m serlite.ctl``.
+
+    ser-ctl [-d DB_URL] [-t TABLE] user add USER@DOMAIN PASSWORD   (PASSWORD "-": read stdin)
+    ser-ctl [-d DB_URL] [-t TABLE] user passwd USER@DOMAIN PASSWORD
+    ser-ctl [-d DB_URL] [-t TABLE] user del USER@DOMAIN
+    ser-ctl [-d DB_URL] [-t TABLE] user list
+
+The database is ``-d``, else the environment's ``SER_DB``, else ``dbtext:///etc/ser/db`` (what
+auth_db's ``db_url`` says by default); the table ``subscriber``.  Commands are argparse
+sub-commands: each group (``user`` here; the control socket's ``ps``, ``stats``, ``ul`` ...
+later) is one ``add_*_commands(subparsers)`` function that sets ``func(args, io) -> exit status``
+on its parsers, and ``COMMAND_GROUPS`` lists them.  A command's failure is ``CtlError``: one line
+on stderr, exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..sip import digest
+from ..sip.grammar import is_host
+from ..store import dbtext
+
+DEFAULT_DB = "dbtext:///etc/ser/db"
+DEFAULT_TABLE = "subscriber"
+
+
+class CtlError(Exception):
+    """A command that cannot be done; the message is the one line the user sees."""
+
+
+class IO:
+    """The streams a command uses (tests pass their own)."""
+
+    def __init__(self, stdin=None, stdout=None, stderr=None):
+        self.stdin = stdin if stdin is not None else sys.stdin
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+
+    def out(self, line):
+        self.stdout.write(line + "\n")
+
+    def err(self, line):
+        self.stderr.write(line + "\n")
+
+
+# --- text <-> octets ----------------------------------------------------------------------------
+# The table holds octets (serlite's SIP layer reads messages as latin-1 strings); the command
+# line gives text.  A name typed in UTF-8 is stored as its UTF-8 octets, as a phone sends it.
+
+def _octets(text):
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _text(octets):
+    return octets.encode("latin-1").decode("utf-8", "replace")
+
+
+# --- user ---------------------------------------------------------------------------------------
+
+def parse_user(spec, what):
+    """``("alice", "home")`` from ``alice@home``: one ``@``, a user without white space or
+    control characters, a host name or address (lower-cased: it is the realm)."""
+    user, at, domain = spec.partition("@")
+    if not at:
+        raise CtlError(f"{what}: {spec!r} is not USER@DOMAIN (the domain is the realm the "
+                       f"phones are challenged with: the registrar's host name or address)")
+    if not user or "@" in domain:
+        raise CtlError(f"{what}: {spec!r} is not USER@DOMAIN")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in user):
+        raise CtlError(f"{what}: user {user!r} holds white space or control characters")
+    domain = domain.lower()
+    if not is_host(domain):
+        raise CtlError(f"{what}: domain {domain!r} is not a host name or address")
+    return _octets(user), domain
+
+
+def read_password(value, io, what):
+    """The password argument; ``-`` reads it from stdin (its first line; at a terminal, asked
+    twice without echo) so it stays out of the shell history."""
+    if value == "-":
+        if getattr(io.stdin, "isatty", lambda: False)():
+            import getpass
+            value = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != value:
+                raise CtlError(f"{what}: the passwords differ")
+        else:
+            value = io.stdin.readline()
+            if value.endswith("\n"):
+                value = value[:-1]
+            if value.endswith("\r"):
+                value = value[:-1]
+    if value == "":
+        raise CtlError(f"{what}: empty password")
+    if any(c in value for c in "\n\r\0"):
+        raise CtlError(f"{what}: the password holds a line break or NUL")
+    return _octets(value)
+
+
+class Subscribers:
+    """The subscriber table file: read, changed, written back atomically (mode 0600)."""
+
+    def __init__(self, db_url, table, io):
+        try:
+            self.path = dbtext.table_path(db_url, table)
+        except ValueError as exc:
+            raise CtlError(str(exc)) from None
+        self.io = io
+
+    def read(self, what, create=False):
+        try:
+            table, warnings = dbtext.read_table(self.path)
+        except FileNotFoundError:
+            if not create:
+                return None
+            return dbtext.Table(dbtext.SUBSCRIBER_COLUMNS)
+        except dbtext.DbTextError as exc:
+            raise CtlError(f"{what}: {exc}") from None
+        except OSError as exc:
+            raise CtlError(f"{what}: cannot read {self.path}: {exc.strerror}") from None
+        for w in warnings:
+            self.io.err(f"warning: {w} (kept as it is)")
+        return table
+
+    def write(self, table, what):
+        directory = os.path.dirname(self.path) or "."
+        try:
+            os.makedirs(directory, 0o700, exist_ok=True)
+            dbtext.write_table(self.path, table)
+        except OSError as exc:
+            raise CtlError(f"{what}: cannot write {self.path}: {exc.strerror}") from None
+
+    def locked(self, what):
+        """An exclusive lock on the table's directory while a command reads and rewrites the
+        table, so two ser-ctl runs cannot lose each other's change (no-op without fcntl)."""
+        return _DirLock(os.path.dirname(self.path) or ".", what)
+
+
+class _DirLock:
+    def __init__(self, directory, what):
+        self.directory = directory
+        self.what = what
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        try:
+            os.makedirs(self.directory, 0o700, exist_ok=True)
+            self.fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+            raise CtlError(f"{self.what}: cannot use {self.directory}: {exc.strerror}") \
+                from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)       # closing releases the lock
+
+
+def _matches(row, user, domain, has_domain):
+    return row.get("username") == user and (
+        not has_domain or (row.get("domain") or "").lower() == domain)
+
+
+def _set_credentials(row, table, user, domain, password):
+    row["ha1"] = digest.ha1(user, domain, password)
+    if table.column("ha1b") is not None:
+        row["ha1b"] = digest.ha1(f"{user}@{domain}", domain, password)
+    if table.column("password") is not None:
+        row["password"] = None           # never a clear password; an old one goes
+
+
+def _check_columns(table, what):
+    wanted = " ".join(c.text() for c in dbtext.SUBSCRIBER_COLUMNS)
+    for name in ("username", "ha1"):
+        if table.column(name) is None:
+            raise CtlError(f"{what}: the table has no {name} column (ser-ctl writes: {wanted})")
+
+
+def user_add(args, io):
+    what = "user add"
+    user, domain = parse_user(args.user, what)
+    password = read_password(args.password, io, what)
+    subs = Subscribers(args.db, args.table, io)
+    with subs.locked(what):
+        table = subs.read(what, create=True)
+        _check_columns(table, what)
+        has_domain = table.column("domain") is not None
+        if any(_matches(r, user, domain, has_domain) for r in table.records()):
+            raise CtlError(f"{what}: {args.user} exists (change its password with "
+                           f"'user passwd', or 'user del' it first)")
+        row = {}
+        for col in table.columns:
+            row[col.name] = table.next_auto(col.name) if col.auto else None
+        row["username"] = user
+        if has_domain:
+            row["domain"] = domain
+        _set_credentials(row, table, user, domain, password)
+        table.rows.append(row)
+        subs.write(table, what)
+    io.out(f"{what}: {_text(user)}@{domain} added to {subs.path} (kill -HUP ser to load it)")
+    return 0
+
+
+def user_passwd(args, io):
+    what = "user passwd"
+    user, domain = parse_user(args.user, what)
+    password = read_password(args.password, io, what)
+    subs = Subscribers(args.db, args.table, io)
+    with subs.locked(what):
+        table = subs.read(what)
+        if table is None:
+            raise CtlError(f"{what}: no user {args.user} ({subs.path} does not exist)")
+        _check_columns(table, what)
+        has_domain = table.column("domain") is not None
+        rows = [r for r in table.records() if _matches(r, user, domain, has_domain)]
+        if not rows:
+            raise CtlError(f"{what}: no user {args.user} in {subs.path}")
+        for row in rows:
+            _set_credentials(row, table, user, domain, password)
+        subs.write(table, what)
+    io.out(f"{what}: password of {_text(user)}@{domain} changed (kill -HUP ser to load it)")
+    return 0
+
+
+def user_del(args, io):
+    what = "user del"
+    user, domain = parse_user(args.user, what)
+    subs = Subscribers(args.db, args.table, io)
+    with subs.locked(what):
+        table = subs.read(what)
+        if table is None:
+            raise CtlError(f"{what}: no user {args.user} ({subs.path} does not exist)")
+        has_domain = table.column("domain") is not None
+        before = len(table.rows)
+        table.rows = [r for r in table.rows
+                      if not (isinstance(r, dict) and _matches(r, user, domain, has_domain))]
+        if len(table.rows) == before:
+            raise CtlError(f"{what}: no user {args.user} in {subs.path}")
+        subs.write(table, what)
+    io.out(f"{what}: {_text(user)}@{domain} deleted (kill -HUP ser to forget it)")
+    return 0
+
+
+def _credentials_kind(row):
+    """What a record authenticates with, never the secret itself."""
+    kinds = [name for name in ("ha1", "ha1b") if row.get(name)]
+    if row.get("password"):
+        kinds.append("password (clear text!)")
+    return "+".join(kinds) if kinds else "none (cannot log in)"
+
+
+def user_list(args, io):
+    what = "user list"
+    subs = Subscribers(args.db, args.table, io)
+    table = subs.read(what)
+    if table is None:
+        io.err(f"{what}: {subs.path} does not exist: no users yet")
+        return 0
+    rows = [(_text(r.get("username") or ""), _text(r.get("domain") or ""),
+             _credentials_kind(r)) for r in table.records()]
+    if not rows:
+        return 0
+    width_u = max(len("USER"), *(len(r[0]) for r in rows))
+    width_d = max(len("DOMAIN"), *(len(r[1]) for r in rows))
+    io.out(f"{'USER':<{width_u}}  {'DOMAIN':<{width_d}}  CREDENTIALS")
+    for u, d, kind in rows:
+        io.out(f"{u:<{width_u}}  {d:<{width_d}}  {kind}")
+    return 0
+
+
+def add_user_commands(subparsers):
+    p = subparsers.add_parser("user", help="manage the subscriber table (digest accounts)")
+    sub = p.add_subparsers(dest="action", metavar="{add,passwd,del,list}")
+    sub.required = True
+    a = sub.add_parser("add", help="add an account: user add alice@home PASSWORD|-")
+    a.add_argument("user", metavar="USER@DOMAIN")
+    a.add_argument("password", metavar="PASSWORD", help='"-" reads it from stdin')
+    a.set_defaults(func=user_add)
+    a = sub.add_parser("passwd", help="change a password: user passwd alice@home PASSWORD|-")
+    a.add_argument("user", metavar="USER@DOMAIN")
+    a.add_argument("password", metavar="PASSWORD", help='"-" reads it from stdin')
+    a.set_defaults(func=user_passwd)
+    a = sub.add_parser("del", help="delete an account: user del alice@home")
+    a.add_argument("user", metavar="USER@DOMAIN")
+    a.set_defaults(func=user_del)
+    a = sub.add_parser("list", help="list the accounts (no password hashes)")
+    a.set_defaults(func=user_list)
+
+
+# Each adds its sub-commands to the top-level parser.
+COMMAND_GROUPS = (add_user_commands,)
+
+
+def build_parser(environ=None):
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="ser-ctl", description="Manage serlite (SER's serctl).",
+        epilog="The database is -d, else $SER_DB, else " + DEFAULT_DB + ".")
+    parser.add_argument("-d", "--db", default=environ.get("SER_DB") or DEFAULT_DB,
+                        metavar="DB_URL", help="database: dbtext:///dir (default: %(default)s)")
+    parser.add_argument("-t", "--table", default=DEFAULT_TABLE,
+                        help="subscriber table name (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in COMMAND_GROUPS:
+        add(sub)
+    return parser
+
+
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, environ=None):
+    """Run one command; returns the exit status (argparse exits 2 itself on a usage error)."""
+    io = IO(stdin, stdout, stderr)
+    args = build_parser(environ).parse_args(argv)
+    try:
+        return args.func(args, io)
+    except CtlError as exc:
+        io.err(f"ser-ctl: {exc}")
+        return 1
