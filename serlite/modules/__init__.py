@@ -7,7 +7,8 @@ config loads.  ``core`` is the always-loaded table of SER's core actions (forwar
 import importlib
 
 # The modules serlite has, by SER name.
-AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar")
+AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "nathelper", "pike",
+             "auth", "auth_db")
 
 
 def spec(name):

@@ -356,7 +356,7 @@ class Tm(Module):
         branch = ct.data
         actions = ct.receive(msg.status, self.core.now())
         for action in actions:
-            self._client_action(ct, action, msg)
+            self._client_action(ct, action, msg, source)
         if branch is not None and ct.status >= 100 and ct.state == "proceeding" \
                 and branch.cancelled:
             # the CANCEL that waited for a provisional (9.1) can go now
@@ -365,7 +365,7 @@ class Tm(Module):
         self._schedule(ct)
         return True
 
-    def _client_action(self, ct, action, msg):
+    def _client_action(self, ct, action, msg, source=None):
         branch = ct.data
         if branch is None:          # our own CANCEL: its responses end here
             return
@@ -382,13 +382,13 @@ class Tm(Module):
                 branch.final, branch.reason = 408, "Request Timeout"
                 self._branch_final(branch.rc, branch)
         elif action == "up":
-            self._reply_up(ct, branch, msg)
+            self._reply_up(ct, branch, msg, source)
 
-    def _reply_up(self, ct, branch, msg):
+    def _reply_up(self, ct, branch, msg, source):
         rc = branch.rc
         status = msg.status
         # onreply routes: the plain one sees every reply, t_on_reply's the ones of this request
-        reply_ctx = Context(msg, None, self.core, ONREPLY_ROUTE)
+        reply_ctx = Context(msg, source, self.core, ONREPLY_ROUTE)
         script = self.core.script
         if script.run_reply(reply_ctx) == 0 or reply_ctx.dropped:
             if status < 200:
