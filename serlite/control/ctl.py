@@ -4,6 +4,8 @@
     ser-ctl [-d DB_URL] [-t TABLE] user passwd USER@DOMAIN PASSWORD
     ser-ctl [-d DB_URL] [-t TABLE] user del USER@DOMAIN
     ser-ctl [-d DB_URL] [-t TABLE] user list
+    ser-ctl [-s SOCKET] {ps,uptime,version,stats,sl_stats,reload,ping} [--json]
+    ser-ctl [-s SOCKET] ul show [AOR] | ul rm AOR [--json]
 
 The database is ``-d``, else the environment's ``SER_DB``, else ``dbtext:///etc/ser/db`` (what
 auth_db's ``db_url`` says by default); the table ``subscriber``.  Commands are argparse
@@ -297,8 +299,127 @@ def add_user_commands(subparsers):
     a.set_defaults(func=user_list)
 
 
+# --- a running server, over its control socket -------------------------------------------------
+
+def _call(args, cmd, *params):
+    from .client import Client, CommandFailed, NotRunning
+    try:
+        with Client(args.socket) as client:
+            return client.call(cmd, *params)
+    except NotRunning as exc:
+        raise CtlError(str(exc))
+    except CommandFailed as exc:
+        raise CtlError(f"{cmd}: {exc}")
+
+
+def _table(io, header, rows):
+    """Rows of strings as aligned columns."""
+    rows = [[str("" if c is None else c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    io.out("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in rows:
+        io.out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    return " ".join(parts + [f"{hours}h", f"{minutes}m", f"{secs}s"])
+
+
+def _remote(cmd, show):
+    """A command that asks the server ``cmd`` and prints the answer with ``show`` (or as JSON
+    with --json)."""
+    def run(args, io):
+        params = [p for p in (getattr(args, "action", None), getattr(args, "aor", None))
+                  if p is not None]
+        result = _call(args, cmd, *params)
+        if args.json:
+            import json
+            io.out(json.dumps(result, indent=2, sort_keys=True))
+        else:
+            show(result, io)
+        return 0
+    return run
+
+
+def _show_ps(rows, io):
+    _table(io, ("PID", "NAME", "PROTO", "ADDRESS", "PORT"),
+           [(r["pid"], r["name"], r["proto"], r["address"], r["port"]) for r in rows])
+
+
+def _show_uptime(r, io):
+    import time
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
+    io.out(f"up {_duration(r['uptime'])} (since {started})")
+
+
+def _show_version(r, io):
+    io.out(f"serlite {r['version']} ({r['implementation']} {r['python']})")
+
+
+def _show_stats(r, io):
+    io.out(f"uptime {_duration(r['uptime'])}, {r['transactions']} transactions, "
+           f"{r['registered_contacts']} contacts of {r['registered_aors']} AORs registered")
+    for title, table in (("requests received", r["requests_in"]),
+                         ("requests sent", r["requests_out"]),
+                         ("replies received", r["replies_in"]),
+                         ("replies sent", r["replies_out"]),
+                         ("reply classes received", r["reply_classes_in"]),
+                         ("reply classes sent", r["reply_classes_out"])):
+        io.out("")
+        io.out(title)
+        _table(io, ("  TYPE", "COUNT", "BYTES"),
+               [(f"  {k}", n, size) for k, (n, size) in sorted(table.items())])
+    if r["counters"]:
+        io.out("")
+        _table(io, ("COUNTER", "VALUE"), sorted(r["counters"].items()))
+
+
+def _show_sl_stats(r, io):
+    for key, value in r.items():
+        io.out(f"{key}: {value}")
+
+
+def _show_ul(r, io):
+    if isinstance(r, dict):
+        io.out(f"removed {r['removed']} binding(s)")
+        return
+    _table(io, ("AOR", "CONTACT", "EXPIRES", "Q", "NAT", "RECEIVED", "USER AGENT"),
+           [(b["aor"], b["contact"], b["expires"], "" if b["q"] is None else b["q"],
+             "yes" if b["nat"] else "no", b["received"], b["user_agent"]) for b in r])
+
+
+def _show_text(r, io):
+    io.out(str(r))
+
+
+def add_server_commands(subparsers):
+    def command(name, help_, show, cmd=None):
+        p = subparsers.add_parser(name, help=help_)
+        p.add_argument("--json", action="store_true", help="print the answer as JSON")
+        p.set_defaults(func=_remote(cmd or name, show))
+        return p
+
+    command("ps", "the server's receiving sockets and their pids", _show_ps)
+    command("uptime", "how long the server has run", _show_uptime)
+    command("version", "the running server's version", _show_version)
+    command("stats", "message counters and sizes, transactions, registrations", _show_stats)
+    command("sl_stats", "replies sent, by code (SER's sl_stats)", _show_sl_stats)
+    command("reload", "re-read the config (as SIGHUP; the old one stays if it fails)",
+            _show_text)
+    command("ping", "is the server answering?", _show_text)
+    ul = command("ul", "the location table: ul show [AOR], ul rm AOR", _show_ul)
+    ul.add_argument("action", choices=("show", "rm"))
+    ul.add_argument("aor", nargs="?", metavar="AOR")
+
+
 # Each adds its sub-commands to the top-level parser.
-COMMAND_GROUPS = (add_user_commands,)
+COMMAND_GROUPS = (add_user_commands, add_server_commands)
 
 
 def build_parser(environ=None):
@@ -310,6 +431,9 @@ def build_parser(environ=None):
                         metavar="DB_URL", help="database: dbtext:///dir (default: %(default)s)")
     parser.add_argument("-t", "--table", default=DEFAULT_TABLE,
                         help="subscriber table name (default: %(default)s)")
+    parser.add_argument("-s", "--socket", default=None, metavar="PATH",
+                        help="the server's control socket (default: $SER_UNIX_SOCK, else "
+                             "/var/run/ser/ser.sock)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in COMMAND_GROUPS:

@@ -1,0 +1,604 @@
+"""/etc/config/ser (UCI) -> the ser.cfg the router runs: ``python3 -m serlite.uci``.
+
+The init script calls this at every start and reload.  It reads the UCI file, writes the
+generated config (and, for users given in UCI, their ``subscriber`` table) to a directory in RAM
+(``/var/etc/ser``), and prints the path of the config to run: the generated one, or the expert's
+own file when ``option config`` is set.  Notes go to stderr, one line each, and the init script
+sends them to the system log: an option this file does not know is reported, never dropped in
+silence.  A value it cannot use is an error (exit status 1), and the server is not started;
+so it is not when no interface has an address yet (exit status 2, at boot).
+
+    python3 -m serlite.uci -c /etc/config/ser -o /var/etc/ser -a lan=192.168.1.1/24 -a wan=...
+
+``-a IFACE=ADDRESS[/PREFIX]`` gives the addresses of a UCI interface (the init script asks netifd
+for them): the server listens on the addresses of the listed interfaces, and the networks of the
+non-WAN ones are "the LAN", from which nobody needs a password.
+
+The pieces are pure functions: ``parse(text)`` (the UCI file syntax), ``settings(sections)``,
+``generate(sections, addresses)`` (the config text) and ``subscribers(...)`` (the table text).
+"""
+
+import argparse
+import hashlib
+import ipaddress
+import os
+import re
+import shlex
+import sys
+
+RUN_DIR = "/var/etc/ser"                 # RAM: written at each start, never on flash
+UCI_FILE = "/etc/config/ser"
+SECRET_FILE = "/etc/ser/auth_secret"     # made once by auth (flash), so nonces outlive restarts
+DEFAULT_LOCATION_DB = "dbtext:///etc/ser/usrloc"
+DEFAULT_REALM = "serlite"
+MODULE_DIR = "/usr/lib/ser/modules"      # SER's paths, as in files/etc/ser/ser.cfg
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+class UciError(Exception):
+    """A UCI file or value that cannot be used; the message says where and why."""
+
+
+class NoAddress(UciError):
+    """None of the interfaces to listen on has an address yet (at boot, before netifd brought
+    them up): exit status 2, and the init script starts the server when one comes up."""
+
+
+# --- the UCI file ---------------------------------------------------------------------------
+
+class Section:
+    """``config TYPE ['NAME']`` and its options: ``option`` values are str, ``list`` values
+    lists of str (in file order)."""
+
+    def __init__(self, type_, name=None, line=0):
+        self.type = type_
+        self.name = name
+        self.line = line
+        self.options = {}
+
+    def label(self):
+        return f"{self.type} '{self.name}'" if self.name else f"unnamed {self.type} (line {self.line})"
+
+    def __repr__(self):
+        return f"Section({self.type!r}, {self.name!r}, {self.options!r})"
+
+
+def parse(text, filename="<uci>"):
+    """The sections of a UCI file, as ``uci`` itself reads it: one statement a line
+    (``package``, ``config``, ``option``, ``list``), words quoted as in the shell, ``#`` comments."""
+    sections = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise UciError(f"{filename}:{lineno}: {exc}") from None
+        if not words:
+            continue
+        keyword, args = words[0], words[1:]
+        if keyword == "package":
+            continue
+        if keyword == "config":
+            if len(args) not in (1, 2):
+                raise UciError(f"{filename}:{lineno}: write config TYPE ['NAME']")
+            sections.append(Section(args[0], args[1] if len(args) == 2 else None, lineno))
+        elif keyword in ("option", "list"):
+            if not sections:
+                raise UciError(f"{filename}:{lineno}: {keyword} before any config line")
+            if len(args) != 2:
+                raise UciError(f"{filename}:{lineno}: write {keyword} NAME 'VALUE'")
+            name, value = args
+            options = sections[-1].options
+            if keyword == "option":
+                options[name] = value
+            else:
+                previous = options.get(name)
+                options[name] = (previous if isinstance(previous, list) else
+                                 [] if previous is None else [previous]) + [value]
+        else:
+            raise UciError(f"{filename}:{lineno}: unknown keyword {keyword!r} "
+                           f"(config, option, list)")
+    return sections
+
+
+# --- what the options mean ------------------------------------------------------------------
+
+# The options of the 'ser' section named 'main', with what they do (the README repeats this).
+MAIN_OPTIONS = {
+    "enabled": "start the server (the init script reads it)",
+    "interface": "UCI interfaces to listen on (lan, guest, ...)",
+    "port": "SIP port, UDP and TCP",
+    "domain": "the SIP domain the phones use; also the digest realm",
+    "wan_open": "also listen on the WAN interface; outsiders must authenticate",
+    "wan": "the UCI name of the WAN interface",
+    "log_level": "SER's debug=: 2 notices, 3 info, 4 debug",
+    "location_db": "where registrations are kept (dbtext:///dir)",
+    "user_db": "your own auth_db table directory instead of 'user' sections",
+    "config": "run this ser.cfg as it is (experts); other options are then ignored",
+}
+USER_OPTIONS = ("name", "password")
+_TRUE = ("1", "yes", "on", "true", "enabled")
+_FALSE = ("0", "no", "off", "false", "disabled")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_IFACE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class Settings:
+    """The 'main' section's options, checked, with their defaults."""
+
+    def __init__(self):
+        self.enabled = False
+        self.interfaces = ["lan"]
+        self.port = 5060
+        self.domain = ""
+        self.wan_open = False
+        self.wan = "wan"
+        self.log_level = 2
+        self.location_db = DEFAULT_LOCATION_DB
+        self.user_db = ""
+        self.config = ""
+        self.users = []          # (name, password)
+
+    @property
+    def listen_interfaces(self):
+        names = [i for i in self.interfaces if i != self.wan]
+        return names + [self.wan] if self.wan_open else names
+
+    @property
+    def realm(self):
+        return self.domain or DEFAULT_REALM
+
+
+def _bool(where, value):
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise UciError(f"{where}: {value!r} is not a boolean (1/0, yes/no, on/off)")
+
+
+def _int(where, value, low, high):
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise UciError(f"{where}: {value!r} is not a number from {low} to {high}")
+    return number
+
+
+def _single(where, value):
+    if isinstance(value, list):
+        raise UciError(f"{where}: give one value (option), not a list")
+    return value
+
+
+def _quotable(where, value):
+    if any(c in value for c in '"\\\n\r'):
+        raise UciError(f"{where}: {value!r} may not hold quotes, backslashes or line breaks")
+    return value
+
+
+def _db_url(where, value):
+    _quotable(where, value)
+    if not (value.startswith("dbtext:///") or value.startswith("/")):
+        raise UciError(f"{where}: {value!r} is neither dbtext:///directory nor /directory")
+    return value if value.startswith("dbtext:") else "dbtext://" + value
+
+
+def settings(sections, notes=None):
+    """The checked Settings of parsed sections; what is ignored is appended to ``notes``."""
+    notes = [] if notes is None else notes
+    s = Settings()
+    main = None
+    for section in sections:
+        if section.type == "ser" and section.name == "main" and main is None:
+            main = section
+        elif section.type == "ser":
+            notes.append(f"section {section.label()} ignored: the options live in "
+                         f"config ser 'main'")
+        elif section.type == "user":
+            s.users.append(_user(section, notes))
+        else:
+            notes.append(f"section {section.label()} ignored: unknown type "
+                         f"(ser 'main', user)")
+    if main is None:
+        notes.append("no config ser 'main' section: using the defaults")
+        main = Section("ser", "main")
+    for name, value in main.options.items():
+        where = f"option {name}"
+        if name not in MAIN_OPTIONS:
+            notes.append(f"option {name!r} in ser 'main' is not understood, ignored "
+                         f"(known: {', '.join(MAIN_OPTIONS)})")
+        elif name == "interface":
+            words = value if isinstance(value, list) else [value]
+            names = [w for item in words for w in item.split()]
+            for n in names:
+                if not _IFACE.match(n):
+                    raise UciError(f"{where}: {n!r} is not an interface name")
+            s.interfaces = names
+        elif name in ("enabled", "wan_open"):
+            setattr(s, name, _bool(where, _single(where, value)))
+        elif name == "port":
+            s.port = _int(where, _single(where, value), 1, 65535)
+        elif name == "log_level":
+            s.log_level = _int(where, _single(where, value), -3, 4)
+        elif name == "domain":
+            domain = _single(where, value).strip()
+            if domain and not _HOST.match(domain):
+                raise UciError(f"{where}: {domain!r} is not a domain name")
+            s.domain = domain
+        elif name == "wan":
+            s.wan = _single(where, value)
+            if not _IFACE.match(s.wan):
+                raise UciError(f"{where}: {s.wan!r} is not an interface name")
+        elif name in ("location_db", "user_db"):
+            value = _single(where, value)
+            setattr(s, name, _db_url(where, value) if value else "")
+        elif name == "config":
+            s.config = _quotable(where, _single(where, value))
+    if not s.location_db:
+        s.location_db = DEFAULT_LOCATION_DB
+    if s.config:
+        ignored = [n for n in main.options if n in MAIN_OPTIONS and n not in ("enabled", "config",
+                                                                             "interface", "wan",
+                                                                             "wan_open")]
+        if ignored or s.users:
+            notes.append(f"option config is set: {s.config} runs as it is; "
+                         + ", ".join([f"option {n}" for n in ignored]
+                                     + (["the user sections"] if s.users else []))
+                         + " ignored")
+    elif s.wan_open:
+        if s.user_db and s.users:
+            notes.append(f"option user_db is set: the user sections are ignored, "
+                         f"accounts come from {s.user_db}")
+        if not s.user_db and not s.users:
+            notes.append("wan_open is set but there are no users: nobody outside the LAN "
+                         "can register or call")
+        if not s.domain:
+            notes.append(f"option domain is not set: the digest realm is {DEFAULT_REALM!r}")
+    elif s.users:
+        notes.append("user sections are used only with wan_open 1 (the LAN needs no password)")
+    if s.wan in s.interfaces and not s.wan_open:
+        notes.append(f"interface {s.wan!r} is the WAN and wan_open is 0: not listening on it")
+    return s
+
+
+def _user(section, notes):
+    where = f"section {section.label()}"
+    for name in section.options:
+        if name not in USER_OPTIONS:
+            notes.append(f"option {name!r} in {where} is not understood, ignored "
+                         f"(known: {', '.join(USER_OPTIONS)})")
+    name = section.options.get("name", section.name or "")
+    password = section.options.get("password", "")
+    if not isinstance(name, str) or not name or any(c in name for c in ":@ \t\r\n\\"):
+        raise UciError(f"{where}: option name must be one SIP user name "
+                       f"(no ':', '@', spaces or backslashes)")
+    if not isinstance(password, str) or not password:
+        raise UciError(f"{where}: option password is missing")
+    return name, password
+
+
+# --- the generated config -------------------------------------------------------------------
+
+def _interfaces(addresses):
+    """{iface: [ip_interface]} from {iface: ['192.168.1.1/24', 'fd00::1/64', ...]}."""
+    out = {}
+    for iface, items in addresses.items():
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(ipaddress.ip_interface(item))
+            except ValueError:
+                raise UciError(f"address {item!r} of interface {iface!r} is not an IP "
+                               f"address[/prefix]") from None
+        out[iface] = parsed
+    return out
+
+
+def listen_addresses(s, addresses, notes=None):
+    """The addresses to listen on, in interface order, without duplicates or link-local ones
+    (they need a scope the config cannot give)."""
+    notes = [] if notes is None else notes
+    found = _interfaces(addresses)
+    out = []
+    for iface in s.listen_interfaces:
+        ips = [a.ip for a in found.get(iface, []) if not a.ip.is_link_local]
+        if not ips:
+            notes.append(f"interface {iface!r} has no address now: not listening on it "
+                         f"(the init script starts again when it comes up)")
+        for ip in ips:
+            if ip not in out:
+                out.append(ip)
+    return out
+
+
+def lan_networks(s, addresses):
+    """The networks whose phones need no password: those of the listened non-WAN interfaces,
+    and the router itself."""
+    found = _interfaces(addresses)
+    nets = []
+    for iface in s.listen_interfaces:
+        if iface == s.wan:
+            continue
+        for a in found.get(iface, []):
+            # link-local sources are left out: one on the WAN's link would pass as the LAN
+            if a.ip.is_link_local:
+                continue
+            if a.network not in nets:
+                nets.append(a.network)
+    for text in LOOPBACK:
+        net = ipaddress.ip_network(text)
+        if net not in nets:
+            nets.append(net)
+    return nets
+
+
+def _listen_word(ip):
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _net_word(net):
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
+    """The text of the ser.cfg for the UCI ``sections`` on the interfaces' ``addresses``
+    ({'lan': ['192.168.1.1/24', ...], 'wan': [...]}).  ``option config`` is not looked at here
+    (``main`` decides between the generated file and the expert's own).  UciError when there is
+    nothing to listen on."""
+    notes = [] if notes is None else notes
+    s = settings(sections, notes)
+    listen = listen_addresses(s, addresses, notes)
+    if not listen:
+        raise NoAddress(f"no address to listen on yet (interfaces: "
+                       f"{', '.join(s.listen_interfaces) or 'none'})")
+    out = [
+        "# Generated by serlite.uci from /etc/config/ser at each start and reload, in RAM:",
+        "# edits here are lost.  Change /etc/config/ser, or run your own config with",
+        "#   uci set ser.main.config=/etc/ser/ser.cfg; uci commit ser",
+        "",
+        f"debug={s.log_level}",
+        f"port={s.port}",
+    ]
+    out += [f"listen={_listen_word(ip)}" for ip in listen]
+    if s.domain:
+        out.append(f'alias="{s.domain}"')
+    modules = ["sl", "tm", "rr", "maxfwd", "usrloc", "registrar"]
+    if s.wan_open:
+        modules += ["auth", "auth_db", "nathelper", "pike"]
+    out.append("")
+    out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
+    out += [
+        "",
+        "# registrations are written through to a small journal: phones stay registered",
+        "# across restarts and power cuts",
+        'modparam("usrloc", "db_mode", 1)',
+        f'modparam("usrloc", "db_url", "{s.location_db}")',
+        'modparam("registrar", "max_expires", 3600)',
+        'modparam("rr", "enable_full_rr", 1)',
+    ]
+    if s.wan_open:
+        user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
+        out += [
+            f'modparam("auth_db", "db_url", "{user_db}")',
+            f'modparam("auth", "secret_file", "{SECRET_FILE}")',
+            'modparam("nathelper", "natping_interval", 30)',
+        ]
+    out += _wan_routes(s, lan_networks(s, addresses)) if s.wan_open else _lan_route()
+    return "\n".join(out) + "\n"
+
+
+_HEAD = [
+    "",
+    "route {",
+    "    if (!mf_process_maxfwd_header(\"10\")) {",
+    "        sl_send_reply(\"483\", \"Too Many Hops\");",
+    "        exit;",
+    "    }",
+]
+_DIALOG = [
+    "    # requests inside a call follow the route set the INVITE recorded",
+    "    if (loose_route()) {",
+    "        t_relay();",
+    "        exit;",
+    "    }",
+    "    if (method == \"INVITE\" || method == \"SUBSCRIBE\") {",
+    "        record_route();",
+    "    }",
+]
+_KEEPALIVE = [
+    "        # OPTIONS to the router itself (no user part): phones use it as a keepalive",
+    "        if (method == \"OPTIONS\" && uri =~ \"^sips?:[^@]*$\") {",
+    "            sl_send_reply(\"200\", \"OK\");",
+    "            exit;",
+    "        }",
+]
+_LOOKUP = [
+    "    if (uri == myself) {",
+    "        if (!lookup(\"location\")) {",
+    "            sl_send_reply(\"404\", \"Not Found\");",
+    "            exit;",
+    "        }",
+    "    }",
+    "    t_relay();",
+    "}",
+]
+
+
+def _lan_route():
+    """The phones of the house only: the default ser.cfg's routing."""
+    return _HEAD + [""] + _DIALOG + [
+        "",
+        "    if (uri == myself && method == \"REGISTER\") {",
+        "        save(\"location\");",
+        "        exit;",
+        "    }",
+        "    if (uri == myself) {",
+    ] + _KEEPALIVE + ["    }"] + _LOOKUP
+
+
+def _wan_routes(s, nets):
+    """LAN and WAN: the LAN as in _lan_route; from anywhere else a REGISTER needs a
+    subscriber's password (www_authorize), and so does any other new request (proxy_authorize):
+    no free calls and no open relay.  Outsiders are rate-limited (pike) and their NATs handled
+    (nathelper)."""
+    realm = s.realm
+    lan = ["", "# true for the phones of the house and the router itself: they need no password",
+           "route[from_lan] {"]
+    lan += [f"    if (src_ip == {_net_word(n)}) return(1);" for n in nets]
+    lan += ["    return(-1);", "}"]
+    main = _HEAD + [
+        "",
+        "    if (!route(from_lan)) {",
+        "        if (!pike_check_req()) {",
+        "            drop;       # flooding: pike logs it once, and filters the address for a while",
+        "        }",
+        "        # a phone behind a NAT (a hotel, an office): answer where it sent from",
+        "        if (nat_uac_test(\"19\")) {",
+        "            if (method == \"REGISTER\") {",
+        "                fix_nated_register();",
+        "            } else {",
+        "                fix_nated_contact();",
+        "            }",
+        "        }",
+        "    }",
+        "",
+    ] + _DIALOG + [
+        "",
+        "    if (uri == myself && method == \"REGISTER\") {",
+        "        if (!route(from_lan)) {",
+        f"            if (!www_authorize(\"{realm}\", \"subscriber\")) {{",
+        f"                www_challenge(\"{realm}\", \"1\");",
+        "                exit;",
+        "            }",
+        "            # a subscriber registers its own name only",
+        "            if (!check_to()) {",
+        "                sl_send_reply(\"403\", \"Forbidden\");",
+        "                exit;",
+        "            }",
+        "            consume_credentials();",
+        "        }",
+        "        save(\"location\");",
+        "        exit;",
+        "    }",
+        "    if (uri == myself) {",
+    ] + _KEEPALIVE + [
+        "    }",
+        "",
+        "    # any other new request from outside: a subscriber's password, or nothing",
+        "    if (!route(from_lan) && method != \"ACK\" && method != \"CANCEL\") {",
+        f"        if (!proxy_authorize(\"{realm}\", \"subscriber\")) {{",
+        f"            proxy_challenge(\"{realm}\", \"1\");",
+        "            exit;",
+        "        }",
+        "        consume_credentials();",
+        "    }",
+        "",
+    ] + _LOOKUP + [
+        "",
+        "onreply_route {",
+        "    # the answer of a phone behind a NAT: its Contact becomes where the answer came from",
+        "    if (!route(from_lan) && nat_uac_test(\"1\")) {",
+        "        fix_nated_contact();",
+        "    }",
+        "}",
+    ]
+    return lan + main
+
+
+# --- the subscriber table -------------------------------------------------------------------
+
+def _md5(text):
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def _dbtext_escape(value):
+    return (value.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n")
+            .replace("\r", "\\r").replace("\t", "\\t"))
+
+
+def subscribers(users, realm):
+    """SER's dbtext ``subscriber`` table (the format serlite/store/dbtext.py reads) for
+    ``users`` [(name, password)]: HA1 = MD5(name:realm:password), and HA1B for phones that send
+    name@domain as their digest user name.  The clear password is not written."""
+    lines = ["username(str) domain(str) ha1(str) ha1b(str)"]
+    for name, password in users:
+        fields = [name, realm, _md5(f"{name}:{realm}:{password}"),
+                  _md5(f"{name}@{realm}:{realm}:{password}")]
+        lines.append(":".join(_dbtext_escape(f) for f in fields))
+    return "\n".join(lines) + "\n"
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def _write(path, text, mode=0o644):
+    """Replace ``path`` with ``text`` (RAM: no fsync), so a SIGHUP never reads half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _address_arg(text):
+    iface, sep, address = text.partition("=")
+    if not sep or not iface or not address:
+        raise argparse.ArgumentTypeError(f"{text!r}: write IFACE=ADDRESS[/PREFIX]")
+    return iface, address
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python3 -m serlite.uci",
+                                description="Write the ser.cfg for /etc/config/ser and print "
+                                            "the path of the config to run.")
+    p.add_argument("-c", dest="uci", default=UCI_FILE, metavar="FILE",
+                   help=f"UCI file (default {UCI_FILE})")
+    p.add_argument("-o", dest="out", default=RUN_DIR, metavar="DIR",
+                   help=f"where to write ser.cfg and db/subscriber (default {RUN_DIR}, in RAM)")
+    p.add_argument("-a", dest="addresses", action="append", default=[], type=_address_arg,
+                   metavar="IFACE=ADDR[/LEN]", help="an address of a UCI interface (repeatable)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    addresses = {}
+    for iface, address in args.addresses:
+        addresses.setdefault(iface, []).append(address)
+    notes = []
+    try:
+        try:
+            with open(args.uci, encoding="utf-8") as f:
+                sections = parse(f.read(), args.uci)
+        except OSError as exc:
+            raise UciError(f"cannot read {args.uci}: {exc.strerror}") from None
+        s = settings(sections, [])
+        if s.config:
+            settings(sections, notes)
+            if not os.path.isfile(s.config):
+                raise UciError(f"option config: {s.config} is not a file")
+            path = s.config
+        else:
+            text = generate(sections, addresses, run_dir=args.out, notes=notes)
+            os.makedirs(args.out, exist_ok=True)
+            if s.wan_open and s.users and not s.user_db:
+                os.makedirs(os.path.join(args.out, "db"), mode=0o700, exist_ok=True)
+                _write(os.path.join(args.out, "db", "subscriber"),
+                       subscribers(s.users, s.realm), 0o600)
+            path = os.path.join(args.out, "ser.cfg")
+            _write(path, text)
+    except UciError as exc:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"{'note' if isinstance(exc, NoAddress) else 'error'}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, NoAddress) else 1
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

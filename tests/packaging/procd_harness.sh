@@ -1,0 +1,96 @@
+# A stand-in for /etc/rc.common and what it sources (/lib/functions.sh, procd.sh), to run
+# files/etc/init.d/ser under busybox sh or dash and record what it asks procd for.  This tests
+# our script, not procd.
+#
+#   sh -c '. procd_harness.sh; harness INITSCRIPT ACTION...'     (ACTION: start, reload, check,
+#                                                                 or any function of the script)
+# Environment:
+#   RECORD         file to append the calls to, one line each: NAME [arg] [arg] ... (a line
+#                  break inside an argument is written as "|")
+#   UCI_SH         shell file setting CONFIG_<section>_<option>=value (what config_load reads)
+#   IPKG_INSTROOT  a root with lib/functions/network.sh (stubbed by the test)
+#   HARNESS_PYTHON, HARNESS_PYTHONPATH   the python3 and serlite tree that ser_uci runs
+#   HARNESS_SER_RUN, HARNESS_SER_UCI, HARNESS_SER_BIN   replace the init script's SER_RUN,
+#                  SER_UCI and SER_BIN
+# shellcheck shell=dash
+
+record() {
+	local name=$1 arg
+	shift
+	{
+		printf '%s' "$name"
+		for arg in "$@"; do
+			printf ' [%s]' "$(printf '%s' "$arg" | tr '\n' '|')"
+		done
+		echo
+	} >>"$RECORD"
+}
+
+# procd.sh: the calls an init script makes to describe its service
+procd_open_instance() { record procd_open_instance "$@"; }
+procd_set_param() { record procd_set_param "$@"; }
+procd_append_param() { record procd_append_param "$@"; }
+procd_close_instance() { record procd_close_instance "$@"; }
+procd_add_reload_trigger() { record procd_add_reload_trigger "$@"; }
+procd_add_interface_trigger() { record procd_add_interface_trigger "$@"; }
+procd_add_reload_interface_trigger() { record procd_add_reload_interface_trigger "$@"; }
+procd_send_signal() { record procd_send_signal "$@"; }
+procd_kill() { record procd_kill "$@"; }
+
+# /lib/functions.sh: UCI as config_load leaves it, CONFIG_<section>_<option>
+config_load() {
+	record config_load "$@"
+	# shellcheck source=/dev/null
+	. "$UCI_SH"
+}
+
+config_get() {
+	eval "$1=\"\${CONFIG_${2}_${3}:-\$4}\""
+}
+
+config_get_bool() {
+	local _value
+	config_get _value "$2" "$3" "$4"
+	case "$_value" in
+		1|on|true|yes|enabled) _value=1 ;;
+		0|off|false|no|disabled) _value=0 ;;
+		*) _value=$4 ;;
+	esac
+	eval "$1=\$_value"
+}
+
+# the init script calls logger -t TAG -p PRIORITY [MESSAGE]: without a message it reads stdin
+logger() {
+	if [ "$#" -gt 4 ]; then
+		record logger "$@"
+	else
+		record logger "$@" "$(cat)"
+	fi
+}
+
+# rc.common with USE_PROCD: start runs start_service, and procd_close_service service_triggers
+start() {
+	record start
+	start_service "$@"
+	service_triggers
+}
+
+harness() {
+	local initscript=$1
+	shift
+	# shellcheck source=/dev/null
+	. "$initscript"
+	SER_RUN=${HARNESS_SER_RUN:-$SER_RUN}
+	SER_UCI=${HARNESS_SER_UCI:-$SER_UCI}
+	SER_BIN=${HARNESS_SER_BIN:-$SER_BIN}
+	# shellcheck disable=SC2317  # called by the init script
+	ser_uci() {
+		PYTHONPATH="$HARNESS_PYTHONPATH" "$HARNESS_PYTHON" -m serlite.uci "$@"
+	}
+	for action in "$@"; do
+		case "$action" in
+			reload) record reload; reload_service ;;
+			*) "$action" ;;
+		esac
+	done
+}

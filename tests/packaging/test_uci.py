@@ -1,0 +1,262 @@
+"""serlite.uci: /etc/config/ser -> the ser.cfg the router runs, for LAN only, LAN+WAN and the
+expert's own file; every one accepted by `ser -c`."""
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from serlite import uci
+
+from .pkgtools import REPO
+
+LAN = {"lan": ["192.168.1.1/24", "fd00:1::1/64", "fe80::1/64"]}
+LAN_WAN = dict(LAN, wan=["203.0.113.7/24", "fe80::2/64"])
+
+LAN_ONLY_UCI = """
+config ser 'main'
+	option enabled '1'
+	list interface 'lan'
+	option port '5060'
+	option wan_open '0'
+"""
+
+LAN_WAN_UCI = """
+config ser 'main'
+	option enabled '1'
+	list interface 'lan'
+	option port '5070'
+	option domain 'home.example'
+	option wan_open '1'
+	option log_level '3'
+
+config user
+	option name '100'
+	option password 'secret:with colon'
+
+config user 'alice'
+	option password "p@ss"
+"""
+
+EXPERT_UCI = f"""
+config ser 'main'
+	option enabled '1'
+	option port '5080'
+	option config '{REPO}/files/etc/ser/ser.cfg'
+"""
+
+
+def ser_check(path):
+    """`ser -c -f path` with this tree."""
+    return subprocess.run([sys.executable, "-m", "serlite", "-c", "-f", str(path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def run_uci(tmp_path, text, *addresses):
+    (tmp_path / "ser").write_text(text)
+    args = [a for iface, addrs in addresses for addr in addrs for a in ("-a", f"{iface}={addr}")]
+    return subprocess.run([sys.executable, "-m", "serlite.uci", "-c", str(tmp_path / "ser"),
+                           "-o", str(tmp_path / "run"), *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+
+
+# --- the UCI file syntax --------------------------------------------------------------------
+
+def test_parse_options_lists_quotes_and_comments():
+    sections = uci.parse("package ser\n"
+                         "config ser 'main'   # the one\n"
+                         "\toption domain \"home.lan\"\n"
+                         "\tlist interface lan\n"
+                         "\tlist interface 'guest'\n"
+                         "\toption empty ''\n"
+                         "config user\n"
+                         "\toption password 'a b#c'\n")
+    assert [(s.type, s.name) for s in sections] == [("ser", "main"), ("user", None)]
+    assert sections[0].options == {"domain": "home.lan", "interface": ["lan", "guest"],
+                                   "empty": ""}
+    assert sections[1].options == {"password": "a b#c"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("option port '1'\n", "f:1: option before any config line"),
+    ("config ser 'main'\n\toption port\n", "f:2: write option NAME 'VALUE'"),
+    ("config ser 'main'\n\toption port '1\n", "f:2: No closing quotation"),
+    ("config\n", "f:1: write config TYPE ['NAME']"),
+    ("config ser main\n\tpotion port 1\n", "f:2: unknown keyword 'potion'"),
+])
+def test_parse_errors_say_where(text, message):
+    with pytest.raises(uci.UciError) as exc:
+        uci.parse(text, "f")
+    assert str(exc.value).startswith(message)
+
+
+def test_the_shipped_uci_file_parses_without_notes():
+    notes = []
+    s = uci.settings(uci.parse((REPO / "files/etc/config/ser").read_text()), notes)
+    assert notes == []
+    assert (s.enabled, s.interfaces, s.port, s.wan_open, s.config) == (True, ["lan"], 5060,
+                                                                        False, "")
+
+
+# --- settings: defaults, errors, what is reported -----------------------------------------
+
+def test_unknown_options_and_sections_are_reported_not_dropped():
+    notes = []
+    uci.settings(uci.parse("config ser 'main'\n\toption prot '5060'\n"
+                           "config phone 'x'\n\toption a 'b'\n"
+                           "config user\n\toption name 'u'\n\toption password 'p'\n"
+                           "\toption pin '1'\n"), notes)
+    assert any("'prot'" in n and "not understood" in n for n in notes), notes
+    assert any("phone 'x'" in n and "unknown type" in n for n in notes), notes
+    assert any("'pin'" in n for n in notes), notes
+    assert any("only with wan_open" in n for n in notes), notes
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("port", "70000", "option port: '70000' is not a number from 1 to 65535"),
+    ("wan_open", "maybe", "option wan_open: 'maybe' is not a boolean"),
+    ("log_level", "9", "option log_level"),
+    ("domain", "home lan", "option domain: 'home lan' is not a domain name"),
+    ("location_db", "mysql://x", "option location_db: 'mysql://x' is neither"),
+    ("interface", "lan;rm", "option interface: 'lan;rm' is not an interface name"),
+])
+def test_bad_values_are_errors(option, value, message):
+    with pytest.raises(uci.UciError) as exc:
+        uci.settings(uci.parse(f"config ser 'main'\n\toption {option} '{value}'\n"))
+    assert str(exc.value).startswith(message)
+
+
+def test_a_user_needs_a_name_and_a_password():
+    with pytest.raises(uci.UciError, match="password is missing"):
+        uci.settings(uci.parse("config user\n\toption name '100'\n"))
+    with pytest.raises(uci.UciError, match="one SIP user name"):
+        uci.settings(uci.parse("config user\n\toption name 'a:b'\n\toption password 'x'\n"))
+
+
+# --- LAN only ---------------------------------------------------------------------------------
+
+def test_lan_only(tmp_path):
+    notes = []
+    text = uci.generate(uci.parse(LAN_ONLY_UCI), LAN_WAN, notes=notes)
+    assert notes == []
+    lines = text.splitlines()
+    # the LAN's addresses only; no link-local address, nothing of the WAN
+    assert [line for line in lines if line.startswith("listen=")] == [
+        "listen=192.168.1.1", "listen=[fd00:1::1]"]
+    assert "port=5060" in lines and "debug=2" in lines
+    for absent in ("auth", "nathelper", "pike", "203.0.113.7", "alias="):
+        assert absent not in text
+    assert 'modparam("usrloc", "db_url", "dbtext:///etc/ser/usrloc")' in lines
+    (tmp_path / "lan.cfg").write_text(text)
+    check = ser_check(tmp_path / "lan.cfg")
+    assert check.returncode == 0, check.stderr + text
+
+
+def test_lan_only_command_writes_to_the_run_dir(tmp_path):
+    run = run_uci(tmp_path, LAN_ONLY_UCI, ("lan", LAN["lan"]))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{tmp_path / 'run' / 'ser.cfg'}\n"
+    assert (tmp_path / "run" / "ser.cfg").read_text() == uci.generate(uci.parse(LAN_ONLY_UCI),
+                                                                       LAN, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "db").exists()
+
+
+def test_no_address_yet_is_an_error_the_init_script_logs(tmp_path):
+    run = run_uci(tmp_path, LAN_ONLY_UCI, ("wan", ["203.0.113.7/24"]))
+    assert run.returncode == 2
+    assert "interface 'lan' has no address now" in run.stderr
+    assert "note: no address to listen on yet" in run.stderr
+    assert run.stdout == ""
+
+
+# --- LAN + WAN --------------------------------------------------------------------------------
+
+def test_lan_wan(tmp_path):
+    notes = []
+    text = uci.generate(uci.parse(LAN_WAN_UCI), LAN_WAN, run_dir=str(tmp_path), notes=notes)
+    assert notes == []
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("listen=")] == [
+        "listen=192.168.1.1", "listen=[fd00:1::1]", "listen=203.0.113.7"]
+    assert 'alias="home.example"' in lines and "port=5070" in lines and "debug=3" in lines
+    # the LAN (and the router itself) is trusted; link-local and the WAN's network are not
+    assert "    if (src_ip == 192.168.1.0/24) return(1);" in lines
+    assert "    if (src_ip == fd00:1::/64) return(1);" in lines
+    assert "    if (src_ip == 127.0.0.0/8) return(1);" in lines
+    assert "fe80" not in text and "203.0.113.0" not in text
+    # digest auth from anywhere else: REGISTER, then every other new request
+    for call in ('www_authorize("home.example", "subscriber")',
+                 'www_challenge("home.example", "1")', "check_to()", "consume_credentials()",
+                 'proxy_authorize("home.example", "subscriber")',
+                 'proxy_challenge("home.example", "1")', "pike_check_req()",
+                 'nat_uac_test("19")', "fix_nated_register()", "fix_nated_contact()"):
+        assert call in text, call
+    assert f'modparam("auth_db", "db_url", "dbtext://{tmp_path}/db")' in lines
+    assert 'modparam("auth", "secret_file", "/etc/ser/auth_secret")' in lines
+    assert 'modparam("nathelper", "natping_interval", 30)' in lines
+    (tmp_path / "wan.cfg").write_text(text)
+    check = ser_check(tmp_path / "wan.cfg")
+    assert check.returncode == 0, check.stderr + text
+
+
+def test_lan_wan_writes_the_subscribers(tmp_path):
+    run = run_uci(tmp_path, LAN_WAN_UCI, ("lan", LAN["lan"]), ("wan", LAN_WAN["wan"]))
+    assert run.returncode == 0, run.stderr
+    table = tmp_path / "run" / "db" / "subscriber"
+    assert table.stat().st_mode & 0o777 == 0o600
+    lines = table.read_text().splitlines()
+    assert lines[0] == "username(str) domain(str) ha1(str) ha1b(str)"
+    ha1 = hashlib.md5(b"100:home.example:secret:with colon").hexdigest()
+    ha1b = hashlib.md5(b"100@home.example:home.example:secret:with colon").hexdigest()
+    assert lines[1] == f"100:home.example:{ha1}:{ha1b}"
+    assert lines[2].startswith("alice:home.example:")
+    assert "secret" not in table.read_text(), "no clear password in the table"
+    try:
+        from serlite.store import dbtext
+    except ImportError:
+        return
+    rows = dbtext.read_table(str(table))[0].rows
+    assert [r["username"] for r in rows] == ["100", "alice"] and rows[0]["ha1"] == ha1
+
+
+def test_wan_open_notes(tmp_path):
+    notes = []
+    uci.generate(uci.parse("config ser 'main'\n\toption wan_open '1'\n"), LAN_WAN, notes=notes)
+    assert any("no users" in n for n in notes)
+    assert any("realm is 'serlite'" in n for n in notes)
+
+
+def test_a_user_db_pointer_replaces_the_user_sections():
+    notes = []
+    text = uci.generate(uci.parse(LAN_WAN_UCI.replace("option log_level '3'",
+                                                      "option user_db '/etc/ser/db'")),
+                        LAN_WAN, notes=notes)
+    assert 'modparam("auth_db", "db_url", "dbtext:///etc/ser/db")' in text
+    assert any("user sections are ignored" in n for n in notes), notes
+
+
+def test_wan_listed_but_closed_is_not_listened_on():
+    notes = []
+    text = uci.generate(uci.parse("config ser 'main'\n\tlist interface 'lan'\n"
+                                  "\tlist interface 'wan'\n"), LAN_WAN, notes=notes)
+    assert "203.0.113.7" not in text
+    assert any("wan_open is 0" in n for n in notes)
+
+
+# --- the expert's own config ------------------------------------------------------------------
+
+def test_expert_config_runs_as_it_is(tmp_path):
+    run = run_uci(tmp_path, EXPERT_UCI, ("lan", LAN["lan"]))
+    assert run.returncode == 0, run.stderr
+    path = run.stdout.strip()
+    assert path == f"{REPO}/files/etc/ser/ser.cfg"
+    assert "option port ignored" in run.stderr
+    assert not (tmp_path / "run").exists(), "nothing generated"
+    check = ser_check(path)
+    assert check.returncode == 0, check.stderr
+
+
+def test_expert_config_must_exist(tmp_path):
+    run = run_uci(tmp_path, EXPERT_UCI.replace("ser.cfg", "nope.cfg"), ("lan", LAN["lan"]))
+    assert run.returncode == 1 and "is not a file" in run.stderr
