@@ -118,6 +118,7 @@ class Server:
         core = self.core
         hooks = core.source_filters, core.response_handlers
         core.source_filters, core.response_handlers = [], {}     # the new modules add theirs
+        core.use_script(script)     # so that a starting module sees the others (core.module)
         started = []
         try:
             for name, module in script.modules.items():
@@ -128,8 +129,9 @@ class Server:
             for module in started:
                 module.stop()
             core.source_filters, core.response_handlers = hooks
+            if previous is not None:
+                core.use_script(previous)
             raise
-        self.core.use_script(script)
         self.script = script
 
     def _oversize(self, head, source):

@@ -129,6 +129,8 @@ class Core:
             forward.fix_top_via(msg, source)
             if self.tm is not None and self.tm.absorb(ctx):
                 return
+            if msg.method == "ACK" and self._acks_our_reply(msg):
+                return      # SER's sl_filter_ACK: the ACK of a reply we sent ends here
             self.script.run_request(ctx)
         except ParseError as exc:
             # a header the script touched was malformed: the peer's fault, answer it
@@ -137,6 +139,15 @@ class Core:
             self.stats.incr("drop_invalid")
             if not ctx.replied and msg.method != "ACK":
                 self.reply(ctx, exc.status, exc.reason)
+
+    def _acks_our_reply(self, msg):
+        """An ACK for a non-2xx reply this server made itself (a 401/407/404 ...): its To tag
+        is one of ours (RFC 3261 17.2.1: the ACK belongs to that hop alone)."""
+        try:
+            tag = msg.to.tag
+        except ParseError:
+            return False
+        return tag is not None and tag.startswith(self.tag_prefix)
 
     def _receive_response(self, msg, source):
         # RFC 3261 18.1.2: a response whose top Via is not ours is discarded
