@@ -6,6 +6,7 @@ poll() until a socket or a signal wakes it, so an idle server costs no CPU.
 """
 
 import heapq
+import itertools
 import os
 import select
 import signal
@@ -29,9 +30,6 @@ class Timer:
     def cancel(self):
         self.cancelled = True
 
-    def __lt__(self, other):
-        return self.when < other.when
-
 
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _WRITE = select.POLLOUT
@@ -42,7 +40,10 @@ class Loop:
         self._poll = select.poll()
         self._readers = {}      # fd -> callback()
         self._writers = {}      # fd -> callback()
-        self._timers = []       # heap of Timer
+        # heap of (when, sequence number, Timer): tuples compare in C, and the sequence number
+        # keeps timers due at the same time in the order they were set (never comparing Timers)
+        self._timers = []
+        self._timer_seq = itertools.count()
         self._signals = {}      # signum -> callback()
         self._pending_signals = []
         self._running = False
@@ -95,7 +96,7 @@ class Loop:
     # -- timers -----------------------------------------------------------------------------
     def call_at(self, when, callback, *args):
         timer = Timer(when, callback, args)
-        heapq.heappush(self._timers, timer)
+        heapq.heappush(self._timers, (when, next(self._timer_seq), timer))
         return timer
 
     def call_later(self, delay, callback, *args):
@@ -138,12 +139,12 @@ class Loop:
         readers = self._readers
         writers = self._writers
         while self._running:
-            while timers and timers[0].cancelled:
+            while timers and timers[0][2].cancelled:
                 heapq.heappop(timers)
             if self._pending_signals:
                 timeout = 0
             elif timers:
-                timeout = max(0, (timers[0].when - time.monotonic()) * 1000.0)
+                timeout = max(0, (timers[0][0] - time.monotonic()) * 1000.0)
             else:
                 timeout = None
             try:
@@ -161,12 +162,17 @@ class Loop:
                 if cb is not None:
                     self._guarded(f"signal {signum}", cb)
             if timers:
-                now = time.monotonic()
-                while timers and timers[0].when <= now:
-                    timer = heapq.heappop(timers)
-                    if not timer.cancelled:
-                        self._guarded(getattr(timer.callback, "__qualname__", "timer"),
-                                      timer.callback, *timer.args)
+                self.run_due(time.monotonic())
+
+    def run_due(self, now):
+        """Run the timers due by ``now``, earliest first (``run`` does after each poll; a test
+        or a benchmark with a clock of its own can too)."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)[2]
+            if not timer.cancelled:
+                self._guarded(getattr(timer.callback, "__qualname__", "timer"),
+                              timer.callback, *timer.args)
 
     def close(self):
         for fd in (self._wake_r, self._wake_w):

@@ -135,9 +135,8 @@ class Registrar(Module):
 
     # -- lookup ----------------------------------------------------------------------------
     def lookup(self, ctx, table):
-        try:
-            uri = URI.parse(ctx.ruri)
-        except ParseError:
+        uri = ctx.uri
+        if uri is None:
             return -1
         bindings = self._table(table).lookup(self.aor(uri), self.core.wall())
         if not bindings:
@@ -153,24 +152,28 @@ class Registrar(Module):
         return 1
 
     def registered(self, ctx, table):
-        try:
-            uri = URI.parse(ctx.ruri)
-        except ParseError:
+        uri = ctx.uri
+        if uri is None:
             return -1
         return 1 if self._table(table).lookup(self.aor(uri), self.core.wall()) else -1
+
+
+_UNPARSED = object()
 
 
 def _same_contact(bindings, contact):
     """The binding for this Contact: compared as URIs (RFC 3261 10.3 step 7, 19.1.4), as text
     when either is not a SIP URI."""
     text = contact.uri_text
-    try:
-        uri = contact.uri
-    except ParseError:
-        uri = None
+    uri = _UNPARSED         # parsed only when a binding's text differs (not for a refresh)
     for b in bindings:
         if b.contact == text:
             return b
+        if uri is _UNPARSED:
+            try:
+                uri = contact.uri
+            except ParseError:
+                uri = None
         if uri is not None:
             try:
                 if uri.equals(URI.parse(b.contact)):

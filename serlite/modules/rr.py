@@ -1,9 +1,7 @@
 """rr: record-routing (RFC 3261 16.4, 16.6 step 4): ``record_route``, ``record_route_preset``,
 ``loose_route`` (with strict-router compatibility, RFC 3261 16.4)."""
 
-from ..sip.errors import ParseError
 from ..sip.headers import parse_name_addr
-from ..sip.uri import URI
 from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, \
     Param
 
@@ -42,10 +40,7 @@ class Rr(Module):
         if not routes:
             return -1
         core = self.core
-        try:
-            ruri = URI.parse(ctx.ruri)
-        except ParseError:
-            ruri = None
+        ruri = ctx.uri
         # RFC 3261 16.4: the previous hop was a strict router, so the R-URI holds our own
         # Record-Route value: the real target is the last Route entry.
         if ruri is not None and ruri.user is None and core.is_myself(ruri.host, ruri.port):

@@ -69,6 +69,9 @@ class Tm(Module):
 
     def __init__(self, params):
         super().__init__(params)
+        # seconds, from the modparams (read once: they only change with a new instance)
+        self.fr_timer = _ms(params["fr_timer"]) / 1000.0
+        self.fr_inv_timer = _ms(params["fr_inv_timer"]) / 1000.0
         self.table = TransactionTable()
         self.timers = {}            # transaction -> loop Timer
         self._branch_prefix = ""
@@ -81,25 +84,27 @@ class Tm(Module):
             self.timers = previous.timers
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
 
-    @property
-    def fr_timer(self):
-        return _ms(self.params["fr_timer"]) / 1000.0
-
-    @property
-    def fr_inv_timer(self):
-        return _ms(self.params["fr_inv_timer"]) / 1000.0
-
     # -- timers ----------------------------------------------------------------------------
     def _schedule(self, tx):
-        old = self.timers.pop(tx, None)
-        if old is not None:
-            old.cancel()
+        """Keep one loop timer per transaction, due at or before its next deadline.  A timer
+        that fires early finds nothing due and re-arms (``_on_timer``), so the timer is only
+        replaced when the deadline moves earlier: most state changes cost no heap push."""
+        timers = self.timers
+        old = timers.get(tx)
         if tx.terminated:
+            if old is not None:
+                old.cancel()
+                del timers[tx]
             self._forget(tx)
             return
         when = tx.next_deadline()
+        if old is not None:
+            if when is not None and old.when <= when:
+                return
+            old.cancel()
+            del timers[tx]
         if when is not None:
-            self.timers[tx] = self.core.loop.call_at(when, self._on_timer, tx)
+            timers[tx] = self.core.loop.call_at(when, self._on_timer, tx)
 
     def _forget(self, tx):
         if isinstance(tx, ServerTransaction):
@@ -167,10 +172,14 @@ class Tm(Module):
         self.core.stats.reply_out(status, len(data))
         for action in st.respond(status, data, self.core.now()):
             self._server_action(st, action)
+        if status >= 200:
+            st.data.release()
         self._schedule(st)
 
     def _local_reply(self, st, status, reason, headers=()):
         rc = st.data
+        if rc.ctx is None:
+            return      # answered already (released): nothing more goes upstream
         data = self.core.reply_bytes(rc.ctx.msg, status, reason, headers)
         if status >= 200:
             rc.answered = status
@@ -196,8 +205,8 @@ class Tm(Module):
         st = ctx.transaction
         if st is None:
             st, _ = self._new_server(ctx)
-        if st.data.answered >= 200 and code >= 200:
-            return False
+        if st.data.answered >= 200:
+            return False    # nothing follows a final response, not even a provisional one
         self._local_reply(st, code, reason, headers)
         return True
 
@@ -229,9 +238,10 @@ class Tm(Module):
                 # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
                 self._local_reply(st, 100, "Trying")
         rest = forward.prepare_request(msg, rc.max_forwards)
-        targets = [(b.uri, b.dst_uri) for b in ctx.branches]
+        # (URI, next hop, the URI parsed when the context has it already)
+        targets = [(b.uri, b.dst_uri, None) for b in ctx.branches]
         if ctx.ruri_new:
-            targets.insert(0, (ctx.ruri, ctx.dst_uri))
+            targets.insert(0, (ctx.ruri, ctx.dst_uri, ctx.uri))
         ctx.branches = []
         if not targets:
             log.limited(("no-branch", msg.call_id), log.NOTICE,
@@ -239,15 +249,16 @@ class Tm(Module):
                         "append_branch first)")
             return -1
         sent = 0
-        for uri, dst in targets:
+        for uri, dst, parsed in targets:
             branch_msg, branch_rest = msg, rest
             if rc.branch_route is not None:
                 bctx = self._run_branch_route(rc, ctx, uri, dst)
                 if bctx is None:
                     continue        # the branch_route dropped it
-                branch_msg, uri, dst = bctx.msg, bctx.ruri, bctx.dst_uri
+                branch_msg, uri, dst, parsed = bctx.msg, bctx.ruri, bctx.dst_uri, bctx.uri
                 branch_rest = forward.prepare_request(branch_msg, rc.max_forwards)
-            if self._send_branch(rc, branch_msg, uri, dst, branch_rest, host, port, proto):
+            if self._send_branch(rc, branch_msg, uri, dst, branch_rest, host, port, proto,
+                                 parsed):
                 sent += 1
         ctx.forwarded = True
         if not sent:
@@ -265,13 +276,15 @@ class Tm(Module):
         self.core.script.run(BRANCH_ROUTE, rc.branch_route, bctx)
         return None if bctx.dropped else bctx
 
-    def _send_branch(self, rc, msg, uri, dst, rest, host, port, proto):
+    def _send_branch(self, rc, msg, uri, dst, rest, host, port, proto, parsed=None):
+        """Send ``msg`` to ``uri`` (text; ``parsed``: the same as a URI, when known) on a new
+        client transaction; False when it could not go (the branch is then final already)."""
         core = self.core
         try:
             if host is not None:
                 hop = (proto or "udp", host, port or 5060)
             else:
-                hop = core.next_hop(msg, uri, dst)
+                hop = core.next_hop(msg, parsed or uri, dst)
         except ParseError as exc:
             log.limited(("badhop", uri), log.NOTICE, f"cannot route to {uri}: {exc.reason}")
             branch = BranchState(rc, uri, "", "", 0, None, b"")
@@ -388,15 +401,16 @@ class Tm(Module):
         rc = branch.rc
         status = msg.status
         # onreply routes: the plain one sees every reply, t_on_reply's the ones of this request
-        reply_ctx = Context(msg, source, self.core, ONREPLY_ROUTE)
         script = self.core.script
-        if script.run_reply(reply_ctx) == 0 or reply_ctx.dropped:
-            if status < 200:
-                return
-        if rc.reply_route is not None:
-            script.run(ONREPLY_ROUTE, rc.reply_route, reply_ctx)
-            if reply_ctx.dropped and status < 200:
-                return
+        if rc.reply_route is not None or script.has_route(ONREPLY_ROUTE, "0"):
+            reply_ctx = Context(msg, source, self.core, ONREPLY_ROUTE)
+            if script.run_reply(reply_ctx) == 0 or reply_ctx.dropped:
+                if status < 200:
+                    return
+            if rc.reply_route is not None:
+                script.run(ONREPLY_ROUTE, rc.reply_route, reply_ctx)
+                if reply_ctx.dropped and status < 200:
+                    return
         if status < 200:
             if status > 100 and rc.answered < 200:
                 self._relay(rc, msg)    # 16.7 step 5: provisional responses go up at once
@@ -406,7 +420,8 @@ class Tm(Module):
         if status < 300:
             # 16.7 step 5: every 2xx is forwarded at once; 16.7 step 10: cancel the rest
             rc.answered = max(rc.answered, status)
-            rc.ctx.replied = True
+            if rc.ctx is not None:      # None: a 2xx of another branch went up already
+                rc.ctx.replied = True
             self._relay(rc, msg)
             for other in rc.pending():
                 self._cancel_branch(other)

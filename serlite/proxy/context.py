@@ -8,6 +8,8 @@ I/O: sending goes through ``ctx.core``.
 from __future__ import annotations
 
 from ..modules.export import REQUEST_ROUTE
+from ..sip.errors import ParseError
+from ..sip.uri import URI
 
 
 class Source:
@@ -72,7 +74,7 @@ class Context:
 
     __slots__ = ("msg", "source", "core", "route_type", "flags", "new_uri", "dst_uri", "q",
                  "branches", "replied", "transaction", "forwarded", "dropped", "reply",
-                 "reply_status", "received", "ruri_new", "__weakref__")
+                 "reply_status", "received", "ruri_new", "_parsed_ruri", "__weakref__")
 
     def __init__(self, msg, source, core, route_type=REQUEST_ROUTE):
         self.msg = msg
@@ -92,11 +94,34 @@ class Context:
         self.reply_status = 0
         self.received = None
         self.ruri_new = True
+        self._parsed_ruri = None    # (new_uri text, its URI or None): the cache of ``uri``
 
     @property
     def ruri(self):
         """The Request-URI as the script sees it now (after rewrites)."""
         return self.new_uri if self.new_uri is not None else self.msg.ruri
+
+    @property
+    def uri(self):
+        """``ruri`` parsed (SER's parsed_uri), or None when it is no SIP/SIPS/tel URI or does not
+        parse.  Parsed once per R-URI: the message caches its own, a rewritten one is cached
+        here for as long as ``new_uri`` stays the same string.  Shared, so never change it:
+        parse ``ruri`` afresh to build a new R-URI."""
+        text = self.new_uri
+        if text is None:
+            try:
+                return self.msg.uri
+            except ParseError:
+                return None
+        cached = self._parsed_ruri
+        if cached is not None and cached[0] is text:
+            return cached[1]
+        try:
+            uri = URI.parse(text)
+        except ParseError:
+            uri = None
+        self._parsed_ruri = (text, uri)
+        return uri
 
     def set_ruri(self, uri):
         self.new_uri = uri

@@ -12,7 +12,8 @@ import socket
 from .. import log
 from ..modules.export import ONREPLY_ROUTE
 from ..sip.errors import ParseError
-from ..sip.message import Request, make_response, parse
+from ..sip.message import Request, parse, response_bytes
+from ..sip.uri import URI
 from . import forward
 from .context import Context
 
@@ -33,7 +34,7 @@ class Core:
         self.my_ips = set()
         self.my_ports = set()
         self.tag_prefix = os.urandom(4).hex()
-        self._dns = {}
+        self._dns = {}                  # host -> (ip, unicast): see _address
         self.source_filters = []        # callables(source) -> True to drop before parsing
         self.response_handlers = {}     # Via branch prefix -> callable(msg, source)
 
@@ -82,12 +83,15 @@ class Core:
             return port is None or port in self.my_ports
         return (host, port or 5060) in self.aliases
 
-    def is_myself_uri(self, uri_text):
-        try:
-            from ..sip.uri import URI
-            uri = URI.parse(uri_text)
-        except ParseError:
+    def is_myself_uri(self, uri):
+        """Whether ``uri`` (a URI, its text, or None for one that did not parse) names us."""
+        if uri is None:
             return False
+        if isinstance(uri, str):
+            try:
+                uri = URI.parse(uri)
+            except ParseError:
+                return False
         return self.is_myself(uri.host, uri.port)
 
     def is_myself_ip(self, ip):
@@ -198,29 +202,38 @@ class Core:
                             source.conn)
 
     # -- sending -----------------------------------------------------------------------------
-    def resolve(self, host):
-        """An IP address for ``host``.  IP literals cost nothing; names are looked up once and
-        cached (blocking: a home router's peers are addresses or /etc/hosts names)."""
-        host = host.strip("[]")
-        if ":" in host or host.replace(".", "").isdigit():
-            return host
-        ip = self._dns.get(host)
-        if ip is None:
-            try:
-                ip = socket.getaddrinfo(host, None, 0, socket.SOCK_DGRAM)[0][4][0]
-            except OSError as exc:
-                log.limited(("dns", host), log.WARN, f"cannot resolve {host}: {exc}")
-                return None
+    def _address(self, host):
+        """(ip, unicast) for ``host``, or None when it does not resolve.  Cached, literals too,
+        so that sending costs one dict lookup: names are looked up once (blocking: a home
+        router's peers are addresses or /etc/hosts names) and again after the cache fills."""
+        entry = self._dns.get(host)
+        if entry is None:
+            name = host.strip("[]")
+            if ":" in name or name.replace(".", "").isdigit():
+                ip = name
+            else:
+                try:
+                    ip = socket.getaddrinfo(name, None, 0, socket.SOCK_DGRAM)[0][4][0]
+                except OSError as exc:
+                    log.limited(("dns", name), log.WARN, f"cannot resolve {name}: {exc}")
+                    return None
+            entry = (ip, forward.is_unicast_target(ip))
             if len(self._dns) > 256:
                 self._dns.clear()
-            self._dns[host] = ip
-        return ip
+            self._dns[host] = entry
+        return entry
+
+    def resolve(self, host):
+        """An IP address for ``host`` (a name, or an address with or without brackets)."""
+        entry = self._address(host)
+        return None if entry is None else entry[0]
 
     def send(self, proto, host, port, data, local=None, conn=None):
-        ip = self.resolve(host)
-        if ip is None or not forward.is_unicast_target(ip):
+        """Send to ``host``; False when it does not resolve or is no unicast address."""
+        entry = self._address(host)
+        if entry is None or not entry[1]:
             return False
-        return self.transport.send(proto, ip, port, data, local, conn)
+        return self.transport.send(proto, entry[0], port, data, local, conn)
 
     def local_to_tag(self, msg):
         """SER's sl to-tag: a fixed prefix and a hash of the request, so that a retransmitted
@@ -235,8 +248,7 @@ class Core:
         headers = list(headers)
         if self.server_header:
             headers.append(self.server_header)
-        return make_response(msg, status, reason, to_tag=to_tag, headers=headers,
-                             body=body).to_bytes()
+        return response_bytes(msg, status, reason, to_tag, headers, body)
 
     def reply(self, ctx, status, reason, headers=(), body=b""):
         """Answer the request of ``ctx`` statelessly (SER's sl_send_reply)."""
@@ -273,7 +285,8 @@ class Core:
         return self.send(proto, host, port, data, conn=conn)
 
     def next_hop(self, msg, uri, dst_uri=None):
-        """16.6 steps 6-7: the script's destination, the first Route, or the Request-URI."""
+        """16.6 steps 6-7: the script's destination, the first Route, or the Request-URI
+        (``uri``, a URI or its text)."""
         if dst_uri:
             return forward.uri_target(dst_uri)
         routes = msg.values("Route")
@@ -291,15 +304,17 @@ class Core:
             self.reply(ctx, refused[0], refused[1], refused[2])
             return False
         rest = forward.prepare_request(msg, msg.max_forwards)
-        targets = [(b.uri, b.dst_uri) for b in ctx.branches]
+        # (URI, next hop, the URI parsed when the context has it already)
+        targets = [(b.uri, b.dst_uri, None) for b in ctx.branches]
         if ctx.ruri_new:
-            targets.insert(0, (ctx.ruri, None))
+            targets.insert(0, (ctx.ruri, ctx.dst_uri, ctx.uri))
         sent = False
-        for index, (uri, dst) in enumerate(targets):
+        for index, (uri, dst, parsed) in enumerate(targets):
             if host is not None:
                 hop = (proto or "udp", host, port or 5060)
             else:
-                hop = self.next_hop(msg, uri, dst or (ctx.dst_uri if uri == ctx.ruri else None))
+                hop = self.next_hop(msg, parsed or uri,
+                                    dst or (ctx.dst_uri if uri == ctx.ruri else None))
             hproto, hhost, hport = hop
             listener = self.listener_for(hproto, hhost)
             if listener is None:

@@ -37,7 +37,7 @@ class ResponseContext:
 
     def __init__(self, server, ctx):
         self.server = server
-        self.ctx = ctx
+        self.ctx = ctx              # the request's Context; None once released
         self.branches = []
         self.answered = 0           # final status sent upstream (0: none yet)
         self.failure_route = None
@@ -50,6 +50,15 @@ class ResponseContext:
         self.cancelled = False      # a CANCEL for it came in (t_was_cancelled)
         self.in_failure = False     # its failure_route is running
         self.contact_groups = []    # t_load_contacts: the destinations left, by q (serial fork)
+
+    def release(self):
+        """A final response went upstream: nothing reads the request, its context or the
+        branches' responses any more (failure_route and local replies come before it), so let
+        them go.  The transaction lives on for 32 s with what retransmissions and further 2xx
+        need, and the messages are freed now rather than by the garbage collector later."""
+        self.ctx = None
+        for b in self.branches:
+            b.response = None
 
     def pending(self):
         return [b for b in self.branches if not b.final]

@@ -931,9 +931,9 @@ class _Compiler:
 
     def cmp_uri(self, node, op, v):
         if op == "==" and v.kind == "word" and v.value == "myself":
-            return lambda ctx: ctx.core.is_myself_uri(ctx.ruri)      # the common case, inlined
+            return lambda ctx: ctx.core.is_myself_uri(ctx.uri)      # the common case, inlined
         return self._string_cmp(node, op, v, lambda ctx: ctx.ruri,
-                                lambda ctx: ctx.core.is_myself_uri(ctx.ruri))
+                                lambda ctx: ctx.core.is_myself_uri(ctx.uri))
 
     def cmp_from_uri(self, node, op, v):
         return self._string_cmp(node, op, v, lambda ctx: ctx.msg.from_.uri_text,

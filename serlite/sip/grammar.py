@@ -137,10 +137,11 @@ def parse_uint(text, what, limit):
     and against what ``int()`` accepts and SIP does not ("+1", " 1", "1_0", non-ASCII digits)."""
     if not text or text.strip(DIGITS):
         raise ParseError(f"bad {what} value {text[:40]!r}")
-    t = text.lstrip("0")
-    if len(t) > 20:
-        raise ParseError(f"{what} value too large")
-    n = int(t) if t else 0
+    if len(text) > 20:
+        text = text.lstrip("0")
+        if len(text) > 20:
+            raise ParseError(f"{what} value too large")
+    n = int(text) if text else 0
     if n > limit:
         raise ParseError(f"{what} value too large")
     return n
@@ -260,12 +261,13 @@ def parse_generic_params(text):
 def find_param(params, name):
     """Index of parameter ``name`` (lower-case) in ``params``, or -1.  Names compare
     case-insensitively, and after unescaping when written with ``%`` escapes (RFC 3261 19.1.4)."""
-    for i, (n, _v) in enumerate(params):
-        if n == name:
+    i = 0
+    for n, _v in params:
+        # the same spelling, the same in another case (same length), or an escaped name
+        if n == name or (len(n) == len(name) and n.lower() == name) or (
+                "%" in n and unescape(n.lower()).lower() == name):
             return i
-        ln = n.lower()
-        if ln == name or ("%" in n and unescape(ln).lower() == name):
-            return i
+        i += 1
     return -1
 
 

@@ -8,9 +8,9 @@ parsed values were changed is re-serialised, every other line goes out byte for 
 """
 
 from .errors import ParseError
-from .grammar import (TOKEN_CHARS, WSP, find_param, is_host, is_scheme, params_text,
-                      parse_generic_params, parse_port, parse_uint, remove_param, set_param,
-                      skip_quoted, split_commas)
+from .grammar import (HOSTNAME_CHARS, TOKEN_CHARS, WSP, find_param, is_host, is_scheme,
+                      params_text, parse_generic_params, parse_port, parse_uint, remove_param,
+                      set_param, skip_quoted, split_commas)
 from .uri import URI
 
 __all__ = ["Via", "parse_vias", "NameAddr", "parse_name_addr", "parse_name_addr_list", "CSeq",
@@ -19,6 +19,8 @@ __all__ = ["Via", "parse_vias", "NameAddr", "parse_name_addr", "parse_name_addr_
 # RFC 3261 8.1.1.7: branch IDs of RFC 3261 elements start with this cookie.
 MAGIC_COOKIE = "z9hG4bK"
 _MAX_EXPIRES = 2 ** 32 - 1  # RFC 3261 20.19, 20.10: delta-seconds up to 2**32-1
+# display-name = *(token LWS): a run of these characters, nothing else (LWS is unfolded here)
+_DISPLAY_CHARS = TOKEN_CHARS + WSP
 
 
 class _Params:
@@ -79,14 +81,13 @@ class Via(_Params):
     def parse(cls, text):
         """Parse one via-parm (no commas); ParseError when malformed."""
         text = text.strip(WSP)
-        end = text.find(" ", 8)
-        if text.startswith("SIP/2.0/") and end > 8 and "\t" not in text:
+        protocol, sp, rest = text.partition(" ")
+        if sp and len(protocol) > 8 and protocol[:8] == "SIP/2.0/" and "\t" not in text:
             # fast path: "SIP/2.0/transport SP sent-by"
-            protocol = text[:end]
-            transport = text[8:end]
+            transport = protocol[8:]
             if transport.strip(TOKEN_CHARS):
                 raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
-            rest = text[end + 1:].lstrip(WSP)
+            rest = rest.lstrip(WSP)
         else:
             s1 = text.find("/")
             s2 = text.find("/", s1 + 1) if s1 > 0 else -1
@@ -108,35 +109,27 @@ class Via(_Params):
                     raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
             protocol = name + "/" + version + "/" + transport
             rest = rest[end:].lstrip(WSP)
-        semi = rest.find(";")
-        if semi >= 0:
-            hostport = rest[:semi].rstrip(WSP)
-            params = parse_generic_params(rest[semi + 1:])
-        else:
-            hostport = rest.rstrip(WSP)
-            params = []
+        hostport, semi, param_part = rest.partition(";")
+        hostport = hostport.rstrip(WSP)
+        params = parse_generic_params(param_part) if semi else []
         if hostport[:1] == "[":
             rb = hostport.find("]") + 1
             if rb == 0:
                 raise ParseError(f"malformed Via sent-by {text[:60]!r}")
             host = hostport[:rb]
             tail = hostport[rb:].lstrip(WSP)
-        else:
-            c = hostport.find(":")
-            if c >= 0:
-                host = hostport[:c].rstrip(WSP)
-                tail = hostport[c:]
-            else:
-                host = hostport
-                tail = ""
-        if not is_host(host):
-            raise ParseError(f"malformed Via sent-by {text[:60]!r}")
-        if tail:
-            if tail[0] != ":":
+            if not is_host(host) or (tail and tail[0] != ":"):
                 raise ParseError(f"malformed Via sent-by {text[:60]!r}")
-            port = parse_port(tail[1:].lstrip(WSP))
+            port_text = tail[1:] if tail else None
         else:
-            port = None
+            host, colon, port_text = hostport.partition(":")
+            if colon:
+                host = host.rstrip(WSP)
+            else:
+                port_text = None
+            if not host or host.strip(HOSTNAME_CHARS):      # is_host, for a hostname/IPv4
+                raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+        port = None if port_text is None else parse_port(port_text.lstrip(WSP))
         v = cls.__new__(cls)
         v.protocol = protocol
         v.transport = transport.upper()
@@ -203,6 +196,11 @@ class Via(_Params):
 
 def parse_vias(value):
     """The via-parms of one Via header value (several may be comma-separated)."""
+    if "," not in value:        # one via-parm, the usual case
+        part = value.strip(WSP)
+        if not part:
+            raise ParseError("empty Via value")
+        return [Via.parse(part)]
     out = []
     for part in split_commas(value):
         if not part:
@@ -346,40 +344,30 @@ def parse_name_addr(value):
         if lt < 0 or s[end:lt].strip(WSP):
             raise ParseError(f"quoted display name without <URI> in {s[:60]!r}")
         display = s[:end]
+        bracketed, tail = True, s[lt + 1:]
     else:
-        lt = s.find("<")
-        if lt >= 0:
-            if s.find(";", 0, lt) >= 0:
-                lt = -1  # addr-spec whose parameters hold a "<"
-            elif lt > 0:
-                display = s[:lt].rstrip(WSP)
-                for word in display.replace("\t", " ").split(" "):
-                    if word and word.strip(TOKEN_CHARS):
-                        raise ParseError(f"bad display name {display[:60]!r}")
-    if lt >= 0:
-        gt = s.find(">", lt + 1)
-        if gt < 0:
+        head, lt, tail = s.partition("<")
+        bracketed = bool(lt) and ";" not in head   # else: an addr-spec whose parameters hold "<"
+        if bracketed and head:
+            display = head.rstrip(WSP)
+            if display.strip(_DISPLAY_CHARS):     # not tokens separated by LWS
+                raise ParseError(f"bad display name {display[:60]!r}")
+    if bracketed:
+        uri_text, gt, rest = tail.partition(">")
+        if not gt:
             raise ParseError(f"unterminated <URI> in {s[:60]!r}")
-        uri_text = s[lt + 1:gt]
         _check_uri_text(uri_text, True)
-        rest = s[gt + 1:].lstrip(WSP)
-        bracketed = True
+        if rest:
+            rest = rest.lstrip(WSP)
+            if rest and rest[0] != ";":
+                raise ParseError(f"junk after URI in {s[:60]!r}")
+        params = parse_generic_params(rest[1:]) if rest else []
     else:
-        semi = s.find(";")
-        if semi >= 0:
-            uri_text = s[:semi].rstrip(WSP)
-            rest = s[semi:]
-        else:
-            uri_text = s
-            rest = ""
+        uri_text, semi, rest = s.partition(";")
+        if semi:
+            uri_text = uri_text.rstrip(WSP)
         _check_uri_text(uri_text, False)
-        bracketed = False
-    if rest:
-        if rest[0] != ";":
-            raise ParseError(f"junk after URI in {s[:60]!r}")
-        params = parse_generic_params(rest[1:])
-    else:
-        params = []
+        params = parse_generic_params(rest) if semi else []
     n = NameAddr.__new__(NameAddr)
     n._display = display
     n._uri_text = uri_text
@@ -391,9 +379,11 @@ def parse_name_addr(value):
 
 
 def _check_uri_text(t, bracketed):
-    c = t.find(":")
-    if (c <= 0 or c == len(t) - 1 or not is_scheme(t[:c]) or " " in t or "\t" in t
-            or "<" in t or ">" in t or '"' in t):
+    if t[:4] != "sip:" or len(t) == 4:      # else: the usual scheme, and more after it
+        c = t.find(":")
+        if c <= 0 or c == len(t) - 1 or not is_scheme(t[:c]):
+            raise ParseError(f"bad URI {t[:60]!r}")
+    if " " in t or "\t" in t or "<" in t or ">" in t or '"' in t:
         raise ParseError(f"bad URI {t[:60]!r}")
     if not bracketed and ("?" in t or "," in t):
         raise ParseError(f"URI with '?' or ',' not enclosed in <>: {t[:60]!r}")
@@ -401,6 +391,10 @@ def _check_uri_text(t, bracketed):
 
 def parse_name_addr_list(value):
     """The comma-separated name-addrs of one Contact/Route/Record-Route value."""
+    if "," not in value:        # one value, the usual case
+        if not value.strip(WSP):
+            raise ParseError("empty element in name-addr list")
+        return [parse_name_addr(value)]
     out = []
     for part in split_commas(value):
         if not part:

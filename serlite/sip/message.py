@@ -28,7 +28,7 @@ from .headers import CSeq, parse_name_addr, parse_name_addr_list, parse_vias
 from .uri import URI
 
 __all__ = ["HeaderField", "Message", "Request", "Response", "parse", "frame", "is_keepalive",
-           "make_response", "canonical_name"]
+           "make_response", "response_bytes", "canonical_name"]
 
 # RFC 3261 7.3.3 and the IANA SIP parameters registry: compact forms.
 _COMPACT = {
@@ -70,12 +70,19 @@ _SINGLE = ("to", "from", "call-id", "cseq", "max-forwards", "content-length")
 # RFC 3261 8.2.6.2: copied from the request into a response
 _RESPONSE_COPY = frozenset(("via", "from", "to", "call-id", "cseq"))
 _MAX_EXPIRES = 2 ** 32 - 1
+# headers whose parsed values Message caches in its own slots (``_top_via`` ...)
+_CACHED_KEYS = frozenset(("via", "from", "to", "cseq", "contact", "max-forwards"))
+_REQUIRED_KEYS = frozenset(_REQUIRED)
+_UNREAD = -1        # Message._max_forwards before Max-Forwards was read
 
 
 def canonical_name(name):
     """The key a header name is indexed under: lower-case long form ("v" -> "via")."""
-    n = name.lower()
-    return _CANON.get(n, n)
+    key = _CANON_EXACT.get(name)     # the usual spellings, without lower-casing
+    if key is None:
+        key = name.lower()
+        key = _CANON.get(key, key)
+    return key
 
 
 class HeaderField:
@@ -137,10 +144,14 @@ class Message:
 
     ``headers`` the ordered HeaderField list (edit it through the methods below so the index
     and caches follow); ``body`` bytes.  Header names are accepted in any case, long or compact.
+
+    The index is two dicts: ``_index`` maps each header key to its first line, ``_multi`` (None
+    when no header has several lines, the usual case) maps the keys that have several lines to
+    all of them.  A message thus costs no list per header; None means "rebuild on next use".
     """
 
-    __slots__ = ("headers", "body", "_src", "_start", "_end", "_edited", "_index", "_top_via",
-                 "_vias", "_from", "_to", "_cseq", "_contacts")
+    __slots__ = ("headers", "body", "_src", "_start", "_end", "_edited", "_index", "_multi",
+                 "_top_via", "_vias", "_from", "_to", "_cseq", "_contacts", "_max_forwards")
 
     def _init_fields(self, fields, body):
         self.headers = fields
@@ -151,32 +162,57 @@ class Message:
         self._clear()
 
     def _clear(self):
-        self._index = None
+        self._index = self._multi = None
+        self._forget_parsed()
+
+    def _forget_parsed(self):
         self._top_via = self._vias = self._from = self._to = self._cseq = None
         self._contacts = None
+        self._max_forwards = _UNREAD
 
-    def _touch(self):
-        """Record an edit: serialise from parts from now on, drop the caches."""
+    def _changed(self, key):
+        """Record an edit of header ``key`` (the index is up to date): serialise from parts
+        from now on, and drop the values cached from that header."""
         self._edited = True
-        self._clear()
+        if key in _CACHED_KEYS:
+            self._forget_parsed()
 
     # -- lookup ------------------------------------------------------------------------------
-    def _fields(self, key):
-        idx = self._index
-        if idx is None:
-            idx = {}
-            for f in self.headers:
-                lst = idx.get(f.key)
+    def _build_index(self):
+        idx = {}
+        multi = None
+        for f in self.headers:
+            first = idx.setdefault(f.key, f)
+            if first is not f:
+                if multi is None:
+                    multi = {}
+                lst = multi.get(f.key)
                 if lst is None:
-                    idx[f.key] = [f]
+                    multi[f.key] = [first, f]
                 else:
                     lst.append(f)
-            self._index = idx
-        return idx.get(key, ())
+        self._index = idx
+        self._multi = multi
+        return idx
+
+    def _fields(self, key):
+        """Every line of header ``key``, in order (a sequence: do not change it)."""
+        idx = self._index
+        if idx is None:
+            idx = self._build_index()
+        multi = self._multi
+        if multi is not None:
+            lst = multi.get(key)
+            if lst is not None:
+                return lst
+        f = idx.get(key)
+        return () if f is None else (f,)
 
     def _first(self, key):
-        lst = self._fields(key)
-        return lst[0] if lst else None
+        idx = self._index
+        if idx is None:
+            idx = self._build_index()
+        return idx.get(key)
 
     def get(self, name):
         """Value of the first ``name`` header line (a whole line: it may hold several
@@ -193,7 +229,9 @@ class Message:
         (Via, Contact, Route, Record-Route, Allow, Supported ...)."""
         out = []
         for f in self._fields(canonical_name(name)):
-            out.extend(v for v in split_commas(f.value) if v)
+            for v in split_commas(f.value):
+                if v:
+                    out.append(v)
         return out
 
     def has(self, name):
@@ -263,8 +301,12 @@ class Message:
     @property
     def max_forwards(self):
         """Max-Forwards as int (0-255), None if absent; ParseError if malformed."""
-        f = self._first("max-forwards")
-        return None if f is None else parse_uint(f.value, "Max-Forwards", 255)
+        mf = self._max_forwards
+        if mf == _UNREAD:
+            f = self._first("max-forwards")
+            mf = None if f is None else parse_uint(f.value, "Max-Forwards", 255)
+            self._max_forwards = mf
+        return mf
 
     @property
     def contacts(self):
@@ -319,10 +361,10 @@ class Message:
 
     # -- edits ---------------------------------------------------------------------------------
     def _position(self, field):
-        for i, f in enumerate(self.headers):
-            if f is field:
-                return i
-        raise ValueError("header field not in this message")
+        try:
+            return self.headers.index(field)    # HeaderFields compare by identity
+        except ValueError:
+            raise ValueError("header field not in this message") from None
 
     def add_header(self, name, value, top=False):
         """Add a header line.  ``top=False``: after all header lines.  ``top=True``: right
@@ -330,19 +372,35 @@ class Message:
         topmost value of that header (Via, Record-Route); at the very top of all header lines
         when there is none."""
         f = _new_field(name, value)
-        if top:
-            existing = self._fields(f.key)
-            self.headers.insert(self._position(existing[0]) if existing else 0, f)
+        key = f.key
+        first = self._first(key)
+        if first is None:
+            self._index[key] = f
+            if top:
+                self.headers.insert(0, f)
+            else:
+                self.headers.append(f)
         else:
-            self.headers.append(f)
-        self._touch()
+            lines = list(self._fields(key))
+            if top:
+                self.headers.insert(self._position(first), f)
+                lines.insert(0, f)
+                self._index[key] = f
+            else:
+                self.headers.append(f)
+                lines.append(f)
+            if self._multi is None:
+                self._multi = {}
+            self._multi[key] = lines
+        self._changed(key)
         return f
 
     def insert_header(self, index, name, value):
         """Insert a header line at position ``index`` of ``headers``."""
         f = _new_field(name, value)
         self.headers.insert(index, f)
-        self._touch()
+        self._index = self._multi = None
+        self._changed(f.key)
         return f
 
     def remove_header(self, name):
@@ -352,8 +410,23 @@ class Message:
         self.headers = [f for f in self.headers if f.key != key]
         removed = before - len(self.headers)
         if removed:
-            self._touch()
+            self._index = self._multi = None
+            self._changed(key)
         return removed
+
+    def _remove_line(self, f):
+        """Remove header line ``f`` (a line of this message, indexed)."""
+        del self.headers[self._position(f)]
+        key = f.key
+        multi = self._multi
+        lines = None if multi is None else multi.get(key)
+        if lines is None:
+            del self._index[key]
+        else:
+            lines.remove(f)
+            self._index[key] = lines[0]
+            if len(lines) == 1:
+                del multi[key]
 
     def remove_first_value(self, name):
         """Remove the first comma-separated value of header ``name`` (the top Via, the top
@@ -378,22 +451,27 @@ class Message:
         if rest:
             f.raw = None
         else:
-            del self.headers[self._position(f)]
-        self._touch()
+            self._remove_line(f)
+        self._changed(f.key)
         return first
 
     def set_header(self, name, value):
         """Replace every line of header ``name`` by one line ``name: value`` (at the place of
         the first one, or appended)."""
         f = _new_field(name, value)
-        existing = self._fields(f.key)
-        if existing:
-            pos = self._position(existing[0])
-            self.headers = [g for g in self.headers if g.key != f.key]
-            self.headers.insert(pos, f)
-        else:
+        key = f.key
+        first = self._first(key)
+        if first is None:
             self.headers.append(f)
-        self._touch()
+        else:
+            pos = self._position(first)
+            if self._multi is not None and self._multi.pop(key, None) is not None:
+                self.headers = [g for g in self.headers if g.key != key]
+                self.headers.insert(pos, f)
+            else:
+                self.headers[pos] = f
+        self._index[key] = f
+        self._changed(key)
         return f
 
     def set_body(self, body):
@@ -638,7 +716,8 @@ def parse(data):
 
     # RFC 3261 7.3.1: header lines; a line starting with SP/HTAB continues the previous one
     headers = []
-    index = {}
+    index = {}          # key -> first line; multi: key -> every line, for repeated keys
+    multi = None
     prev = None
     folded = "\r\n " in head or "\r\n\t" in head
     for line in lines[1:] if nl else ():
@@ -650,12 +729,11 @@ def parse(data):
             if v:
                 prev.value = prev.value + " " + v if prev.value else v
             continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise ParseError(f"malformed header line {line[:40]!r}")
-        name = line[:colon]
+        name, colon, value = line.partition(":")
         key = _CANON_EXACT.get(name)
-        if key is None:
+        if key is None or not colon:
+            if not colon or not name:
+                raise ParseError(f"malformed header line {line[:40]!r}")
             if name[-1] in WSP:
                 name = name.rstrip(WSP)
             lname = name.lower()
@@ -664,13 +742,17 @@ def parse(data):
                 if not name or name.strip(TOKEN_CHARS):
                     raise ParseError(f"bad header name {name[:40]!r}")
                 key = lname
-        prev = HeaderField(name, key, line[colon + 1:].strip(WSP), line)
+        prev = HeaderField(name, key, value.strip(WSP), line)
         headers.append(prev)
-        lst = index.get(key)
-        if lst is None:
-            index[key] = [prev]
-        else:
-            lst.append(prev)
+        first = index.setdefault(key, prev)
+        if first is not prev:
+            if multi is None:
+                multi = {}
+            lst = multi.get(key)
+            if lst is None:
+                multi[key] = [first, prev]
+            else:
+                lst.append(prev)
 
     first = lines[0]
     if first[:4].upper() == "SIP/":
@@ -680,19 +762,19 @@ def parse(data):
         msg = _parse_request_line(first)
         method = msg.method
 
-    for key in _REQUIRED:
-        if key not in index:
-            raise ParseError("Missing header " + _PRETTY[key])
-    if len(index) != len(headers):  # some header appears on several lines
+    if not _REQUIRED_KEYS <= index.keys():
+        for key in _REQUIRED:
+            if key not in index:
+                raise ParseError("Missing header " + _PRETTY[key])
+    if multi is not None:   # some header appears on several lines
         for key in _SINGLE:
-            lst = index.get(key)
-            if lst is not None and len(lst) > 1:
+            if key in multi:
                 raise ParseError(f"Multiple {_PRETTY[key]} header fields")
 
     # RFC 3261 20.14, 18.3: the body must hold at least Content-Length octets
-    lst = index.get("content-length")
-    if lst is not None:
-        body_end = body_start + parse_uint(lst[0].value, "Content-Length", 2 ** 31 - 1)
+    f = index.get("content-length")
+    if f is not None:
+        body_end = body_start + parse_uint(f.value, "Content-Length", 2 ** 31 - 1)
         if body_end > n:
             raise ParseError("body shorter than Content-Length")
     else:
@@ -705,33 +787,40 @@ def parse(data):
     msg._end = body_end
     msg._edited = False
     msg._index = index
+    msg._multi = multi
     msg._vias = msg._contacts = None
 
     # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
-    cseq = msg._cseq = CSeq.parse(index["cseq"][0].value)
+    cseq = msg._cseq = CSeq.parse(index["cseq"].value)
     if method is not None and cseq.method != method:
         raise ParseError("CSeq method does not match the request method")
     # RFC 3261 20.22: Max-Forwards 0-255 (4475 scalar02)
-    lst = index.get("max-forwards")
-    if lst is not None:
-        parse_uint(lst[0].value, "Max-Forwards", 255)
+    f = index.get("max-forwards")
+    msg._max_forwards = None if f is None else parse_uint(f.value, "Max-Forwards", 255)
     # RFC 3261 25.1: callid = word [ "@" word ]  (checked: non-empty, no LWS)
-    callid = index["call-id"][0].value
+    callid = index["call-id"].value
     if not callid or " " in callid or "\t" in callid:
         raise ParseError("malformed Call-ID")
-    msg._from = _parsed(index["from"][0])[0]
-    msg._to = _parsed(index["to"][0])[0]
-    msg._top_via = _parsed(index["via"][0])[0]
-    lst = index.get("contact")
-    if lst is not None:
-        for f in lst:
-            if f.value == "*":
-                if len(lst) > 1:
-                    raise ParseError("Contact: * mixed with other contacts")
-            else:
+    f = index["from"]
+    f.parsed = [parse_name_addr(f.value)]
+    msg._from = f.parsed[0]
+    f = index["to"]
+    f.parsed = [parse_name_addr(f.value)]
+    msg._to = f.parsed[0]
+    msg._top_via = _parsed(index["via"])[0]
+    f = index.get("contact")
+    if f is not None:
+        lst = multi.get("contact") if multi is not None else None
+        if lst is None:
+            if f.value != "*":
                 _parsed(f)
-    lst = index.get("date")
-    if lst is not None and not is_sip_date(lst[0].value):
+        else:
+            for f in lst:
+                if f.value == "*":
+                    raise ParseError("Contact: * mixed with other contacts")
+                _parsed(f)
+    f = index.get("date")
+    if f is not None and not is_sip_date(f.value):
         raise ParseError("malformed Date (RFC 1123 date in GMT required)")
     return msg
 
@@ -893,3 +982,38 @@ def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
     resp.reason = reason
     resp._init_fields(fields, body)
     return resp
+
+
+def response_bytes(request, status, reason, to_tag=None, headers=(), body=b""):
+    """``make_response(...).to_bytes()`` without building the Response: what a server sends
+    when it answers a request itself (100 Trying, sl replies), at half the cost."""
+    if type(status) is not int or not 100 <= status <= 699:
+        raise ValueError(f"bad status code {status!r}")
+    if "\r" in reason or "\n" in reason:
+        raise ValueError(f"CR or LF in reason phrase {reason!r}")
+    request._sync()
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for f in request.headers:
+        k = f.key
+        if k in _RESPONSE_COPY:
+            if k == "to" and to_tag is not None and _parsed(f)[0].tag is None:
+                lines.append(f.name + ": " + f.value + ";tag=" + to_tag)
+            else:
+                raw = f.raw
+                lines.append(raw if raw is not None else f.name + ": " + f.value)
+    clen = str(len(body))
+    seen_cl = False
+    for name, value in headers:
+        f = _new_field(name, value)
+        if f.key == "content-length":   # as to_bytes: the first one, with the right value
+            if seen_cl:
+                continue
+            seen_cl = True
+            lines.append(f.name + ": " + clen)
+        else:
+            lines.append(f.name + ": " + f.value)
+    if not seen_cl:
+        lines.append("Content-Length: " + clen)
+    lines.append("")
+    lines.append("")
+    return "\r\n".join(lines).encode("latin-1") + body

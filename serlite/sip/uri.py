@@ -10,9 +10,9 @@ attributes.
 """
 
 from .errors import ParseError
-from .grammar import (DIGITS, PARAM_CHARS, PASSWORD_CHARS, URI_HEADERS_CHARS, USER_CHARS,
-                      check_escapes, find_param, is_host, is_scheme, params_text, parse_port,
-                      remove_param, set_param, unescape)
+from .grammar import (DIGITS, HOSTNAME_CHARS, PARAM_CHARS, PASSWORD_CHARS, URI_HEADERS_CHARS,
+                      USER_CHARS, check_escapes, find_param, is_host, is_scheme, params_text,
+                      parse_port, remove_param, set_param, unescape)
 
 __all__ = ["URI", "unescape"]
 
@@ -65,79 +65,62 @@ class URI:
     def parse(cls, text):
         """Parse ``text``; ParseError(416) for a scheme other than sip/sips/tel, ParseError(400)
         when malformed."""
-        colon = text.find(":")
-        scheme_raw = text[:colon] if colon > 0 else ""
-        scheme = scheme_raw.lower()
+        scheme_raw, colon, rest = text.partition(":")
+        if not colon:
+            scheme_raw = ""
+        scheme = scheme_raw if scheme_raw == "sip" else scheme_raw.lower()
         if scheme != "sip" and scheme != "sips":
             if scheme == "tel":
                 return cls._parse_tel(text, scheme_raw)
-            if is_scheme(scheme_raw) and len(text) > colon + 1:
+            if is_scheme(scheme_raw) and rest:
                 raise ParseError(f"unsupported URI scheme {scheme_raw[:40]!r}", 416)
             raise ParseError(f"malformed URI {text[:60]!r}")
         u = cls.__new__(cls)
         u.scheme = scheme
         u._scheme_raw = scheme_raw
-        rest = text[colon + 1:]
         # userinfo ends at "@"; user may hold ";", "?", "," and "/" (user-unreserved)
-        at = rest.find("@")
-        if at >= 0:
-            userinfo = rest[:at]
-            rest = rest[at + 1:]
-            c = userinfo.find(":")
-            if c >= 0:
-                user = userinfo[:c]
-                password = userinfo[c + 1:]
-                if password.strip(PASSWORD_CHARS) or not check_escapes(password):
+        userinfo, at, hostpart = rest.partition("@")
+        if at:
+            rest = hostpart
+            user, c, password = userinfo.partition(":")
+            if c:
+                if password.strip(PASSWORD_CHARS) or ("%" in password
+                                                       and not check_escapes(password)):
                     raise ParseError(f"bad password in URI {text[:60]!r}")
             else:
-                user = userinfo
                 password = None
-            if not user or user.strip(USER_CHARS) or not check_escapes(user):
+            if not user or user.strip(USER_CHARS) or ("%" in user and not check_escapes(user)):
                 raise ParseError(f"bad user part in URI {text[:60]!r}")
         else:
             user = password = None
         u.user = user
         u.password = password
-        q = rest.find("?")
-        if q >= 0:
-            headers = rest[q + 1:]
-            rest = rest[:q]
+        rest, q, headers = rest.partition("?")
+        if q:
             if headers.strip(URI_HEADERS_CHARS) or not check_escapes(headers):
                 raise ParseError(f"bad headers in URI {text[:60]!r}")
         else:
             headers = None
         u.headers = headers
-        semi = rest.find(";")
-        if semi >= 0:
-            hostport = rest[:semi]
-            u.params = _parse_uri_params(rest[semi + 1:], text)
-        else:
-            hostport = rest
-            u.params = []
+        hostport, semi, param_part = rest.partition(";")
+        u.params = _parse_uri_params(param_part, text) if semi else []
         if hostport[:1] == "[":
             rb = hostport.find("]") + 1
             host = hostport[:rb] if rb else hostport
             after = hostport[rb:] if rb else ""
+            if not is_host(host) or (after and after[0] != ":"):
+                raise ParseError(f"bad host in URI {text[:60]!r}")
+            port = after[1:] if after else None
         else:
-            c = hostport.find(":")
-            if c >= 0:
-                host = hostport[:c]
-                after = hostport[c:]
-            else:
-                host = hostport
-                after = ""
-        if not is_host(host):
-            raise ParseError(f"bad host in URI {text[:60]!r}")
+            host, colon, port = hostport.partition(":")
+            if not colon:
+                port = None
+            if not host or host.strip(HOSTNAME_CHARS):      # is_host, for a hostname/IPv4
+                raise ParseError(f"bad host in URI {text[:60]!r}")
         u._host_raw = host
         u.host = host.lower()
-        if after:
-            if after[0] != ":":
-                raise ParseError(f"bad host in URI {text[:60]!r}")
-            u._port_raw = after[1:]
-            u.port = parse_port(u._port_raw)
-        else:
-            u._port_raw = None
-            u.port = None
+        u._port_raw = port
+        u.port = None if port is None else parse_port(port)
         return u
 
     # RFC 3966 3
@@ -285,15 +268,14 @@ class URI:
 
 def _parse_uri_params(text, uri_text):
     params = []
+    escapes = "%" in text       # else no escape to check
     for p in text.split(";"):
-        eq = p.find("=")
-        if eq < 0:
-            name, value = p, None
-        else:
-            name, value = p[:eq], p[eq + 1:]
-            if value.strip(PARAM_CHARS) or not check_escapes(value):
-                raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
-        if not name or name.strip(PARAM_CHARS) or not check_escapes(name):
+        name, eq, value = p.partition("=")
+        if not eq:
+            value = None
+        elif value.strip(PARAM_CHARS) or (escapes and not check_escapes(value)):
+            raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
+        if not name or name.strip(PARAM_CHARS) or (escapes and not check_escapes(name)):
             raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
         params.append((name, value))
     return params

@@ -18,11 +18,33 @@ _TIMER_ACTIONS = frozenset(("double_A", "double_E", "T2_E", "double_G", "arm_D",
                             "stop_E", "stop_F", "stop_G", "stop_H", "stop_fr"))
 
 
+def _rows(table):
+    """``table`` with each row's actions sorted once, so that ``step`` does no string work:
+    (state, event) -> (timer operations as (kind, timer name), I/O actions, next state).  Timer
+    operations are done at once and I/O actions only returned, so splitting a row keeps its
+    meaning."""
+    rows = {}
+    for key, (actions, next_state) in table.items():
+        timers = tuple(a.partition("_")[::2] for a in actions if a in _TIMER_ACTIONS)
+        io = tuple(a for a in actions if a not in _TIMER_ACTIONS)
+        rows[key] = (timers, io, next_state)
+    return rows
+
+
+# The rows of the four machines, made once; keyed by identity (a dict is no dict key), which
+# is stable as the tables are module constants.  Any other table gets its rows per transaction.
+_ROWS = {id(t): _rows(t) for t in (machines.CLIENT_INVITE, machines.CLIENT_NON_INVITE,
+                                   machines.SERVER_INVITE, machines.SERVER_NON_INVITE)}
+
+
 class Transaction:
-    __slots__ = ("table", "state", "reliable", "deadlines", "intervals", "t1", "t2", "t4")
+    __slots__ = ("table", "rows", "state", "reliable", "deadlines", "intervals", "t1", "t2",
+                 "t4")
 
     def __init__(self, table, state, reliable, t1=T1, t2=T2, t4=T4):
         self.table = table
+        rows = _ROWS.get(id(table))
+        self.rows = rows if rows is not None else _rows(table)
         self.state = state
         self.reliable = reliable
         self.deadlines = {}     # timer name -> when
@@ -36,16 +58,12 @@ class Transaction:
     def step(self, event, now):
         """Feed one event; returns the I/O actions for the caller.  Raises KeyError for an event
         the state machine has no row for."""
-        actions, self.state = self.table[(self.state, event)]
-        out = []
-        for action in actions:
-            if action in _TIMER_ACTIONS:
-                self._timer_action(action, now)
-            else:
-                out.append(action)
+        timers, io, self.state = self.rows[(self.state, event)]
+        for kind, name in timers:
+            self._timer_action(kind, name, now)
         if self.state == "terminated":
             self.deadlines.clear()
-        return out
+        return list(io)
 
     def next_deadline(self):
         return min(self.deadlines.values()) if self.deadlines else None
@@ -64,8 +82,7 @@ class Transaction:
     def _arm(self, name, delay, now):
         self.deadlines[name] = now + delay
 
-    def _timer_action(self, action, now):
-        kind, _, name = action.partition("_")
+    def _timer_action(self, kind, name, now):
         if kind == "stop":
             self.deadlines.pop(name, None)
         elif kind == "double":

@@ -69,6 +69,7 @@ class Core:
 class Msg:
     method = "INVITE"
     ruri = "sip:bob@home.lan"
+    uri = None
 
 
 def main():

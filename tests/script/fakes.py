@@ -10,6 +10,7 @@ import serlite.modules
 from serlite.modules.export import (ANY_ROUTE, BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE,
                                     REQUEST_ROUTE, Function, Module, ModuleSpec, Param)
 from serlite.proxy.context import Context, Source
+from serlite.sip.uri import URI
 
 
 class Recorder:
@@ -130,6 +131,9 @@ class FakeCore:
         self.ips = set(ips)
 
     def is_myself_uri(self, uri):
+        if uri is None:         # an R-URI that did not parse
+            return False
+        uri = str(uri)
         host = uri.split("@", 1)[-1].split(":", 1)[-1] if "@" in uri else uri.split(":", 1)[-1]
         return host.split(";", 1)[0].split(":", 1)[0] in self.hosts
 
@@ -148,6 +152,10 @@ class FakeRequest:
         self.ruri = ruri
         self.from_ = FakeURIHeader(from_uri)
         self.to = FakeURIHeader(to_uri)
+
+    @property
+    def uri(self):
+        return URI.parse(self.ruri)
 
 
 class FakeResponse:

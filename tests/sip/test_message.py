@@ -5,7 +5,7 @@ import pytest
 from serlite.sip.errors import ParseError
 from serlite.sip.headers import NameAddr, Via
 from serlite.sip.message import (Request, Response, frame, is_keepalive, make_response,
-                                 parse)
+                                 parse, response_bytes)
 from serlite.sip.uri import URI
 
 from .test_rfc4475 import INDEX, SEMANTIC_REFUSED, load
@@ -250,6 +250,28 @@ def test_make_response_keeps_an_existing_to_tag_and_carries_a_body():
     r = parse(resp.to_bytes())
     assert r.to.tag == "already" and r.body == b"v=0\r\n" and r.content_length == 5
     assert make_response(parse(load("zeromf.dat")), 100, "Trying").to.tag is None
+
+
+@pytest.mark.parametrize("name", ["INVITE", "wsinv.dat", "zeromf.dat", "esc01.dat"])
+@pytest.mark.parametrize("status, reason, to_tag, headers, body", [
+    (100, "Trying", None, [("Server", "serlite")], b""),
+    (486, "Busy Here", "tt1", [("Retry-After", "60"), ("Server", "serlite")], b""),
+    (200, "OK", "t", [("Content-Type", "application/sdp"), ("Content-Length", "99"),
+                      ("l", "1")], b"v=0\r\n"),
+])
+def test_response_bytes_is_make_response_to_bytes(name, status, reason, to_tag, headers, body):
+    req = parse(INVITE if name == "INVITE" else load(name))
+    req.top_via.set_param("received", "192.0.2.101")
+    assert response_bytes(req, status, reason, to_tag, headers, body) == \
+        make_response(req, status, reason, to_tag, headers, body).to_bytes()
+
+
+def test_response_bytes_refuses_what_a_response_cannot_carry():
+    req = parse(INVITE)
+    for status, reason, headers in [(99, "x", ()), (200, "O\r\nK", ()),
+                                    (200, "OK", [("X", "a\r\nb")])]:
+        with pytest.raises(ValueError):
+            response_bytes(req, status, reason, headers=headers)
 
 
 def test_build_request_from_parts():
