@@ -15,6 +15,7 @@ from .sip.message import frame
 
 UDP_MAX = 65535
 RECV_BATCH = 64            # datagrams read per wake-up: batch work, but stay fair to TCP/timers
+UDP_RCVBUF = 512 * 1024    # room for a burst while the loop is busy (Kamailio's default too)
 
 
 class Listener:
@@ -158,6 +159,8 @@ class Transport:
         try:
             if proto == "tcp":  # TIME_WAIT must not block a restart; UDP must not double-bind
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            else:               # the kernel caps it at net.core.rmem_max: a wish, not a must
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((ip, port))
