@@ -39,6 +39,7 @@ import sys
 import time
 
 from .control import page
+from .store.files import read_or_make_secret
 
 CONF_PATH = "/etc/ser/webui.conf"
 DEFAULTS = {
@@ -184,32 +185,8 @@ def read_body(environ, stdin):
 # --- CSRF: an HMAC of the secret, the time and the user --------------------------------------
 
 def load_secret(path):
-    """The per-install secret (hex text), made at first use: 32 random bytes written 0600 to a
-    temporary file that is then linked into place, so two CGIs starting at once agree."""
-    try:
-        with open(path, "rb") as f:
-            secret = f.read().strip()
-        if len(secret) >= 32:
-            return secret
-    except FileNotFoundError:
-        pass
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, os.urandom(32).hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)              # fails if another CGI was first: take its secret
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    with open(path, "rb") as f:
-        return f.read().strip()
+    """The per-install CSRF secret (hex text), made 0600 at first use."""
+    return read_or_make_secret(path, 32, shortest=32)
 
 
 def _mac(secret, issued, user):

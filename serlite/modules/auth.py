@@ -24,6 +24,7 @@ from ..sip import digest
 from ..sip.errors import ParseError
 from ..sip.grammar import unescape
 from ..sip.uri import URI
+from ..store.files import read_or_make_secret
 from .export import REQUEST_ROUTE, Function, Module, ModuleSpec, Param
 
 DEFAULT_SECRET_FILE = "/etc/ser/auth_secret"
@@ -322,36 +323,14 @@ def load_secret(path):
     there.  When it can be neither read nor made, a secret for this run only (logged): nonces
     then do not survive a restart, which costs phones one more challenge."""
     try:
-        with open(path, "rb") as f:
-            data = f.read().strip()
-            mode = os.fstat(f.fileno()).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        secret = read_or_make_secret(path, SECRET_BYTES)
+        if os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warn(f"auth: {path} is readable by others (chmod 600 {path})")
-        if len(data) >= 16:
-            return data
-        log.error(f"auth: {path} holds {len(data)} bytes, too short for a secret; using one "
-                  f"for this run only (remove the file to have a new one made)")
+        return secret
+    except (OSError, ValueError) as exc:
+        log.error(f"auth: nonce secret {path}: {getattr(exc, 'strerror', None) or exc}; using "
+                  f"one for this run only (nonces will not survive a restart)")
         return os.urandom(SECRET_BYTES).hex().encode()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.error(f"auth: cannot read {path}: {exc.strerror}; using a secret for this run only")
-        return os.urandom(SECRET_BYTES).hex().encode()
-    secret = os.urandom(SECRET_BYTES).hex().encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
-        with open(fd, "wb") as f:
-            f.write(secret + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        log.info(f"auth: made a new nonce secret in {path}")
-    except FileExistsError:         # made meanwhile by another process: use that one
-        return load_secret(path)
-    except OSError as exc:
-        log.warn(f"auth: cannot create {path}: {exc.strerror}; using a secret for this run "
-                 f"only (nonces will not survive a restart)")
-    return secret
 
 
 EXPORTS = ModuleSpec(

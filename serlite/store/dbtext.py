@@ -25,10 +25,11 @@ The ``subscriber`` table (auth_db, ``ser-ctl user``) is described at the end of 
 
 from __future__ import annotations
 
-import errno
 import os
 
 from .location import parse_db_url
+
+from .files import replace_atomically
 
 __all__ = ["Column", "Table", "DbTextError", "parse_db_url", "table_path", "parse_header",
            "read_table", "write_table", "escape", "unescape", "SUBSCRIBER_COLUMNS"]
@@ -268,42 +269,11 @@ def write_table(path, table, mode=0o600):
     """Replace the file at ``path`` with ``table``, atomically: a temporary file in the same
     directory (created with ``mode``), written and fsync'd, renamed over ``path``, then the
     directory fsync'd.  A crash leaves either the old table or the new one, never a mix."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
     lines = [table.header()]
     for row in table.rows:
         lines.append(row if isinstance(row, str) else format_record(row, table.columns))
     data = ("\n".join(lines) + "\n").encode(_ENC)
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)          # whatever the umask took away or added
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP):     # a file system without dir fsync
-            raise
-    finally:
-        os.close(fd)
+    replace_atomically(path, lambda f: f.write(data), mode)
 
 
 # --- the subscriber table -----------------------------------------------------------------------

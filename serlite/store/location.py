@@ -25,10 +25,11 @@ treat them as read-only, and make a new ``Binding`` for each change.
 from __future__ import annotations
 
 import binascii
-import errno
 import os
 import re
 import sys
+
+from .files import fsync_dir, replace_atomically
 
 __all__ = ["Binding", "LocationStore", "parse_db_url", "FLAG_NAT",
            "DB_MEMORY", "DB_WRITE_THROUGH", "DB_WRITE_BACK"]
@@ -717,51 +718,27 @@ class LocationStore:
             self._fsync_dir()
 
     def _write_snapshot(self, now):
-        tmp = self._tmp
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
-        records = 0
-        try:
-            with open(fd, "wb") as f:
-                f.write(SNAPSHOT_HEADER.encode())
-                chunk = []
-                for b in self.bindings():
-                    if b.expires > now:
-                        chunk.append(_record(b))
-                        if len(chunk) >= _CHUNK:
-                            chunk.append("")
-                            f.write("\n".join(chunk).encode(_ENC, _ERR))
-                            records += len(chunk) - 1
-                            chunk = []
-                if chunk:
-                    chunk.append("")
-                    f.write("\n".join(chunk).encode(_ENC, _ERR))
-                    records += len(chunk) - 1
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._snap)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        self._fsync_dir()
-        self._snap_records = records
+        def write(f):
+            f.write(SNAPSHOT_HEADER.encode())
+            records = 0
+            chunk = []
+            for b in self.bindings():
+                if b.expires > now:
+                    chunk.append(_record(b))
+                    if len(chunk) >= _CHUNK:
+                        chunk.append("")
+                        f.write("\n".join(chunk).encode(_ENC, _ERR))
+                        records += len(chunk) - 1
+                        chunk = []
+            if chunk:
+                chunk.append("")
+                f.write("\n".join(chunk).encode(_ENC, _ERR))
+                records += len(chunk) - 1
+            return records
+        self._snap_records = replace_atomically(self._snap, write, 0o600, tmp=self._tmp)
 
     def _fsync_dir(self):
-        fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.ENOTSUP):   # fs without directory fsync
-                raise
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
 
 
 def _esc(s):

@@ -490,11 +490,19 @@ def test_nonces_survive_a_reload(srv, tmp_path):
 
 
 def test_unwritable_secret_file_gives_a_secret_for_this_run(tmp_path, monkeypatch):
-    warnings = []
-    monkeypatch.setattr(log, "warn", warnings.append)
-    secret = auth_mod.load_secret(str(tmp_path / "no-such-dir" / "secret"))
+    errors = []
+    monkeypatch.setattr(log, "error", errors.append)
+    (tmp_path / "a-file").write_text("not a directory")
+    secret = auth_mod.load_secret(str(tmp_path / "a-file" / "secret"))
     assert len(secret) == 64
-    assert "cannot create" in warnings[0]
+    assert "for this run only" in errors[0]
+
+
+def test_secret_directory_is_made(tmp_path):
+    path = tmp_path / "no-such-dir" / "secret"
+    secret = auth_mod.load_secret(str(path))
+    assert path.read_bytes().strip() == secret and len(secret) == 64
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_short_secret_file_is_not_used(tmp_path, monkeypatch):
