@@ -11,14 +11,16 @@ What ``parse()`` checks (a proxy must never forward what fails; RFC 3261 7, 8.1.
 25; RFC 4475): the start line; header line syntax; the presence of Via, From, To, Call-ID and
 CSeq; at most one To, From, Call-ID, CSeq, Max-Forwards and Content-Length line; Content-Length
 against the body; CSeq (number < 2**31, method equal to the request's); Max-Forwards (0-255);
-Call-ID (non-empty, no LWS); From and To (name-addr syntax); every Contact (name-addr list or
-``*``); the first Via header line; Date (rfc1123 GMT) when present; the Request-URI when it is
-sip/sips/tel (full URI syntax, no headers).
+Call-ID (non-empty, no LWS); the first Via header line; Date (rfc1123 GMT) when present; and in
+requests, From and To (name-addr syntax), every Contact (name-addr list or ``*``) and the
+Request-URI when it is sip/sips/tel (full URI syntax, no headers).
 
 Checked lazily, when the accessor is read (a ParseError there is answered with its status):
 ``Request.uri`` (416 for a scheme other than sip/sips/tel), ``vias`` (Via lines after the
 first), ``expires`` (Expires header), ``NameAddr.expires``/``.q`` (Contact parameters),
-``NameAddr.uri`` (From/To/Contact URI syntax), ``routes``/``record_routes``.
+``NameAddr.uri`` (From/To/Contact URI syntax), ``routes``/``record_routes``; and in responses,
+``from_``, ``to`` and ``contacts``: a proxy relays a response on its Via and CSeq and passes the
+rest on as it came (as SER does), so checking them up front would only cost time.
 """
 
 from .errors import ParseError
@@ -801,13 +803,25 @@ def parse(data):
     callid = index["call-id"].value
     if not callid or " " in callid or "\t" in callid:
         raise ParseError("malformed Call-ID")
+    msg._top_via = _parsed(index["via"])[0]
+    if method is None:      # a response: From, To and Contact when read (module docstring)
+        msg._from = msg._to = None
+    else:
+        _check_request_fields(msg, index, multi)
+    f = index.get("date")
+    if f is not None and not is_sip_date(f.value):
+        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
+    return msg
+
+
+def _check_request_fields(msg, index, multi):
+    """parse() of a request: From, To and every Contact, parsed now (and cached)."""
     f = index["from"]
     f.parsed = [parse_name_addr(f.value)]
     msg._from = f.parsed[0]
     f = index["to"]
     f.parsed = [parse_name_addr(f.value)]
     msg._to = f.parsed[0]
-    msg._top_via = _parsed(index["via"])[0]
     f = index.get("contact")
     if f is not None:
         lst = multi.get("contact") if multi is not None else None
@@ -819,10 +833,6 @@ def parse(data):
                 if f.value == "*":
                     raise ParseError("Contact: * mixed with other contacts")
                 _parsed(f)
-    f = index.get("date")
-    if f is not None and not is_sip_date(f.value):
-        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
-    return msg
 
 
 # RFC 3261 25.1

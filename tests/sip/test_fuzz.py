@@ -34,7 +34,8 @@ def exercise(m):
     if isinstance(m, Request):
         _try(lambda: m.uri)
     contacts = _try(lambda: m.contacts)
-    nas = [m.from_, m.to] + (contacts if isinstance(contacts, list) else [])
+    nas = [_try(lambda: m.from_), _try(lambda: m.to)]   # a response's: checked when read
+    nas += contacts if isinstance(contacts, list) else []
     nas += _try(lambda: m.routes) or []
     for na in nas:
         if na is not None:
