@@ -218,6 +218,8 @@ class Tm(Module):
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
         if msg.method == "CANCEL":
             return self._relay_cancel(ctx, host, port, proto)
+        if ctx.transaction is None and len(self.table.server) >= self.params["max_transactions"]:
+            return self._shed(ctx)
         st, _ = self._new_server(ctx)
         rc = st.data
         first = not rc.relayed
@@ -266,6 +268,18 @@ class Tm(Module):
                 self._finish(rc)    # nowhere to send it: answer with why
             return -1
         return 1
+
+    def _shed(self, ctx):
+        """Overload: a new request gets 503 with Retry-After, statelessly, and costs no memory
+        (RFC 3261 21.5.4), rather than a transaction table that grows until the router runs
+        out of memory."""
+        self.core.stats.incr("shed")
+        log.limited("tm-shed", log.WARN,
+                    f"{len(self.table.server)} transactions open (max_transactions): "
+                    f"new requests answered 503")
+        self.core.reply(ctx, 503, "Service Unavailable",
+                        (("Retry-After", str(self.params["retry_after"])),))
+        return -1
 
     def _run_branch_route(self, rc, ctx, uri, dst):
         """branch_route (t_on_branch): runs on this branch's own copy of the request; ``drop``
@@ -588,6 +602,9 @@ EXPORTS = ModuleSpec(
     ),
     params={
         "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)"),
+        "max_transactions": Param(int, 5000, "more open server transactions than this: new "
+                                             "requests get 503 (overload)"),
+        "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503"),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
                                             "provisional (seconds if < 300)"),
     },
