@@ -186,7 +186,7 @@ def main(argv):
     h.run_timers(40.0)
     t = time.process_time() - t0
     print(f"then their timers: {t / n * 1e6:.0f} us/call ({left} transactions, "
-          f"{len(h.core.tm.table)} left after 40 s)")
+          f"{len(h.core.tm.table)} left after 40 s, {h.core.tm.unanswered} unanswered)")
 
 
 if __name__ == "__main__":

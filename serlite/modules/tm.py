@@ -74,6 +74,7 @@ class Tm(Module):
         self.fr_inv_timer = _ms(params["fr_inv_timer"]) / 1000.0
         self.table = TransactionTable()
         self.timers = {}            # transaction -> loop Timer
+        self.unanswered = 0         # server transactions with no final response yet
         self._branch_prefix = ""
         self._branch_seq = 0
 
@@ -82,6 +83,7 @@ class Tm(Module):
         if previous is not None:    # SIGHUP: transactions in flight go on
             self.table = previous.table
             self.timers = previous.timers
+            self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
 
     # -- timers ----------------------------------------------------------------------------
@@ -110,6 +112,8 @@ class Tm(Module):
         if isinstance(tx, ServerTransaction):
             if self.table.server.get(tx.key) is tx:
                 del self.table.server[tx.key]
+                if tx.status < 200:
+                    self.unanswered -= 1
         else:
             key = client_key(tx.branch, tx.method)
             if self.table.client.get(key) is tx:
@@ -165,10 +169,13 @@ class Tm(Module):
         st = ServerTransaction(msg.method, key, ctx.source.proto == "tcp", dest)
         st.data = ResponseContext(st, ctx)
         self.table.server[key] = st
+        self.unanswered += 1
         ctx.transaction = st
         return st, True
 
     def _respond(self, st, status, data):
+        if status >= 200 and st.status < 200:
+            self.unanswered -= 1
         self.core.stats.reply_out(status, len(data))
         for action in st.respond(status, data, self.core.now()):
             self._server_action(st, action)
@@ -218,7 +225,7 @@ class Tm(Module):
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
         if msg.method == "CANCEL":
             return self._relay_cancel(ctx, host, port, proto)
-        if ctx.transaction is None and len(self.table.server) >= self.params["max_transactions"]:
+        if ctx.transaction is None and self.unanswered >= self.params["max_transactions"]:
             return self._shed(ctx)
         st, _ = self._new_server(ctx)
         rc = st.data
@@ -275,7 +282,7 @@ class Tm(Module):
         out of memory."""
         self.core.stats.incr("shed")
         log.limited("tm-shed", log.WARN,
-                    f"{len(self.table.server)} transactions open (max_transactions): "
+                    f"{self.unanswered} requests waiting for an answer (max_transactions): "
                     f"new requests answered 503")
         self.core.reply(ctx, 503, "Service Unavailable",
                         (("Retry-After", str(self.params["retry_after"])),))
@@ -602,8 +609,8 @@ EXPORTS = ModuleSpec(
     ),
     params={
         "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)"),
-        "max_transactions": Param(int, 5000, "more open server transactions than this: new "
-                                             "requests get 503 (overload)"),
+        "max_transactions": Param(int, 2000, "this many requests waiting for an answer: new "
+                                             "ones get 503 (overload)"),
         "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503"),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
                                             "provisional (seconds if < 300)"),
