@@ -3,7 +3,6 @@ imports under OpenWrt's python3-light."""
 
 import ast
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

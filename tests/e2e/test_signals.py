@@ -131,7 +131,7 @@ def test_check_bad_module_name():
     cfg = INVALID / "bad-module-name.cfg"
     result = cli("-c", "-f", cfg)
     assert result.returncode == 1
-    assert (f"bad-module-name.cfg:9:12: no module 'registrarr' — did you mean 'registrar'?"
+    assert ("bad-module-name.cfg:9:12: no module 'registrarr' — did you mean 'registrar'?"
             in result.stderr), result.stderr
 
 
