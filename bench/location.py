@@ -1,6 +1,6 @@
 """Footprint and speed of the location store (not a test; run by hand):
 
-    python3 tests/store/bench_location.py [N] [DIR]
+    python3 bench/location.py [N] [DIR]
 
 Prints bytes per binding (tracemalloc), the time to write and load an N-binding snapshot and
 the time of one save() in db_mode 1 (fsync included; DIR picks the file system, default a
@@ -13,7 +13,7 @@ import tempfile
 import time
 import tracemalloc
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from serlite.store.location import Binding, LocationStore  # noqa: E402
 

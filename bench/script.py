@@ -1,4 +1,4 @@
-"""Per-message cost of a compiled route: ``python3 -m tests.script.bench_script``.
+"""Per-message cost of a compiled route: ``python3 -m bench.script``.
 
 The route has 6 conditions (method twice, a function result twice, uri == myself, an IP network)
 and runs 4 calls of trivial module functions for an INVITE.  The second route reads 3
