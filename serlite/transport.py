@@ -8,7 +8,7 @@ source)`` and knows nothing of SIP beyond framing.
 import errno
 import socket
 
-from . import log
+from . import log, netif
 from .proxy.context import Source
 from .sip.errors import ParseError
 from .sip.message import frame
@@ -87,36 +87,14 @@ def interface_addresses(name):
         socket.if_nametoindex(name)
     except OSError:
         return None
-    ips = []
-    try:
-        import fcntl
-        import struct
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            req = struct.pack("256s", name.encode()[:15])
-            ips.append(socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, req)[20:24]))  # SIOCGIFADDR
-        finally:
-            s.close()
-    except OSError:
-        pass
-    try:
-        with open("/proc/net/if_inet6") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[5] == name and parts[3] != "20":  # skip link-local
-                    raw = bytes.fromhex(parts[0])
-                    ips.append(socket.inet_ntop(socket.AF_INET6, raw))
-    except OSError:
-        pass
-    return ips
+    return [address for address, _, _ in netif.addresses([name])]
 
 
 def all_interface_specs(port):
     """Every address of every interface, SER's default when no ``listen=`` is given."""
     out = []
-    for _, name in socket.if_nameindex():
-        for ip in interface_addresses(name) or ():
-            out += [("udp", ip, port), ("tcp", ip, port)]
+    for ip, _, _ in netif.addresses():
+        out += [("udp", ip, port), ("tcp", ip, port)]
     return out
 
 

@@ -329,16 +329,12 @@ def parse_ubus_dump(dump, wan, lan):
 
 
 def kernel_addresses(wan, lan):
-    """IPv4 from ioctl(SIOCGIFADDR/SIOCGIFNETMASK) per interface, IPv6 from /proc/net/if_inet6;
-    the WAN is what SER_WEBUI_WAN names, else the device of the default route."""
-    import socket
-    try:
-        names = [name for _, name in socket.if_nameindex()]
-    except OSError:
-        names = []
-    rows = ipv4_addresses(names) + ipv6_addresses()        # (address, prefix, device)
+    """The interfaces' addresses as the kernel has them (serlite.netif); the WAN is what
+    SER_WEBUI_WAN names, else the device of the default route."""
+    from . import netif
+    rows = netif.addresses()                               # (address, prefix, device)
     named_wan = {d for _, _, d in rows if d in wan}
-    defaults = default_route_devices() if not named_wan else set()
+    defaults = netif.default_route_devices() if not named_wan else set()
     found = []
     for address, prefix, device in rows:
         if device == "lo":
@@ -349,74 +345,6 @@ def kernel_addresses(wan, lan):
             role = "lan"
         found.append(page.Address(address, prefix, role, "", device))
     return found
-
-
-SIOCGIFADDR, SIOCGIFNETMASK = 0x8915, 0x891B
-
-
-def ipv4_addresses(names):
-    try:
-        import fcntl
-        import socket
-        import struct
-    except ImportError:
-        return []
-    rows = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for name in names:
-            req = struct.pack("256s", name.encode()[:15])
-            try:
-                addr = fcntl.ioctl(s.fileno(), SIOCGIFADDR, req)[20:24]
-                mask = fcntl.ioctl(s.fileno(), SIOCGIFNETMASK, req)[20:24]
-            except OSError:                 # no IPv4 address on this interface
-                continue
-            prefix = bin(int.from_bytes(mask, "big")).count("1")
-            rows.append((socket.inet_ntop(socket.AF_INET, addr), prefix, name))
-    return rows
-
-
-def ipv6_addresses():
-    """/proc/net/if_inet6: address, index, prefix length, scope, flags, device (all hex); link-
-    local addresses (scope 0x20) are left out."""
-    import socket
-    rows = []
-    try:
-        with open("/proc/net/if_inet6") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 6 or int(fields[3], 16) == 0x20:
-            continue
-        try:
-            address = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(fields[0]))
-        except ValueError:
-            continue
-        rows.append((address, int(fields[2], 16), fields[5]))
-    return rows
-
-
-def default_route_devices():
-    devices = set()
-    try:
-        with open("/proc/net/route") as f:
-            for line in f.read().splitlines()[1:]:
-                fields = line.split()
-                if len(fields) >= 8 and fields[1] == "00000000" and fields[7] == "00000000":
-                    devices.add(fields[0])
-    except OSError:
-        pass
-    try:
-        with open("/proc/net/ipv6_route") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 10 and fields[0] == "0" * 32 and fields[1] == "00" \
-                        and fields[9] != "lo":
-                    devices.add(fields[9])
-    except OSError:
-        pass
-    return devices
 
 
 # --- actions ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ..transaction.table import TransactionTable, client_key, server_key
 from ..transaction.transaction import ClientTransaction, ServerTransaction
 from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, ROUTE_NAMES,
                      Function, Module, ModuleSpec, Param)
-from .sl import fix_reply
+from .sl import fix_reply, redirect_contacts
 
 _REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
 MAX_FAILURE_ROUNDS = 16     # a failure_route that re-arms itself forever still ends
@@ -200,7 +200,6 @@ class Tm(Module):
         return 1
 
     def t_reply(self, ctx, code, reason):
-        from .sl import redirect_contacts
         headers = redirect_contacts(ctx) if 300 <= code < 400 else ()
         return 1 if self.reply(ctx, code, reason, headers) else -1
 

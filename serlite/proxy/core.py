@@ -289,10 +289,9 @@ class Core:
         (``uri``, a URI or its text)."""
         if dst_uri:
             return forward.uri_target(dst_uri)
-        routes = msg.values("Route")
+        routes = msg.routes         # parsed once, shared with loose_route
         if routes:
-            from ..sip.headers import parse_name_addr
-            return forward.uri_target(parse_name_addr(routes[0]).uri)
+            return forward.uri_target(routes[0].uri)
         return forward.uri_target(uri)
 
     def forward_stateless(self, ctx, proto=None, host=None, port=None):

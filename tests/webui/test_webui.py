@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from serlite import webui
+from serlite import netif, webui
 from serlite.control import page
 
 from .conftest import HERE
@@ -293,7 +293,7 @@ def test_ubus_dump():
 def test_kernel_addresses_label_loopback_and_the_default_route():
     found = webui.kernel_addresses(set(), set())
     assert ("127.0.0.1", 8, "lo") in [(a.address, a.prefix, a.role) for a in found]
-    defaults = webui.default_route_devices()
+    defaults = netif.default_route_devices()
     for a in found:
         if a.device != "lo":
             assert a.role == ("wan" if a.device in defaults else "lan"), a
