@@ -1,6 +1,7 @@
 """In-process call simulation through the seed config: CPU per call without sockets.
 
     python3 bench/callsim.py [CONFIG] [CALLS] [--prof]
+    python3 bench/callsim.py --memory [CONFIG]
 
 Feeds the messages of INVITE/180/200/ACK/BYE/200 (and a REGISTER first) straight into
 Core.receive with a transport that only records what would be sent: the per-message work of
@@ -9,12 +10,21 @@ twice: all of it (building the test messages included) and inside Core.receive a
 server pays); then the CPU of the transaction timers those calls leave behind, fired by moving
 the (simulated) clock 40 s on.  --prof prints a cProfile.  ``Harness`` is shared with
 bench/regsim.py.
+
+--memory: what a finished transaction costs while it waits out its timers (J, L: 32 s).  Calls
+at 100/s of simulated time for 40 s fill the table to its steady state (the INVITE and BYE
+server transactions of the last 32 s, the BYE client transactions of the last 5 s); the
+memory the run left allocated (tracemalloc, after a garbage collection), divided by the
+transactions in the table, is printed as one JSON line.
 """
 import cProfile
+import gc
+import json
 import os
 import pstats
 import sys
 import time
+import tracemalloc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -172,9 +182,36 @@ def call_sim(h):
     return one_call
 
 
+def memory(h, one_call, rate=100, seconds=40):
+    """Bytes per transaction in the table at its steady state (see the module's docstring)."""
+    h.run_timers(64.0)      # the warm-up's transactions gone
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    calls = rate * seconds
+    for i in range(calls):
+        one_call(f"m{i}")
+        h.run_timers(1.0 / rate)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    tm = h.core.tm
+    n = len(tm.table)
+    return {"calls": calls, "rate": rate, "transactions": n, "unanswered": tm.unanswered,
+            "server": len(tm.table.server), "client": len(tm.table.client),
+            "bytes": grown, "bytes_per_transaction": round(grown / n, 1)}
+
+
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     config = args[0] if args else SEED
+    if "--memory" in argv:
+        h = Harness(config)
+        one_call = call_sim(h)
+        for i in range(50):
+            one_call(f"w{i}")
+        print(json.dumps(memory(h, one_call)))
+        return
     n = int(args[1]) if len(args) > 1 else 2000
     h = Harness(config)
     one_call = call_sim(h)

@@ -6,8 +6,11 @@ they ask, arms one loop timer per transaction, and does the proxy's part (forwar
 relaying responses, the best-response choice, CANCEL).
 """
 
+import heapq
+import itertools
 import os
 import re
+import sys
 
 from .. import log
 from ..proxy import forward
@@ -73,7 +76,11 @@ class Tm(Module):
         self.fr_timer = _ms(params["fr_timer"]) / 1000.0
         self.fr_inv_timer = _ms(params["fr_inv_timer"]) / 1000.0
         self.table = TransactionTable()
-        self.timers = {}            # transaction -> loop Timer
+        # every transaction's next deadline as (when, sequence, transaction), and one loop timer
+        # for the earliest: a transaction costs a heap entry, not a loop Timer of its own
+        self.due = []
+        self._due_seq = itertools.count()
+        self._wakeup = None         # the loop Timer due at self.due[0]
         self.unanswered = 0         # server transactions with no final response yet
         self._branch_prefix = ""
         self._branch_seq = 0
@@ -82,31 +89,67 @@ class Tm(Module):
         super().start(core, previous)
         if previous is not None:    # SIGHUP: transactions in flight go on
             self.table = previous.table
-            self.timers = previous.timers
+            self.due, self._due_seq = previous.due, previous._due_seq
+            if previous._wakeup is not None:
+                previous._wakeup.cancel()
+                previous._wakeup = None
+            self._arm_wakeup()
             self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
 
     # -- timers ----------------------------------------------------------------------------
     def _schedule(self, tx):
-        """Keep one loop timer per transaction, due at or before its next deadline.  A timer
-        that fires early finds nothing due and re-arms (``_on_timer``), so the timer is only
-        replaced when the deadline moves earlier: most state changes cost no heap push."""
-        timers = self.timers
-        old = timers.get(tx)
+        """Keep each transaction in ``due`` at or before its next deadline.  An entry that comes
+        due early finds nothing to fire and is put back (``_on_due``), so a transaction is
+        pushed again only when its deadline moves earlier: most state changes cost nothing
+        here.  Entries of a transaction whose deadline moved or that ended stay in the heap
+        until their time and are skipped then (``tx.due`` no longer matches)."""
         if tx.terminated:
-            if old is not None:
-                old.cancel()
-                del timers[tx]
+            tx.due = None
             self._forget(tx)
             return
         when = tx.next_deadline()
-        if old is not None:
-            if when is not None and old.when <= when:
-                return
-            old.cancel()
-            del timers[tx]
-        if when is not None:
-            timers[tx] = self.core.loop.call_at(when, self._on_timer, tx)
+        if when is None:
+            tx.due = None
+            return
+        if tx.due is not None and tx.due <= when:
+            return
+        tx.due = when
+        due = self.due
+        heapq.heappush(due, (when, next(self._due_seq), tx))
+        if len(due) > len(self.table) * 3 // 2 + 256:
+            # entries left behind outnumber the live ones (an INVITE's branch keeps one at
+            # fr_inv_timer, 120 s, after its 2xx): drop them rather than hold their
+            # transactions that long.  At most every n/2 pushes, O(n): O(1) a push
+            due[:] = [e for e in due if e[2].due == e[0]]
+            heapq.heapify(due)
+        wakeup = self._wakeup
+        if wakeup is None or when < wakeup.when:
+            if wakeup is not None:
+                wakeup.cancel()
+            self._wakeup = self.core.loop.call_at(when, self._on_due)
+
+    def _arm_wakeup(self):
+        if self.due and self.core is not None:
+            self._wakeup = self.core.loop.call_at(self.due[0][0], self._on_due)
+
+    def _on_due(self):
+        self._wakeup = None
+        now = self.core.now()
+        due = self.due
+        while due and due[0][0] <= now:
+            when, _, tx = heapq.heappop(due)
+            if tx.due != when:
+                continue        # moved earlier (another entry) or ended
+            tx.due = None
+            for action in tx.expire(now):
+                if isinstance(tx, ServerTransaction):
+                    self._server_action(tx, action)
+                else:
+                    self._client_action(tx, action, None)
+            self._schedule(tx)
+        if self._wakeup is None:
+            self._arm_wakeup()
 
     def _forget(self, tx):
         if isinstance(tx, ServerTransaction):
@@ -118,16 +161,11 @@ class Tm(Module):
             key = client_key(tx.branch, tx.method)
             if self.table.client.get(key) is tx:
                 del self.table.client[key]
-
-    def _on_timer(self, tx):
-        self.timers.pop(tx, None)
-        now = self.core.now()
-        for action in tx.expire(now):
-            if isinstance(tx, ServerTransaction):
-                self._server_action(tx, action)
-            else:
-                self._client_action(tx, action, None)
-        self._schedule(tx)
+            branch = tx.data
+            if branch is not None:      # nothing is sent on this branch any more
+                branch.client = None
+                branch.sent = None
+                tx.data = tx.request = None
 
     # -- server side -----------------------------------------------------------------------
     def absorb(self, ctx):
@@ -165,8 +203,10 @@ class Tm(Module):
         if st is not None:
             return st, False
         proto, host, port = forward.via_target(msg.top_via, ctx.source)
-        dest = (proto, host, port, ctx.source.local, ctx.source.conn)
-        st = ServerTransaction(msg.method, key, ctx.source.proto == "tcp", dest)
+        # interned: the same few hosts and methods, shared by every transaction kept 32 s
+        # rather than a copy each (interned strings still go when unused)
+        dest = (proto, sys.intern(host), port, ctx.source.local, ctx.source.conn)
+        st = ServerTransaction(sys.intern(msg.method), key, ctx.source.proto == "tcp", dest)
         st.data = ResponseContext(st, ctx)
         self.table.server[key] = st
         self.unanswered += 1
@@ -181,6 +221,10 @@ class Tm(Module):
             self._server_action(st, action)
         if status >= 200:
             st.data.release()
+            if st.state == "accepted":
+                # RFC 6026 7.1: retransmitted INVITEs are absorbed, never answered again:
+                # the 2xx need not be kept for the 32 s of timer L
+                st.response = None
         self._schedule(st)
 
     def _local_reply(self, st, status, reason, headers=()):
@@ -232,6 +276,10 @@ class Tm(Module):
         if not first and ctx.route_type != FAILURE_ROUTE:
             log.limited(("relay-twice", ctx.msg.call_id), log.WARN,
                         "t_relay called twice for one request outside failure_route: ignored")
+            return -1
+        if rc.answered >= 200:
+            log.limited(("relay-answered", ctx.msg.call_id), log.WARN,
+                        "t_relay after a final reply to the request: ignored")
             return -1
         if rc.cancelled:
             return -1       # RFC 3261 16.10: a cancelled request gets no new branches
@@ -322,7 +370,7 @@ class Tm(Module):
             return False
         self._branch_seq += 1
         branch_id = f"{self._branch_prefix}.{self._branch_seq}"
-        method = msg.method
+        method = sys.intern(msg.method)
         data = forward.branch_bytes(method, uri, rest,
                                     forward.via_line(listener, hproto, branch_id))
         branch = BranchState(rc, uri, hproto, ip, hport, listener, data)
@@ -344,9 +392,7 @@ class Tm(Module):
         """RFC 3261 16.10: answer the CANCEL, cancel every pending branch; the INVITE gets 487
         when the branches answer."""
         msg = ctx.msg
-        key = server_key(msg)
-        invite_key = key[:-1] + ("INVITE",)
-        st = self.table.server.get(invite_key)
+        st = self.table.server.get(server_key(msg, "INVITE"))
         if st is None:
             # no transaction to cancel: forward statelessly (16.10)
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
@@ -390,6 +436,12 @@ class Tm(Module):
         actions = ct.receive(msg.status, self.core.now())
         for action in actions:
             self._client_action(ct, action, msg, source)
+        if ct.status >= 200 and ct.request is not None:
+            # final: the request is never retransmitted again (only an ACK, built from
+            # branch.sent, answers a repeated non-2xx final to an INVITE)
+            ct.request = None
+            if branch is not None and ct.method != "INVITE":
+                branch.sent = None
         if branch is not None and ct.status >= 100 and ct.state == "proceeding" \
                 and branch.cancelled:
             # the CANCEL that waited for a provisional (9.1) can go now

@@ -8,12 +8,11 @@ _PREFERRED_4XX = (401, 407, 415, 420, 484)
 class BranchState:
     """One forwarded copy of the request (a client transaction's caller data)."""
 
-    __slots__ = ("rc", "index", "uri", "proto", "ip", "port", "listener", "sent", "client",
+    __slots__ = ("rc", "uri", "proto", "ip", "port", "listener", "sent", "client",
                  "final", "reason", "response", "cancelled")
 
     def __init__(self, rc, uri, proto, ip, port, listener, sent):
         self.rc = rc                # the ResponseContext this branch belongs to
-        self.index = len(rc.branches)
         self.uri = uri
         self.proto = proto
         self.ip = ip
@@ -49,7 +48,7 @@ class ResponseContext:
         self.relayed = False        # t_relay ran for it
         self.cancelled = False      # a CANCEL for it came in (t_was_cancelled)
         self.in_failure = False     # its failure_route is running
-        self.contact_groups = []    # t_load_contacts: the destinations left, by q (serial fork)
+        self.contact_groups = ()    # t_load_contacts: the destinations left, by q (serial fork)
 
     def release(self):
         """A final response went upstream: nothing reads the request, its context or the
@@ -59,6 +58,9 @@ class ResponseContext:
         self.ctx = None
         for b in self.branches:
             b.response = None
+        # only branches still waiting matter now (a CANCEL, or the 2xx that cancels them);
+        # none, most often: the shared empty tuple then (tm relays no answered request)
+        self.branches = [b for b in self.branches if not b.final] or ()
 
     def pending(self):
         return [b for b in self.branches if not b.final]

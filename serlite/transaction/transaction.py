@@ -38,8 +38,17 @@ _ROWS = {id(t): _rows(t) for t in (machines.CLIENT_INVITE, machines.CLIENT_NON_I
 
 
 class Transaction:
-    __slots__ = ("table", "rows", "state", "reliable", "deadlines", "intervals", "t1", "t2",
-                 "t4")
+    """The state and timers of one transaction.
+
+    Memory matters more than generality here: a proxy keeps every finished transaction for its
+    wait time (32 s: timers D, J, L), thousands of them at a few hundred calls per second.  So
+    the armed timers are a flat list ``[name, when, name, when ...]`` (at most three at once:
+    a retransmission timer, a timeout, SER's fr) rather than a dict, and the one retransmission
+    interval (A, E or G: never two in one machine) is a number, not a dict.  ``due`` is left to
+    the caller (tm): the deadline its timer was set for."""
+
+    __slots__ = ("table", "rows", "state", "reliable", "deadlines", "interval", "t1", "t2",
+                 "t4", "due")
 
     def __init__(self, table, state, reliable, t1=T1, t2=T2, t4=T4):
         self.table = table
@@ -47,9 +56,10 @@ class Transaction:
         self.rows = rows if rows is not None else _rows(table)
         self.state = state
         self.reliable = reliable
-        self.deadlines = {}     # timer name -> when
-        self.intervals = {}     # timer name -> current retransmission interval
+        self.deadlines = []     # [timer name, when, ...]
+        self.interval = t1      # the retransmission timer's current interval
         self.t1, self.t2, self.t4 = t1, t2, t4
+        self.due = None
 
     @property
     def terminated(self):
@@ -66,34 +76,50 @@ class Transaction:
         return list(io)
 
     def next_deadline(self):
-        return min(self.deadlines.values()) if self.deadlines else None
+        d = self.deadlines
+        return min(d[1::2]) if d else None
 
     def expire(self, now):
         """Fire every due timer in deadline order; returns the I/O actions."""
         out = []
-        while self.deadlines:
-            name = min(self.deadlines, key=self.deadlines.get)
-            if self.deadlines[name] > now:
+        d = self.deadlines
+        while d:
+            when = min(d[1::2])
+            if when > now:
                 break
-            del self.deadlines[name]
+            i = d.index(when, 1) - 1
+            name = d[i]
+            del d[i:i + 2]
             out += self.step(name, now)
         return out
 
     def _arm(self, name, delay, now):
-        self.deadlines[name] = now + delay
+        d = self.deadlines
+        for i in range(0, len(d), 2):
+            if d[i] == name:
+                d[i + 1] = now + delay
+                return
+        d += (name, now + delay)
+
+    def _stop(self, name):
+        d = self.deadlines
+        for i in range(0, len(d), 2):
+            if d[i] == name:
+                del d[i:i + 2]
+                return
 
     def _timer_action(self, kind, name, now):
         if kind == "stop":
-            self.deadlines.pop(name, None)
+            self._stop(name)
         elif kind == "double":
             # RFC 3261 17.1.1.2 (A doubles), 17.1.2.2 (E doubles up to T2), 17.2.1 (G up to T2)
-            interval = self.intervals[name] * 2
+            interval = self.interval * 2
             if name in ("E", "G"):
                 interval = min(interval, self.t2)
-            self.intervals[name] = interval
+            self.interval = interval
             self._arm(name, interval, now)
         elif kind == "T2":
-            self.intervals[name] = self.t2
+            self.interval = self.t2
             self._arm(name, self.t2, now)
         else:
             self._arm_named(name, now)
@@ -120,10 +146,8 @@ class ClientTransaction(Transaction):
         self.fr_inv_timer = fr_inv_timer
         self.status = 0             # best status received so far on this branch
         self.data = data            # the caller's per-branch record
-        first = "A" if invite else "E"
         if not reliable:
-            self.intervals[first] = t1
-            self._arm(first, t1, now)
+            self._arm("A" if invite else "E", t1, now)
         self._arm("B" if invite else "F", 64 * t1, now)
         if fr_timer and fr_timer < 64 * t1:
             self._arm("fr", fr_timer, now)
@@ -141,8 +165,8 @@ class ClientTransaction(Transaction):
         elif name == "B":   # waiting for the final response after a CANCEL (9.1, 16.8)
             self._arm("B", 64 * self.t1, now)
         elif name == "fr_inv":
-            self.deadlines.pop("fr", None)
-            self.deadlines.pop("B", None)
+            self._stop("fr")
+            self._stop("B")
             self._arm("fr", self.fr_inv_timer, now)
         else:
             raise KeyError(name)
@@ -177,7 +201,7 @@ class ServerTransaction(Transaction):
     def _arm_named(self, name, now):
         if name == "G":     # 17.2.1: only for unreliable transports
             if not self.reliable:
-                self.intervals["G"] = self.t1
+                self.interval = self.t1
                 self._arm("G", self.t1, now)
         elif name == "H":
             self._arm("H", 64 * self.t1, now)
