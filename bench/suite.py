@@ -687,15 +687,16 @@ def _bare_rss(python):
         p.wait()
 
 
-def compile_bytecode(prefix):
+def compile_bytecode():
     """Run every serlite process of the bench from compiled bytecode, as the package installs
-    it (toolchain/mkipk ships .pyc; the routers' flash is never written).  Without this, an
-    environment with PYTHONDONTWRITEBYTECODE set (or a read-only tree) compiles each module
-    from source at every start: a slower start and about 4 MB more RSS from the compiler's
-    garbage, neither of which a router sees.  The .pyc go to ``prefix``, not the tree."""
-    os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
+    it (toolchain/mkipk ships .pyc).  Without this, an environment with PYTHONDONTWRITEBYTECODE
+    set compiles each module from source at every start: a slower start and several MB more
+    RSS from the compiler's garbage, neither of which a router sees.  The .pyc go beside the
+    sources (__pycache__, ignored by git), where the interpreter looks for them; a prefix
+    (PYTHONPYCACHEPREFIX) would move the standard library's out of reach too."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(REPO / "serlite")],
-                   check=True, env=os.environ, stdout=subprocess.DEVNULL)
+                   check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def _pyenv():
@@ -1079,7 +1080,7 @@ def main(argv=None):
     P = Params(args.quick)
     workdir = Path(tempfile.mkdtemp(prefix="serlite-bench-"))
     log(f"work directory {workdir}")
-    compile_bytecode(workdir / "pycache")
+    compile_bytecode()
     bench = Bench(P, workdir, with_kamailio=with_k)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()

@@ -141,6 +141,26 @@ def test_version():
     assert re.match(rf"serlite {re.escape(serlite.__version__)}\b", result.stdout), result.stdout
 
 
+def test_help_lists_every_flag():
+    result = cli("-h")
+    assert result.returncode == 0
+    for flag in "fclDEdPVh":
+        assert f"  -{flag} " in result.stdout, (flag, result.stdout)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-x"], "option -x not recognized"),
+    (["-f"], "option -f requires argument"),
+    (["-c", "extra"], "unexpected argument 'extra'"),
+])
+def test_bad_command_line_gets_one_line_and_usage(args, says):
+    result = cli(*args)
+    assert result.returncode == 2
+    first, second = result.stderr.splitlines()[:2]
+    assert first == f"ser: {says}"
+    assert second.startswith("usage: ser ")
+
+
 @pytest.mark.parametrize("spec, says", [
     ("udp:127.0.0.1:xx", "bad port"),
     ("udp:127.0.0.1:99999", "out of range"),
