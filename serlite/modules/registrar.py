@@ -89,38 +89,54 @@ class Registrar(Module):
             self._write(store, aor, now, delete=[b.contact for b in store.lookup(aor, now)])
         elif contacts:
             self._update(ctx, store, aor, contacts, expires_hdr, call_id, cseq, now)
-        return [_contact_line(b, now) for b in store.lookup(aor, now)]
+        # 10.3 step 8: the 200 lists every current binding of the AOR
+        return [("Contact", f"<{b.contact}>;expires={b.expires - now}{_q_param(b.q)}")
+                for b in store.lookup(aor, now)]
 
     def _update(self, ctx, store, aor, contacts, expires_hdr, call_id, cseq, now):
         p = self.params
+        max_expires = p["max_expires"]
+        min_expires = p["min_expires"]
+        # 10.3 step 6: a Contact's expires parameter, else the Expires header, else the
+        # default (the last two the same for every Contact: worked out once)
+        if expires_hdr is None:
+            expires_default = p["default_expires"]
+        else:
+            expires_default = min(expires_hdr, MAX_EXPIRES)
         put, delete = [], []
-        ua = ctx.msg.get("User-Agent") or ""
-        socket_name = ctx.source.local.name if ctx.source.local is not None else ""
         current = store.lookup(aor, now)
+        new_fields = None       # (User-Agent, received, socket, flags): the same for each put
         for contact in contacts:
-            expires = _expires_of(contact, expires_hdr, p["default_expires"])
-            if expires and p["max_expires"] and expires > p["max_expires"]:
-                expires = p["max_expires"]
-            if expires and expires < p["min_expires"]:
+            expires = _expires_of(contact, expires_default)
+            if expires and max_expires and expires > max_expires:
+                expires = max_expires
+            if expires and expires < min_expires:
                 if p["min_expires_mode"]:
                     # RFC 3261 10.3 step 7: too brief -> 423 with Min-Expires
                     raise RegisterError(423, "Interval Too Brief",
-                                        (("Min-Expires", str(p["min_expires"])),))
-                expires = p["min_expires"]      # SER raises it to the minimum
+                                        (("Min-Expires", str(min_expires)),))
+                expires = min_expires           # SER raises it to the minimum
             uri_text = contact.uri_text
-            old = _same_contact(current, contact)
-            if old is not None and old.call_id == call_id and old.cseq >= cseq:
-                # 10.3 step 7: same Call-ID, CSeq not higher: out of order, abort
-                raise RegisterError(400, "Out of Order CSeq")
-            if old is not None and (expires == 0 or old.contact != uri_text):
-                delete.append(old.contact)
+            old = _same_contact(current, contact) if current else None
+            if old is not None:
+                if old.call_id == call_id and old.cseq >= cseq:
+                    # 10.3 step 7: same Call-ID, CSeq not higher: out of order, abort
+                    raise RegisterError(400, "Out of Order CSeq")
+                if expires == 0 or old.contact != uri_text:
+                    delete.append(old.contact)
             if expires == 0:
                 continue
+            if new_fields is None:
+                received = ctx.received or ""
+                local = ctx.source.local
+                new_fields = (ctx.msg.get("User-Agent") or "", received,
+                              local.name if local is not None else "",
+                              FLAG_NAT if received else 0)
+            ua, received, socket_name, flags = new_fields
             put.append(Binding(aor, uri_text, now + expires, _q_of(contact), call_id, cseq,
-                               ua, received=ctx.received or "", socket=socket_name,
-                               flags=FLAG_NAT if ctx.received else 0))
+                               ua, received, socket_name, "", flags))
         if p["max_contacts"]:
-            after = {b.contact for b in store.lookup(aor, now)} - set(delete)
+            after = {b.contact for b in current} - set(delete)
             after |= {b.contact for b in put}
             if len(after) > p["max_contacts"]:
                 raise RegisterError(403, "Too Many Registered Contacts")
@@ -183,11 +199,12 @@ def _same_contact(bindings, contact):
     return None
 
 
-def _expires_of(contact, expires_hdr, default):
-    """10.3 step 6: the Contact's expires parameter, else the Expires header, else the default."""
+def _expires_of(contact, default):
+    """10.3 step 6: the Contact's expires parameter, else ``default`` (the Expires header's or
+    default_expires)."""
     value = contact.param("expires")
     if value is None:
-        return default if expires_hdr is None else min(expires_hdr, MAX_EXPIRES)
+        return default
     if not value.isdigit() or int(value) > MAX_EXPIRES:
         raise RegisterError(400, f"Bad Contact expires {value[:20]!r}")
     return int(value)
@@ -206,9 +223,14 @@ def _q_of(contact):
     return int(round(q * 1000))
 
 
-def _contact_line(binding, now):
-    q = f";q={binding.q / 1000:.3g}" if binding.q >= 0 else ""
-    return ("Contact", f"<{binding.contact}>;expires={max(0, int(binding.expires - now))}{q}")
+_Q_PARAMS = {-1: ""}        # Binding.q -> its ";q=" parameter in a 200's Contact
+
+
+def _q_param(q):
+    text = _Q_PARAMS.get(q)
+    if text is None:    # at most the 1001 values 0..1000: the store keeps q in that range
+        text = _Q_PARAMS[q] = f";q={q / 1000:.3g}"
+    return text
 
 
 EXPORTS = ModuleSpec(

@@ -323,7 +323,31 @@ class LocationStore:
         ``put``.  A put whose ``expires <= now`` removes that Contact.  In db_mode 1 the change
         is fsync'd to the journal when this returns; on OSError nothing has changed.
         """
-        self._check()
+        if self._closed or not self._loaded:
+            self._check()
+        if not delete and isinstance(put, (list, tuple)) and len(put) == 1:
+            # The usual REGISTER: the one Contact of a phone, new or refreshed.  When the AOR
+            # has no other binding, the result is that Binding alone: no list to build, sort
+            # or search (the general path below gives the same table and journal).
+            b = put[0]
+            old = self._aors.get(aor)
+            if old is None or (type(old) is not tuple and old.contact == b.contact):
+                if b.aor != aor:
+                    raise ValueError(f"binding of {b.aor!r} saved under {aor!r}")
+                self._own(b, aor if old is None else old.aor)
+                if b.expires > now:
+                    if self.db_mode == DB_WRITE_THROUGH:
+                        self._append([("put", _record(b))], now)
+                    self._aors[aor] = b         # an existing key keeps its (shared) string
+                    if old is None:
+                        self._count += 1
+                    low = self._min_expires
+                    if low is None or b.expires < low:
+                        self._min_expires = b.expires
+                    self._dirty = True
+                    if self.db_mode == DB_WRITE_THROUGH:
+                        self._compact_if_huge(now)
+                    return
         lst = list(self._of(aor))
         changed = False
         # journal lines are made only in db_mode 1: in 0 and 2 they would be garbage per save
@@ -333,10 +357,13 @@ class LocationStore:
                 changed = True
                 if lines is not None:
                     lines.append(("del", f"{_esc(aor)}\t{_esc(contact)}"))
+        key = None
         for b in put:
             if b.aor != aor:
                 raise ValueError(f"binding of {b.aor!r} saved under {aor!r}")
-            self._own(b, aor)
+            if key is None:
+                key = self._key(aor)
+            self._own(b, key)
             if b.expires > now:
                 _insert(lst, b)
                 changed = True
@@ -627,7 +654,7 @@ class LocationStore:
             aor = b.aor
             lst = list(self._of(aor))
             if b.expires > now:
-                self._own(b, aor)
+                self._own(b, self._key(aor))
                 _insert(lst, b)
             elif not _remove(lst, b.contact):
                 return
@@ -652,14 +679,25 @@ class LocationStore:
         if not self._loaded:
             raise RuntimeError("location store: call load() first")
 
-    def _own(self, b, aor):
-        """Share strings and ints that repeat across bindings; make ``expires`` and ``q``
-        plain ints."""
-        bs = self._of(aor)
-        b.aor = bs[0].aor if bs else aor     # one string object per aor, shared with the key
-        expires = int(b.expires)
+    def _key(self, aor):
+        """The string object that keys ``aor`` in the table (``aor`` itself when it has none):
+        every binding of an AOR shares it."""
+        bs = self._aors.get(aor)
+        if bs is None:
+            return aor
+        return bs.aor if type(bs) is not tuple else bs[0].aor
+
+    def _own(self, b, key):
+        """Share strings and ints that repeat across bindings (``key`` is ``_key(b.aor)``); make
+        ``expires`` and ``q`` plain ints."""
+        b.aor = key
+        expires = b.expires
+        if type(expires) is not int:
+            expires = int(expires)
         b.expires = self._expiries.setdefault(expires, expires)
-        q = int(b.q)
+        q = b.q
+        if type(q) is not int:
+            q = int(q)
         if not -1 <= q <= 1000:
             raise ValueError(f"q {q} out of range (-1 or 0..1000)")
         b.q = _Q.setdefault(q, q)

@@ -101,6 +101,43 @@ def test_save_applies_deletes_before_puts_and_checks_the_aor():
     assert len(s) == 1
 
 
+def test_an_aors_only_binding_new_refreshed_shortened_or_expired(tmp_path, monkeypatch):
+    # save() takes a shortcut for one put on an AOR without other bindings: the same table,
+    # journal and expiry as the general path
+    s = opened(tmp_path, 1)
+    key = "".join(["alice@", "home.lan"])
+    s.save(key, NOW, put=[b("sip:a@h", aor=key, expires=NOW + 60.9, q=500.0)])
+    first = s.get(AOR, "sip:a@h")
+    assert (first.expires, first.q) == (NOW + 60, 500)
+    assert type(first.expires) is int and type(first.q) is int
+    refreshed = b("sip:a@h", cseq=2, expires=NOW + 120)     # AOR: equal, another object
+    s.save(AOR, NOW + 1, put=[refreshed])
+    assert s.get(AOR, "sip:a@h") is refreshed and refreshed.aor is key
+    assert (len(s), s.aor_count()) == (1, 1)
+    assert s.expire(NOW + 100) == 0
+    with pytest.raises(ValueError, match="q 1001"):
+        s.save(AOR, NOW + 1, put=[b("sip:a@h", q=1001)])
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError):
+        s.save(AOR, NOW + 2, put=[b("sip:a@h", cseq=3)])
+    with pytest.raises(OSError):
+        s.save("bob@h", NOW + 2, put=[b("sip:bob@h", aor="bob@h")])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert s.get(AOR, "sip:a@h") is refreshed and (len(s), s.aor_count()) == (1, 1)
+    assert state(reloaded(tmp_path)) == state(s)
+    s.save(AOR, NOW + 3, put=[b("sip:a@h", cseq=4, expires=NOW + 30)])     # shortened
+    assert state(reloaded(tmp_path)) == state(s)
+    assert s.expire(NOW + 30) == 1 and len(s) == 0
+    s.save(AOR, NOW + 4, put=[b("sip:a@h", cseq=5)])
+    s.save(AOR, NOW + 5, put=[b("sip:a@h", cseq=6, expires=NOW + 5)])      # Expires: 0
+    assert (len(s), s.aor_count()) == (0, 0)
+    assert state(reloaded(tmp_path, now=NOW + 5)) == {}
+
+
 def test_delete_aor():
     s = LocationStore(None, 0)
     s.save(AOR, NOW, put=[b("sip:a@h"), b("sip:b@h")])
