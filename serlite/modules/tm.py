@@ -8,6 +8,7 @@ relaying responses, the best-response choice, CANCEL).
 
 import heapq
 import itertools
+import math
 import os
 import re
 import sys
@@ -26,6 +27,17 @@ from .sl import fix_reply, redirect_contacts
 
 _REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
 MAX_FAILURE_ROUNDS = 16     # a failure_route that re-arms itself forever still ends
+
+
+TICK = 16      # timers fire on a grid of 1/TICK s, as Kamailio's tm (fast timer: 1/16 s)
+
+
+def _tick(when):
+    """The first grid point at or after ``when``: transactions due within one tick share one
+    wake-up of the loop (at a thousand calls a second, their 32 s timers would otherwise wake
+    it a few thousand times a second).  RFC 3261's timers are minimums; 62 ms late is within
+    what the RFC allows for T1-based retransmissions."""
+    return max(when, math.ceil(when * TICK) / TICK)
 
 
 def _ms(value):
@@ -123,15 +135,16 @@ class Tm(Module):
             # transactions that long.  At most every n/2 pushes, O(n): O(1) a push
             due[:] = [e for e in due if e[2].due == e[0]]
             heapq.heapify(due)
+        at = _tick(when)
         wakeup = self._wakeup
-        if wakeup is None or when < wakeup.when:
+        if wakeup is None or at < wakeup.when:
             if wakeup is not None:
                 wakeup.cancel()
-            self._wakeup = self.core.loop.call_at(when, self._on_due)
+            self._wakeup = self.core.loop.call_at(at, self._on_due)
 
     def _arm_wakeup(self):
         if self.due and self.core is not None:
-            self._wakeup = self.core.loop.call_at(self.due[0][0], self._on_due)
+            self._wakeup = self.core.loop.call_at(_tick(self.due[0][0]), self._on_due)
 
     def _on_due(self):
         self._wakeup = None
