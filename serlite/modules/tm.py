@@ -143,6 +143,7 @@ class Tm(Module):
             self._wakeup = self.core.loop.call_at(at, self._on_due)
 
     def _arm_wakeup(self):
+        self._wakeup = None
         if self.due and self.core is not None:
             self._wakeup = self.core.loop.call_at(_tick(self.due[0][0]), self._on_due)
 
@@ -161,8 +162,11 @@ class Tm(Module):
                 else:
                     self._client_action(tx, action, None)
             self._schedule(tx)
-        if self._wakeup is None:
-            self._arm_wakeup()
+        # what _schedule armed above is for the transactions it pushed again, which may be
+        # later than ones still waiting in the heap: the next wake-up is for the heap's head
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        self._arm_wakeup()
 
     def _forget(self, tx):
         if isinstance(tx, ServerTransaction):
