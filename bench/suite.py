@@ -56,6 +56,10 @@ TAIL = 35                   # s: Timer J/D (32 s) of the last transactions have 
 UAS_USER = "bob"
 
 
+UNANSWERED_MAX = 50      # serlite's requests without a final answer that a phase may start with
+UNANSWERED_WAIT = 45.0   # at most (fr_timer, 30 s, and the 408s going up)
+
+
 class Params:
     def __init__(self, quick):
         self.quick = quick
@@ -151,14 +155,31 @@ class Bench:
                 "exit": rc, "seconds": round(time.monotonic() - t0, 3)}
 
     def ready(self, server, limit=15.0):
-        """Wait until the server answers an OPTIONS within 50 ms (a backlog is worked off)."""
+        """Wait until the server answers an OPTIONS within 50 ms (a backlog is worked off) and,
+        for serlite, until the requests of an earlier phase have had their answer: INVITEs
+        forwarded to that phase's UAS, stopped since, wait for fr_timer (30 s) and would count
+        against tm's max_transactions, so that a phase after a failed one got 503s for calls
+        it never made."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             t = probe(server.addr, timeout=1.0)
             if t is not None and t < 0.05:
-                return True
+                break
             time.sleep(0.1)
-        return False
+        else:
+            return False
+        if isinstance(server, Serlite):
+            deadline = time.monotonic() + UNANSWERED_WAIT
+            waited = False
+            while (server.ctl("stats") or {}).get("unanswered", 0) > UNANSWERED_MAX:
+                if time.monotonic() > deadline:
+                    return False
+                if not waited:
+                    log(f"  (serlite: waiting up to {UNANSWERED_WAIT:.0f} s for the requests "
+                        f"of the last phase to time out)")
+                    waited = True
+                time.sleep(0.5)
+        return True
 
     # -- a phase --------------------------------------------------------------------------------
     def phase(self, name, kind, rate, secs):
@@ -842,6 +863,9 @@ def write_results(res, path, started, elapsed):
         f"sipp offering >= {OFFER_MIN:.0%} of the calls; steps of {P['step_secs']} s, "
         f"rates x{P['step_factor']} then one step between the last pass and the first failure; "
         f"the first failing step is run once more (noise from other processes). "
+        f"A serlite step starts when at most {UNANSWERED_MAX} requests of the step before "
+        f"still wait for an answer (INVITEs sent to a failed step's UAS, stopped since, time "
+        f"out after fr_timer, 30 s; until then they count against tm's max_transactions). "
         f"On {m['nproc']} CPUs the server shares the machine with sipp (UAC, and UAS for calls): "
         f"Kamailio's figure is often sipp's or the machine's limit, marked so.")
     add("")

@@ -116,5 +116,7 @@ def snapshot(server):
         "reply_classes_in": classes_in, "reply_classes_out": classes_out,
         "counters": st.counters,
         "transactions": len(tm.table) if tm is not None else 0,
+        # requests waiting for a final answer: what tm's max_transactions bounds
+        "unanswered": tm.unanswered if tm is not None else 0,
         "registered_aors": aors, "registered_contacts": contacts,
     }
