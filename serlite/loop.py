@@ -124,10 +124,13 @@ class Loop:
         self._running = False
 
     def _guarded(self, what, callback, *args):
-        """Every callback runs here: an exception is logged with context and the loop goes on."""
+        """Every callback runs here: an exception is logged with context (``what``, or the
+        callback's name when None) and the loop goes on."""
         try:
             callback(*args)
         except Exception as exc:  # one bad message or module must never stop the server
+            if what is None:
+                what = getattr(callback, "__qualname__", "timer")
             log.limited(("loop", what, type(exc)), log.ERR,
                         f"unhandled {type(exc).__name__} in {what}: {exc}"
                         f"{_where(exc)}")
@@ -171,8 +174,7 @@ class Loop:
         while timers and timers[0][0] <= now:
             timer = heapq.heappop(timers)[2]
             if not timer.cancelled:
-                self._guarded(getattr(timer.callback, "__qualname__", "timer"),
-                              timer.callback, *timer.args)
+                self._guarded(None, timer.callback, *timer.args)
 
     def close(self):
         for fd in (self._wake_r, self._wake_w):

@@ -1,7 +1,6 @@
 """rr: record-routing (RFC 3261 16.4, 16.6 step 4): ``record_route``, ``record_route_preset``,
 ``loose_route`` (with strict-router compatibility, RFC 3261 16.4)."""
 
-from ..sip.headers import parse_name_addr
 from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, \
     Param
 
@@ -9,11 +8,14 @@ from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module
 class Rr(Module):
     name = "rr"
 
-    def _lr(self):
-        return ";lr=on" if self.params["enable_full_rr"] else ";lr"
+    def __init__(self, params):
+        super().__init__(params)
+        self._lr = ";lr=on" if params["enable_full_rr"] else ";lr"
+        self._append_fromtag = bool(params["append_fromtag"])
+        self._prefixes = {}     # Listener -> "<sip:host:port;transport=..;lr" (built once)
 
     def _ftag(self, ctx):
-        if not self.params["append_fromtag"]:
+        if not self._append_fromtag:
             return ""
         tag = ctx.msg.from_.tag
         return f";ftag={tag}" if tag else ""
@@ -22,21 +24,22 @@ class Rr(Module):
         local = ctx.source.local
         if local is None:
             return -1
-        transport = ";transport=tcp" if local.proto == "tcp" else ""
-        ctx.msg.add_header("Record-Route",
-                           f"<sip:{local.host}:{local.port}{transport}{self._lr()}"
-                           f"{self._ftag(ctx)}>", top=True)
+        prefix = self._prefixes.get(local)
+        if prefix is None:
+            transport = ";transport=tcp" if local.proto == "tcp" else ""
+            prefix = self._prefixes[local] = f"<sip:{local.host}:{local.port}{transport}{self._lr}"
+        ctx.msg.add_header("Record-Route", prefix + self._ftag(ctx) + ">", top=True)
         return 1
 
     def record_route_preset(self, ctx, address):
         uri = address if address.startswith(("sip:", "sips:")) else "sip:" + address
-        ctx.msg.add_header("Record-Route", f"<{uri}{self._lr()}{self._ftag(ctx)}>", top=True)
+        ctx.msg.add_header("Record-Route", f"<{uri}{self._lr}{self._ftag(ctx)}>", top=True)
         return 1
 
     def loose_route(self, ctx):
         """True (1) when the request carries a route set that now decides its next hop."""
         msg = ctx.msg
-        routes = msg.values("Route")
+        routes = msg.routes         # parsed once, cached on the lines: next_hop reads them too
         if not routes:
             return -1
         core = self.core
@@ -44,17 +47,15 @@ class Rr(Module):
         # RFC 3261 16.4: the previous hop was a strict router, so the R-URI holds our own
         # Record-Route value: the real target is the last Route entry.
         if ruri is not None and ruri.user is None and core.is_myself(ruri.host, ruri.port):
-            last = parse_name_addr(routes[-1])
-            ctx.set_ruri(last.uri_text)
+            ctx.set_ruri(routes[-1].uri_text)
             _remove_last_route(msg)
             return 1
-        first = parse_name_addr(routes[0]).uri
+        first = routes[0].uri
         if core.is_myself(first.host, first.port):
             msg.remove_first_value("Route")
             # our own second entry when we record-routed twice (transport change)
-            rest = msg.values("Route")
-            if rest:
-                second = parse_name_addr(rest[0]).uri
+            if len(routes) > 1:
+                second = routes[1].uri
                 if core.is_myself(second.host, second.port):
                     msg.remove_first_value("Route")
         return 1

@@ -5,9 +5,9 @@ what is broken, runs the script for requests, and hands responses to tm (or rela
 statelessly).  Modules reach sockets, time, and the other modules only through the Core.
 """
 
-import hashlib
 import os
 import socket
+from binascii import crc32
 
 from .. import log
 from ..modules.export import ONREPLY_ROUTE
@@ -36,6 +36,7 @@ class Core:
         self.tag_prefix = os.urandom(4).hex()
         self._dns = {}                  # host -> (ip, unicast): see _address
         self.source_filters = []        # callables(source) -> True to drop before parsing
+        self._myself = {}               # (host, port) -> is_myself's answer, see is_myself
         self.response_handlers = {}     # Via branch prefix -> callable(msg, source)
 
     def add_source_filter(self, check):
@@ -52,6 +53,7 @@ class Core:
     # -- configuration -----------------------------------------------------------------------
     def set_identity(self, listeners, aliases):
         """``myself``: the listen addresses and the ``alias=`` names (RFC 3261 16.4)."""
+        self._myself = {}
         self.my_ips = {lst.ip.lower() for lst in listeners}
         self.my_ports = {lst.port for lst in listeners}
         self.aliases = set()
@@ -76,6 +78,19 @@ class Core:
 
     # -- myself ------------------------------------------------------------------------------
     def is_myself(self, host, port=None):
+        """Whether ``host`` (and ``port``, None: any of ours) names this server.  Asked for
+        every Via of a response and every Route and R-URI the script checks: the answers are
+        kept (a home router sees a handful of names)."""
+        key = (host, port)
+        mine = self._myself.get(key)
+        if mine is None:
+            mine = self._is_myself(host, port)
+            if len(self._myself) >= 256:
+                self._myself = {}
+            self._myself[key] = mine
+        return mine
+
+    def _is_myself(self, host, port):
         host = host.lower()
         if host.startswith("[") and host.endswith("]"):
             host = _normal_ipv6(host)
@@ -237,9 +252,10 @@ class Core:
 
     def local_to_tag(self, msg):
         """SER's sl to-tag: a fixed prefix and a hash of the request, so that a retransmitted
-        request gets the same tag."""
+        request gets the same tag (32 bits of it: CRC-32 is as good as MD5 for that, and
+        cheaper)."""
         seed = f"{msg.call_id}|{msg.from_.tag}|{msg.top_via.branch}".encode("latin-1")
-        return self.tag_prefix + hashlib.md5(seed).hexdigest()[:8]
+        return self.tag_prefix + "%08x" % crc32(seed)
 
     def reply_bytes(self, msg, status, reason, headers=(), body=b"", to_tag=None):
         """A response to ``msg``; ``headers`` are (name, value) pairs."""

@@ -6,6 +6,7 @@ Pure functions over parsed messages: no sockets, no clock.  Name resolution is t
 import hashlib
 
 from ..sip.errors import ParseError
+from ..sip.grammar import param_value
 from ..sip.headers import MAGIC_COOKIE
 from ..sip.uri import URI
 
@@ -17,11 +18,17 @@ def uri_target(uri):
     router's peers rarely have: maddr, then the transport parameter, then the default port."""
     if isinstance(uri, str):
         uri = URI.parse(uri)
-    transport = (uri.transport or "").lower()
+    params = uri.params
+    if params:
+        transport = param_value(params, "transport")
+        transport = transport.lower() if transport else ""
+        host = param_value(params, "maddr") or uri.host
+    else:
+        transport = ""
+        host = uri.host
     if uri.scheme == "sips" or transport == "tls":
         raise ParseError(f"{uri.scheme}: TLS is not supported", 416)
     proto = "tcp" if transport == "tcp" else "udp"
-    host = uri.maddr or uri.host
     return proto, host.strip("[]"), uri.port or 5060
 
 
@@ -39,10 +46,12 @@ def via_target(via, source=None):
         proto = via.transport.lower()
         if proto not in ("udp", "tcp"):
             proto = "udp"
-    if via.maddr:
-        return proto, via.maddr.strip("[]"), via.port or 5060
-    host = via.received or via.host
-    rport = via.rport
+    params = via.params
+    maddr = param_value(params, "maddr")
+    if maddr:
+        return proto, maddr.strip("[]"), via.port or 5060
+    host = param_value(params, "received") or via.host
+    rport = param_value(params, "rport")
     if rport:
         port = int(rport)
     else:
@@ -100,9 +109,7 @@ def prepare_request(msg, received_max_forwards):
     request as bytes without its request line, for ``branch_bytes``."""
     mf = received_max_forwards
     msg.set_header("Max-Forwards", str(DEFAULT_MAX_FORWARDS if mf is None else mf - 1))
-    data = msg.to_bytes()
-    eol = data.index(b"\r\n") + 2
-    return data[eol:]
+    return msg.headers_bytes()
 
 
 def branch_bytes(method, ruri, rest, via):

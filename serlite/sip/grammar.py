@@ -69,6 +69,11 @@ SCHEME_CHARS = ALPHANUM + "+-."
 #   gen-value  =  token / host / quoted-string
 GEN_VALUE_CHARS = TOKEN_CHARS + ":[]"
 
+# parameter names that are tokens, known without checking each character (RFC 3261 20, 3581)
+USUAL_PARAMS = frozenset(("branch", "tag", "received", "rport", "maddr", "ttl", "lr",
+                          "transport", "user", "method", "expires", "q", "ftag", "ob",
+                          "reg-id", "+sip.instance", "gr", "nat", "alias"))
+
 
 def is_token(s):
     """``s`` is a non-empty token."""
@@ -120,13 +125,22 @@ def is_host(h):
 
 # RFC 3261 25.1
 #   port  =  1*DIGIT
+PORTS = {}          # port text -> number, filled by parse_port: the same few ports come back
+_PORTS_MAX = 1024
+
+
 def parse_port(text):
     """A port number (0-65535) from its decimal text; ParseError otherwise."""
+    port = PORTS.get(text)
+    if port is not None:
+        return port
     if not text or text.strip(DIGITS) or len(text) > 5:
         raise ParseError(f"bad port {text!r}")
     port = int(text)
     if port > 65535:
         raise ParseError(f"bad port {text!r}")
+    if len(PORTS) < _PORTS_MAX:
+        PORTS[text] = port
     return port
 
 
@@ -233,7 +247,7 @@ def parse_generic_params(text):
         # fast path: no LWS, no quoted string
         for p in text.split(";"):
             name, eq, value = p.partition("=")
-            if not name or name.strip(TOKEN_CHARS):
+            if name not in USUAL_PARAMS and (not name or name.strip(TOKEN_CHARS)):
                 raise ParseError(f"bad parameter {p[:40]!r}")
             out.append((name, value if eq else None))
         return out
@@ -269,6 +283,16 @@ def find_param(params, name):
             return i
         i += 1
     return -1
+
+
+def param_value(params, name):
+    """The value of parameter ``name`` (lower-case) in ``params``, found as ``find_param``
+    does; None when absent or valueless."""
+    for n, v in params:
+        if n == name or (len(n) == len(name) and n.lower() == name) or (
+                "%" in n and unescape(n.lower()).lower() == name):
+            return v
+    return None
 
 
 def set_param(params, name, value):

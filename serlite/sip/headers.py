@@ -9,8 +9,8 @@ parsed values were changed is re-serialised, every other line goes out byte for 
 
 from .errors import ParseError
 from .grammar import (HOSTNAME_CHARS, TOKEN_CHARS, WSP, find_param, is_host, is_scheme,
-                      params_text, parse_generic_params, parse_port, parse_uint, remove_param,
-                      set_param, skip_quoted, split_commas)
+                      param_value, params_text, parse_generic_params, parse_port, parse_uint,
+                      remove_param, set_param, skip_quoted, split_commas)
 from .uri import URI
 
 __all__ = ["Via", "parse_vias", "NameAddr", "parse_name_addr", "parse_name_addr_list", "CSeq",
@@ -21,6 +21,9 @@ MAGIC_COOKIE = "z9hG4bK"
 _MAX_EXPIRES = 2 ** 32 - 1  # RFC 3261 20.19, 20.10: delta-seconds up to 2**32-1
 # display-name = *(token LWS): a run of these characters, nothing else (LWS is unfolded here)
 _DISPLAY_CHARS = TOKEN_CHARS + WSP
+_WSP_SET = frozenset(WSP)      # ``s[:1] in _WSP_SET``: false for "" (unlike ``in WSP``)
+# the sent-protocols nearly every Via has -> their transport
+_USUAL_PROTOCOLS = {"SIP/2.0/" + t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
 
 
 class _Params:
@@ -80,62 +83,15 @@ class Via(_Params):
     @classmethod
     def parse(cls, text):
         """Parse one via-parm (no commas); ParseError when malformed."""
-        text = text.strip(WSP)
-        protocol, sp, rest = text.partition(" ")
-        if sp and len(protocol) > 8 and protocol[:8] == "SIP/2.0/" and "\t" not in text:
-            # fast path: "SIP/2.0/transport SP sent-by"
-            transport = protocol[8:]
-            if transport.strip(TOKEN_CHARS):
-                raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
-            rest = rest.lstrip(WSP)
-        else:
-            s1 = text.find("/")
-            s2 = text.find("/", s1 + 1) if s1 > 0 else -1
-            if s2 < 0:
-                raise ParseError(f"malformed Via {text[:60]!r}")
-            name = text[:s1].strip(WSP)
-            version = text[s1 + 1:s2].strip(WSP)
-            rest = text[s2 + 1:].lstrip(WSP)
-            end = rest.find(" ")
-            if "\t" in rest:
-                t = rest.find("\t")
-                if end < 0 or t < end:
-                    end = t
-            if end <= 0:
-                raise ParseError(f"malformed Via {text[:60]!r}")
-            transport = rest[:end]
-            for tok in (name, version, transport):
-                if not tok or tok.strip(TOKEN_CHARS):
-                    raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
-            protocol = name + "/" + version + "/" + transport
-            rest = rest[end:].lstrip(WSP)
-        hostport, semi, param_part = rest.partition(";")
-        hostport = hostport.rstrip(WSP)
-        params = parse_generic_params(param_part) if semi else []
-        if hostport[:1] == "[":
-            rb = hostport.find("]") + 1
-            if rb == 0:
-                raise ParseError(f"malformed Via sent-by {text[:60]!r}")
-            host = hostport[:rb]
-            tail = hostport[rb:].lstrip(WSP)
-            if not is_host(host) or (tail and tail[0] != ":"):
-                raise ParseError(f"malformed Via sent-by {text[:60]!r}")
-            port_text = tail[1:] if tail else None
-        else:
-            host, colon, port_text = hostport.partition(":")
-            if colon:
-                host = host.rstrip(WSP)
-            else:
-                port_text = None
-            if not host or host.strip(HOSTNAME_CHARS):      # is_host, for a hostname/IPv4
-                raise ParseError(f"malformed Via sent-by {text[:60]!r}")
-        port = None if port_text is None else parse_port(port_text.lstrip(WSP))
-        v = cls.__new__(cls)
-        v.protocol = protocol
-        v.transport = transport.upper()
-        v.host = host
-        v.port = port
-        v.params = params
+        if text[:1] in _WSP_SET or text[-1:] in _WSP_SET:
+            text = text.strip(WSP)
+        head, semi, param_part = text.partition(";")
+        sent = _SENT.get(head)
+        if sent is None:
+            sent = _parse_sent(head, text)
+        v = Via.__new__(Via)
+        v.protocol, v.transport, v.host, v.port = sent
+        v.params = parse_generic_params(param_part) if semi else []
         v._raw = text
         return v
 
@@ -167,18 +123,18 @@ class Via(_Params):
 
     @property
     def branch(self):
-        return self.param("branch")
+        return param_value(self.params, "branch")
 
     @property
     def rfc3261(self):
         """True when the branch starts with the magic cookie and has more after it (RFC 3261
         8.1.1.7); False means RFC 2543 transaction matching (RFC 4475 3.2.1 badbranch)."""
-        b = self.param("branch")
+        b = param_value(self.params, "branch")
         return b is not None and len(b) > 7 and b.startswith(MAGIC_COOKIE)
 
     @property
     def received(self):
-        return self.param("received")
+        return param_value(self.params, "received")
 
     @property
     def rport(self):
@@ -191,7 +147,80 @@ class Via(_Params):
 
     @property
     def maddr(self):
-        return self.param("maddr")
+        return param_value(self.params, "maddr")
+
+
+# Via.parse: sent-protocol and sent-by (the text before the first ";") -> (protocol, transport,
+# host, port).  The same few come back on every message: a phone's own on its requests, ours
+# on every response.
+_SENT = {}
+_SENT_MAX = 256
+
+
+def _parse_sent(head, text):
+    """``(protocol, transport, host, port)`` of ``head``, the sent-protocol and sent-by of the
+    via-parm ``text`` (for messages); remembered in ``_SENT``."""
+    protocol, sp, rest = head.partition(" ")
+    transport = _USUAL_PROTOCOLS.get(protocol)
+    if transport is not None and sp and "\t" not in head:
+        # the usual case: "SIP/2.0/UDP SP sent-by"
+        if rest[:1] == " ":
+            rest = rest.lstrip(WSP)
+    elif sp and len(protocol) > 8 and protocol[:8] == "SIP/2.0/" and "\t" not in head:
+        transport = protocol[8:]
+        if transport.strip(TOKEN_CHARS):
+            raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
+        transport = transport.upper()
+        rest = rest.lstrip(WSP)
+    else:
+        s1 = head.find("/")
+        s2 = head.find("/", s1 + 1) if s1 > 0 else -1
+        if s2 < 0:
+            raise ParseError(f"malformed Via {text[:60]!r}")
+        name = head[:s1].strip(WSP)
+        version = head[s1 + 1:s2].strip(WSP)
+        rest = head[s2 + 1:].lstrip(WSP)
+        end = rest.find(" ")
+        if "\t" in rest:
+            t = rest.find("\t")
+            if end < 0 or t < end:
+                end = t
+        if end <= 0:
+            raise ParseError(f"malformed Via {text[:60]!r}")
+        transport = rest[:end]
+        for tok in (name, version, transport):
+            if not tok or tok.strip(TOKEN_CHARS):
+                raise ParseError(f"malformed Via sent-protocol {text[:60]!r}")
+        protocol = name + "/" + version + "/" + transport
+        transport = transport.upper()
+        rest = rest[end:].lstrip(WSP)
+    hostport = rest
+    if hostport[-1:] in _WSP_SET:
+        hostport = hostport.rstrip(WSP)
+    if hostport[:1] == "[":
+        rb = hostport.find("]") + 1
+        if rb == 0:
+            raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+        host = hostport[:rb]
+        tail = hostport[rb:].lstrip(WSP)
+        if not is_host(host) or (tail and tail[0] != ":"):
+            raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+        port_text = tail[1:] if tail else None
+    else:
+        host, colon, port_text = hostport.partition(":")
+        if colon:
+            if host[-1:] in _WSP_SET:
+                host = host.rstrip(WSP)
+        else:
+            port_text = None
+        if not host or host.strip(HOSTNAME_CHARS):      # is_host, for a hostname/IPv4
+            raise ParseError(f"malformed Via sent-by {text[:60]!r}")
+    port = None if port_text is None else parse_port(port_text.lstrip(WSP))
+    sent = (protocol, transport, host, port)
+    if len(_SENT) >= _SENT_MAX:
+        _SENT.clear()
+    _SENT[head] = sent
+    return sent
 
 
 def parse_vias(value):
@@ -263,7 +292,7 @@ class NameAddr(_Params):
 
     @property
     def tag(self):
-        return self.param("tag")
+        return param_value(self.params, "tag")
 
     @property
     def expires(self):
@@ -320,6 +349,12 @@ class NameAddr(_Params):
         return n
 
 
+# parse_name_addr: a name-addr's text -> its parts (immutable), for the next time it comes: a
+# dialog's From and To come back on each of its requests, a phone's Contact on all of them
+_NAME_ADDRS = {}
+_NAME_ADDRS_MAX = 256
+
+
 # RFC 3261 25.1
 #   name-addr     =  [ display-name ] LAQUOT addr-spec RAQUOT
 #   addr-spec     =  SIP-URI / SIPS-URI / absoluteURI
@@ -334,7 +369,17 @@ class NameAddr(_Params):
 def parse_name_addr(value):
     """Parse one name-addr/addr-spec with its header parameters; ParseError when malformed.
     The URI is only checked to be ``scheme:something`` without LWS; ``.uri`` parses it."""
-    s = value.strip(WSP)
+    s = value
+    if s[:1] in _WSP_SET or s[-1:] in _WSP_SET:
+        s = s.strip(WSP)
+    known = _NAME_ADDRS.get(s)
+    if known is not None:      # parsed before: a new NameAddr of the same parts
+        n = NameAddr.__new__(NameAddr)
+        n._display, n._uri_text, params, n.bracketed = known
+        n.params = list(params)
+        n._uri = None
+        n._raw = s
+        return n
     if not s:
         raise ParseError("empty name-addr")
     display = None
@@ -345,12 +390,15 @@ def parse_name_addr(value):
             raise ParseError(f"quoted display name without <URI> in {s[:60]!r}")
         display = s[:end]
         bracketed, tail = True, s[lt + 1:]
+    elif s[0] == "<":
+        bracketed, tail = True, s[1:]
     else:
         head, lt, tail = s.partition("<")
         bracketed = bool(lt) and ";" not in head   # else: an addr-spec whose parameters hold "<"
         if bracketed and head:
             display = head.rstrip(WSP)
-            if display.strip(_DISPLAY_CHARS):     # not tokens separated by LWS
+            # display-name = *(token LWS): a token is the usual case
+            if not (display.isalnum() and display.isascii()) and display.strip(_DISPLAY_CHARS):
                 raise ParseError(f"bad display name {display[:60]!r}")
     if bracketed:
         uri_text, gt, rest = tail.partition(">")
@@ -358,10 +406,13 @@ def parse_name_addr(value):
             raise ParseError(f"unterminated <URI> in {s[:60]!r}")
         _check_uri_text(uri_text, True)
         if rest:
-            rest = rest.lstrip(WSP)
-            if rest and rest[0] != ";":
-                raise ParseError(f"junk after URI in {s[:60]!r}")
-        params = parse_generic_params(rest[1:]) if rest else []
+            if rest[0] != ";":
+                rest = rest.lstrip(WSP)
+                if rest and rest[0] != ";":
+                    raise ParseError(f"junk after URI in {s[:60]!r}")
+            params = parse_generic_params(rest[1:]) if rest else []
+        else:
+            params = []
     else:
         uri_text, semi, rest = s.partition(";")
         if semi:
@@ -375,6 +426,9 @@ def parse_name_addr(value):
     n.params = params
     n.bracketed = bracketed
     n._raw = s
+    if len(_NAME_ADDRS) >= _NAME_ADDRS_MAX:
+        _NAME_ADDRS.clear()
+    _NAME_ADDRS[s] = (display, uri_text, tuple(params), bracketed)
     return n
 
 

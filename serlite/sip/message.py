@@ -2,10 +2,10 @@
 ``Request``/``Response`` with lazy header access and recorded edits, ``make_response``.
 
 Sans-I/O: bytes in, objects and bytes out (STYLE.md 1).  The message keeps the bytes it came
-with (STYLE.md 4): header lines stay in their order and spelling, each ``HeaderField`` keeps its
-raw text, and ``to_bytes()`` sends every untouched line byte for byte (an unedited message gives
-back exactly the bytes it was parsed from).  Header text is ``str`` decoded with latin-1, so
-encoding back yields the same octets; bodies stay ``bytes``.
+with (STYLE.md 4): header lines stay in their order and spelling, each kept as the text it came
+as until it is changed, and ``to_bytes()`` sends every untouched line byte for byte (an unedited
+message gives back exactly the bytes it was parsed from).  Header text is ``str`` decoded with
+latin-1, so encoding back yields the same octets; bodies stay ``bytes``.
 
 What ``parse()`` checks (a proxy must never forward what fails; RFC 3261 7, 8.1.1, 16.3, 20,
 25; RFC 4475): the start line; header line syntax; the presence of Via, From, To, Call-ID and
@@ -73,9 +73,19 @@ _SINGLE = ("to", "from", "call-id", "cseq", "max-forwards", "content-length")
 _RESPONSE_COPY = frozenset(("via", "from", "to", "call-id", "cseq"))
 _MAX_EXPIRES = 2 ** 32 - 1
 # headers whose parsed values Message caches in its own slots (``_top_via`` ...)
-_CACHED_KEYS = frozenset(("via", "from", "to", "cseq", "contact", "max-forwards"))
+_CACHED_KEYS = frozenset(("via", "from", "to", "cseq", "contact", "max-forwards", "call-id"))
 _REQUIRED_KEYS = frozenset(_REQUIRED)
 _UNREAD = -1        # Message._max_forwards before Max-Forwards was read
+# parse(): the text of a header line up to its colon, for the usual spellings -> key
+_KEY_OF_NAME_COLON = {name + ":": key for name, key in _CANON_EXACT.items()}
+_SMALL_UINTS = {str(i): i for i in range(256)}    # Max-Forwards, most Content-Lengths
+_CSEQS = {}         # CSeq value -> CSeq, see _cseq_of
+_CSEQS_MAX = 512
+_WSP_START = frozenset(WSP)
+_CRLF_START = (b"\r", b"\n")
+_STATUS_CODES = {str(code): code for code in range(100, 700)}    # RFC 3261 21
+_METHODS = frozenset(("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO",
+                      "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"))
 
 
 def canonical_name(name):
@@ -88,18 +98,19 @@ def canonical_name(name):
 
 
 class HeaderField:
-    """One header line: ``name`` as written, ``key`` (lower-case long form), ``value`` (unfolded,
-    LWS-stripped), ``raw`` (the line as received, folding included, without its CRLF; None once
-    the line is new or changed) and ``parsed`` (cached Via/NameAddr objects or None)."""
+    """One header line as ``Message.headers`` shows it: ``name`` as written, ``key`` (lower-case
+    long form), ``value`` (unfolded, LWS-stripped), ``raw`` (the line as it is sent, folding
+    included, without its CRLF) and ``parsed`` (the Via/NameAddr objects cached for the line, or
+    None).  A view: change a message through its methods."""
 
     __slots__ = ("name", "key", "value", "raw", "parsed")
 
-    def __init__(self, name, key, value, raw=None):
+    def __init__(self, name, key, value, raw=None, parsed=None):
         self.name = name
         self.key = key
         self.value = value
         self.raw = raw
-        self.parsed = None
+        self.parsed = parsed
 
     def line(self):
         """The line as it will be sent (without CRLF)."""
@@ -114,130 +125,172 @@ class HeaderField:
         return f"HeaderField({self.line()!r})"
 
 
-def _new_field(name, value):
-    """A HeaderField for a header we add; ValueError for what could not be sent safely."""
-    name = name.strip(WSP)
-    if not name or name.strip(TOKEN_CHARS):
-        raise ValueError(f"bad header name {name!r}")
-    value = str(value).strip(WSP)
+def _checked_line(name, value):
+    """``(key, line)`` for a header line we add; ValueError for what could not be sent
+    safely."""
+    key = _CANON_EXACT.get(name)    # a usual spelling is a token already
+    if key is None:
+        name = name.strip(WSP)
+        if not name or name.strip(TOKEN_CHARS):
+            raise ValueError(f"bad header name {name!r}")
+        key = canonical_name(name)
+    if value.__class__ is not str:
+        value = str(value)
+    if value[:1] in _WSP_START or value[-1:] in _WSP_START:
+        value = value.strip(WSP)
     if "\r" in value or "\n" in value:
         raise ValueError(f"CR or LF in header value {value!r}")
-    value.encode("latin-1")  # UnicodeEncodeError (a ValueError) if it cannot be sent as is
-    return HeaderField(name, canonical_name(name), value)
+    if not value.isascii():
+        value.encode("latin-1")  # UnicodeEncodeError (a ValueError) if it cannot be sent as is
+    return key, name + ": " + value
 
 
-def _parsed(f):
-    """The parsed values of HeaderField ``f`` (Via list or NameAddr list), cached on it."""
-    p = f.parsed
-    if p is None:
-        k = f.key
-        if k == "via":
-            p = parse_vias(f.value)
-        elif k == "from" or k == "to":
-            p = [parse_name_addr(f.value)]
-        else:
-            p = parse_name_addr_list(f.value)
-        f.parsed = p
-    return p
+def _unfold(value):
+    """The value of a folded line (RFC 3261 7.3.1): its pieces joined by one SP."""
+    return " ".join(p for p in (s.strip(WSP) for s in value.split("\r\n")) if p)
 
 
 class Message:
     """Base of Request and Response.
 
-    ``headers`` the ordered HeaderField list (edit it through the methods below so the index
-    and caches follow); ``body`` bytes.  Header names are accepted in any case, long or compact.
+    ``headers`` the header lines as HeaderFields, in order (a read-only view: edit through the
+    methods below); ``body`` bytes.  Header names are accepted in any case, long or compact.
 
-    The index is two dicts: ``_index`` maps each header key to its first line, ``_multi`` (None
-    when no header has several lines, the usual case) maps the keys that have several lines to
-    all of them.  A message thus costs no list per header; None means "rebuild on next use".
+    The header section is three lists of the same length: ``_lines`` the text of each line as
+    it will be sent (as it came, until it is changed; a folded line keeps its CRLFs), ``_keys``
+    each line's key, ``_vals`` each line's parsed values (a Via or NameAddr list) or None until
+    they are asked for.  A line costs no object of its own, sending an edited message is one
+    join, and lookups scan ``_keys`` (a dozen interned strings, at C speed).  ``_watched`` holds
+    the parsed lists, whose objects may be edited in place (``Via.set_param``): ``_sync``
+    writes such edits back to their lines.  ``_folded``: some line is folded (its value is read
+    unfolded).  ``_clen_body``: the body the Content-Length line is known to match (parse()
+    checked it), so that sending needs no check until either changes.
     """
 
-    __slots__ = ("headers", "body", "_src", "_start", "_end", "_edited", "_index", "_multi",
-                 "_top_via", "_vias", "_from", "_to", "_cseq", "_contacts", "_max_forwards")
+    __slots__ = ("_lines", "_keys", "_vals", "_watched", "_folded", "_clen_body", "body",
+                 "_src", "_start", "_end", "_edited", "_top_via", "_vias", "_from", "_to",
+                 "_cseq", "_contacts", "_max_forwards", "_call_id")
 
-    def _init_fields(self, fields, body):
-        self.headers = fields
+    def _init_lines(self, lines, keys, body, folded=False):
+        self._lines = lines
+        self._keys = keys
+        self._vals = [None] * len(keys)
+        self._watched = []
+        self._folded = folded
+        self._clen_body = None
         self.body = bytes(body)
         self._src = None
         self._start = self._end = 0
         self._edited = True
-        self._clear()
-
-    def _clear(self):
-        self._index = self._multi = None
         self._forget_parsed()
 
     def _forget_parsed(self):
         self._top_via = self._vias = self._from = self._to = self._cseq = None
-        self._contacts = None
+        self._contacts = self._call_id = None
         self._max_forwards = _UNREAD
 
     def _changed(self, key):
-        """Record an edit of header ``key`` (the index is up to date): serialise from parts
-        from now on, and drop the values cached from that header."""
+        """Record an edit of header ``key``: serialise from parts from now on, and drop the
+        value cached from that header."""
         self._edited = True
-        if key in _CACHED_KEYS:
-            self._forget_parsed()
+        if key == "content-length":
+            self._clen_body = None
+        elif key in _CACHED_KEYS:
+            if key == "via":
+                self._top_via = self._vias = None
+            elif key == "max-forwards":
+                self._max_forwards = _UNREAD
+            elif key == "from":
+                self._from = None
+            elif key == "to":
+                self._to = None
+            elif key == "cseq":
+                self._cseq = None
+            elif key == "contact":
+                self._contacts = None
+            else:
+                self._call_id = None
 
     # -- lookup ------------------------------------------------------------------------------
-    def _build_index(self):
-        idx = {}
-        multi = None
-        for f in self.headers:
-            first = idx.setdefault(f.key, f)
-            if first is not f:
-                if multi is None:
-                    multi = {}
-                lst = multi.get(f.key)
-                if lst is None:
-                    multi[f.key] = [first, f]
-                else:
-                    lst.append(f)
-        self._index = idx
-        self._multi = multi
-        return idx
+    @property
+    def headers(self):
+        """Every header line as a HeaderField, in order (a tuple)."""
+        if self._watched:
+            self._sync()
+        keys = self._keys
+        vals = self._vals
+        return tuple(HeaderField(self._name(i), keys[i], self._value(i), line, vals[i])
+                     for i, line in enumerate(self._lines))
 
-    def _fields(self, key):
-        """Every line of header ``key``, in order (a sequence: do not change it)."""
-        idx = self._index
-        if idx is None:
-            idx = self._build_index()
-        multi = self._multi
-        if multi is not None:
-            lst = multi.get(key)
-            if lst is not None:
-                return lst
-        f = idx.get(key)
-        return () if f is None else (f,)
+    def _pos(self, key):
+        """Index of the first line of header ``key``, or -1."""
+        keys = self._keys
+        return keys.index(key) if key in keys else -1
 
-    def _first(self, key):
-        idx = self._index
-        if idx is None:
-            idx = self._build_index()
-        return idx.get(key)
+    def _positions(self, key):
+        """Indexes of every line of header ``key``, in order."""
+        keys = self._keys
+        if key not in keys:
+            return ()
+        i = keys.index(key)
+        if keys.count(key) == 1:
+            return (i,)
+        return [j for j in range(i, len(keys)) if keys[j] == key]
+
+    def _name(self, i):
+        """The header name of line ``i`` as written."""
+        line = self._lines[i]
+        return line[:line.find(":")].rstrip(WSP)
+
+    def _value(self, i):
+        """The value of line ``i``: unfolded, LWS-stripped."""
+        line = self._lines[i]
+        value = line[line.find(":") + 1:].strip(WSP)
+        if self._folded and "\r\n" in value:
+            value = _unfold(value)
+        return value
+
+    def _parsed(self, i):
+        """The parsed values of line ``i`` (a Via or NameAddr list), cached."""
+        p = self._vals[i]
+        if p is None:
+            k = self._keys[i]
+            if k == "via":
+                p = parse_vias(self._value(i))
+            elif k == "from" or k == "to":
+                p = [parse_name_addr(self._value(i))]
+            else:
+                p = parse_name_addr_list(self._value(i))
+            self._vals[i] = p
+            self._watched.append(p)
+        return p
 
     def get(self, name):
         """Value of the first ``name`` header line (a whole line: it may hold several
         comma-separated values), or None."""
-        lst = self._fields(canonical_name(name))
-        return lst[0].value if lst else None
+        key = _CANON_EXACT.get(name) or canonical_name(name)
+        keys = self._keys
+        return self._value(keys.index(key)) if key in keys else None
 
     def get_all(self, name):
         """Values of every ``name`` header line, in order."""
-        return [f.value for f in self._fields(canonical_name(name))]
+        return [self._value(i) for i in self._positions(canonical_name(name))]
 
     def values(self, name):
         """Every comma-separated value of every ``name`` line, in order, empty ones skipped
         (Via, Contact, Route, Record-Route, Allow, Supported ...)."""
+        key = _CANON_EXACT.get(name) or canonical_name(name)
+        if key not in self._keys:
+            return []
         out = []
-        for f in self._fields(canonical_name(name)):
-            for v in split_commas(f.value):
+        for i in self._positions(key):
+            for v in split_commas(self._value(i)):
                 if v:
                     out.append(v)
         return out
 
     def has(self, name):
-        return bool(self._fields(canonical_name(name)))
+        return (_CANON_EXACT.get(name) or canonical_name(name)) in self._keys
 
     # -- parsed header fields ------------------------------------------------------------------
     @property
@@ -246,8 +299,8 @@ class Message:
         v = self._vias
         if v is None:
             v = []
-            for f in self._fields("via"):
-                v.extend(_parsed(f))
+            for i in self._positions("via"):
+                v.extend(self._parsed(i))
             self._vias = v
         return v
 
@@ -256,10 +309,10 @@ class Message:
         """The first Via value, or None."""
         v = self._top_via
         if v is None:
-            f = self._first("via")
-            if f is None:
+            keys = self._keys
+            if "via" not in keys:
                 return None
-            v = self._top_via = _parsed(f)[0]
+            v = self._top_via = self._parsed(keys.index("via"))[0]
         return v
 
     @property
@@ -267,10 +320,10 @@ class Message:
         """From as a NameAddr, or None."""
         na = self._from
         if na is None:
-            f = self._first("from")
-            if f is None:
+            keys = self._keys
+            if "from" not in keys:
                 return None
-            na = self._from = _parsed(f)[0]
+            na = self._from = self._parsed(keys.index("from"))[0]
         return na
 
     @property
@@ -278,26 +331,31 @@ class Message:
         """To as a NameAddr, or None."""
         na = self._to
         if na is None:
-            f = self._first("to")
-            if f is None:
+            keys = self._keys
+            if "to" not in keys:
                 return None
-            na = self._to = _parsed(f)[0]
+            na = self._to = self._parsed(keys.index("to"))[0]
         return na
 
     @property
     def call_id(self):
-        f = self._first("call-id")
-        return None if f is None else f.value
+        c = self._call_id
+        if c is None:
+            keys = self._keys
+            if "call-id" not in keys:
+                return None
+            c = self._call_id = self._value(keys.index("call-id"))
+        return c
 
     @property
     def cseq(self):
         """CSeq (number, method), or None."""
         c = self._cseq
         if c is None:
-            f = self._first("cseq")
-            if f is None:
+            keys = self._keys
+            if "cseq" not in keys:
                 return None
-            c = self._cseq = CSeq.parse(f.value)
+            c = self._cseq = _cseq_of(self._value(keys.index("cseq")))
         return c
 
     @property
@@ -305,8 +363,8 @@ class Message:
         """Max-Forwards as int (0-255), None if absent; ParseError if malformed."""
         mf = self._max_forwards
         if mf == _UNREAD:
-            f = self._first("max-forwards")
-            mf = None if f is None else parse_uint(f.value, "Max-Forwards", 255)
+            i = self._pos("max-forwards")
+            mf = None if i < 0 else _max_forwards(self._value(i))
             self._max_forwards = mf
         return mf
 
@@ -316,25 +374,28 @@ class Message:
         ``Contact: *`` (RFC 3261 10.2.2)."""
         c = self._contacts
         if c is None:
-            fields = self._fields("contact")
-            if len(fields) == 1 and fields[0].value == "*":
+            positions = self._positions("contact")
+            if len(positions) == 1 and self._value(positions[0]) == "*":
                 c = "*"
             else:
                 c = []
-                for f in fields:
-                    if f.value == "*":
+                for i in positions:
+                    if self._value(i) == "*":
                         raise ParseError("Contact: * mixed with other contacts")
-                    c.extend(_parsed(f))
+                    c.extend(self._parsed(i))
             self._contacts = c
         return c
 
     def name_addrs(self, name):
         """The values of every line of a name-addr list header (Route, Record-Route, Path,
         Service-Route, P-Asserted-Identity ...) as NameAddrs, parsed on first use and cached
-        on their lines (so ``set_param`` on one is serialised)."""
+        (so ``set_param`` on one is serialised)."""
+        key = _CANON_EXACT.get(name) or canonical_name(name)
+        if key not in self._keys:
+            return []
         out = []
-        for f in self._fields(canonical_name(name)):
-            out.extend(_parsed(f))
+        for i in self._positions(key):
+            out.extend(self._parsed(i))
         return out
 
     @property
@@ -353,8 +414,10 @@ class Message:
     def expires(self):
         """The Expires header as int, None if absent; ParseError(400) if malformed or larger
         than 2**32-1.  (Not checked by parse(): a registrar reads it.)"""
-        f = self._first("expires")
-        return None if f is None else parse_uint(f.value, "Expires", _MAX_EXPIRES)
+        keys = self._keys
+        if "expires" not in keys:
+            return None
+        return parse_uint(self._value(keys.index("expires")), "Expires", _MAX_EXPIRES)
 
     @property
     def content_length(self):
@@ -362,189 +425,201 @@ class Message:
         return len(self.body)
 
     # -- edits ---------------------------------------------------------------------------------
-    def _position(self, field):
-        try:
-            return self.headers.index(field)    # HeaderFields compare by identity
-        except ValueError:
-            raise ValueError("header field not in this message") from None
+    def _insert(self, i, key, line):
+        self._lines.insert(i, line)
+        self._keys.insert(i, key)
+        self._vals.insert(i, None)
+
+    def _append(self, key, line):
+        self._lines.append(line)
+        self._keys.append(key)
+        self._vals.append(None)
+
+    def _delete(self, i):
+        del self._lines[i]
+        del self._keys[i]
+        p = self._vals.pop(i)
+        if p is not None:
+            self._unwatch(p)
+
+    def _unwatch(self, p):
+        self._watched.remove(p)     # lists of distinct objects: only p itself compares equal
 
     def add_header(self, name, value, top=False):
         """Add a header line.  ``top=False``: after all header lines.  ``top=True``: right
         before the first existing line of the same header (either form), so it becomes the
         topmost value of that header (Via, Record-Route); at the very top of all header lines
         when there is none."""
-        f = _new_field(name, value)
-        key = f.key
-        first = self._first(key)
-        if first is None:
-            self._index[key] = f
-            if top:
-                self.headers.insert(0, f)
-            else:
-                self.headers.append(f)
+        key, line = _checked_line(name, value)
+        if top:
+            keys = self._keys
+            self._insert(keys.index(key) if key in keys else 0, key, line)
         else:
-            lines = list(self._fields(key))
-            if top:
-                self.headers.insert(self._position(first), f)
-                lines.insert(0, f)
-                self._index[key] = f
-            else:
-                self.headers.append(f)
-                lines.append(f)
-            if self._multi is None:
-                self._multi = {}
-            self._multi[key] = lines
+            self._append(key, line)
         self._changed(key)
-        return f
 
     def insert_header(self, index, name, value):
         """Insert a header line at position ``index`` of ``headers``."""
-        f = _new_field(name, value)
-        self.headers.insert(index, f)
-        self._index = self._multi = None
-        self._changed(f.key)
-        return f
+        key, line = _checked_line(name, value)
+        self._insert(index, key, line)
+        self._changed(key)
 
     def remove_header(self, name):
         """Remove every line of header ``name`` (long and compact forms); return how many."""
         key = canonical_name(name)
-        before = len(self.headers)
-        self.headers = [f for f in self.headers if f.key != key]
-        removed = before - len(self.headers)
-        if removed:
-            self._index = self._multi = None
-            self._changed(key)
+        keys = self._keys
+        if key not in keys:
+            return 0
+        keep = [i for i, k in enumerate(keys) if k != key]
+        removed = len(keys) - len(keep)
+        lines = self._lines
+        vals = self._vals
+        self._lines = [lines[i] for i in keep]
+        self._keys = [keys[i] for i in keep]
+        self._vals = vals = [vals[i] for i in keep]
+        self._watched = [p for p in vals if p is not None]
+        self._changed(key)
         return removed
-
-    def _remove_line(self, f):
-        """Remove header line ``f`` (a line of this message, indexed)."""
-        del self.headers[self._position(f)]
-        key = f.key
-        multi = self._multi
-        lines = None if multi is None else multi.get(key)
-        if lines is None:
-            del self._index[key]
-        else:
-            lines.remove(f)
-            self._index[key] = lines[0]
-            if len(lines) == 1:
-                del multi[key]
 
     def remove_first_value(self, name):
         """Remove the first comma-separated value of header ``name`` (the top Via, the top
         Route ...) and return it as text; the line goes when it becomes empty.  None if the
         header is absent."""
-        fields = self._fields(canonical_name(name))
-        if not fields:
+        key = _CANON_EXACT.get(name) or canonical_name(name)
+        keys = self._keys
+        if key not in keys:
             return None
-        f = fields[0]
-        if f.parsed is not None:
-            first = str(f.parsed[0])
-            rest = f.parsed[1:]
+        i = keys.index(key)
+        p = self._vals[i]
+        if p is not None:
+            first = str(p[0])
+            rest = p[1:]
             if rest:
-                f.parsed = rest
-                f.value = ", ".join(str(o) for o in rest)
+                self._vals[i] = rest
+                watched = self._watched
+                watched[watched.index(p)] = rest
+                self._lines[i] = self._name(i) + ": " + ", ".join(str(o) for o in rest)
         else:
-            parts = split_commas(f.value)
+            parts = split_commas(self._value(i))
             first = parts[0]
             rest = parts[1:]
             if rest:
-                f.value = ", ".join(rest)
-        if rest:
-            f.raw = None
-        else:
-            self._remove_line(f)
-        self._changed(f.key)
+                self._lines[i] = self._name(i) + ": " + ", ".join(rest)
+        if not rest:
+            self._delete(i)
+        self._changed(key)
         return first
 
     def set_header(self, name, value):
         """Replace every line of header ``name`` by one line ``name: value`` (at the place of
         the first one, or appended)."""
-        f = _new_field(name, value)
-        key = f.key
-        first = self._first(key)
-        if first is None:
-            self.headers.append(f)
+        key, line = _checked_line(name, value)
+        keys = self._keys
+        if key not in keys:
+            self._append(key, line)
         else:
-            pos = self._position(first)
-            if self._multi is not None and self._multi.pop(key, None) is not None:
-                self.headers = [g for g in self.headers if g.key != key]
-                self.headers.insert(pos, f)
+            i = keys.index(key)
+            if keys.count(key) > 1:
+                self.remove_header(key)
+                self._insert(i, key, line)
             else:
-                self.headers[pos] = f
-        self._index[key] = f
+                self._lines[i] = line
+                p = self._vals[i]
+                if p is not None:
+                    self._vals[i] = None
+                    self._unwatch(p)
         self._changed(key)
-        return f
 
     def set_body(self, body):
         """Replace the body and rewrite the Content-Length value (a Content-Length line is
         added at serialisation if there is none)."""
         self.body = bytes(body)
         clen = str(len(self.body))
-        for f in self._fields("content-length"):
-            if f.value != clen:
-                f.value = clen
-                f.raw = None
+        for i in self._positions("content-length"):
+            if self._value(i) != clen:
+                self._lines[i] = self._name(i) + ": " + clen
+        self._clen_body = None
         self._edited = True
 
     # -- serialisation -------------------------------------------------------------------------
     def _sync(self):
-        """Re-serialise header lines whose parsed values were changed (Via.set_param ...)."""
-        for f in self.headers:
-            p = f.parsed
-            if p is not None:
-                for o in p:
-                    if o._raw is None:
-                        f.value = ", ".join(str(o) for o in p)
-                        f.raw = None
-                        self._edited = True
-                        break
+        """Write back to their lines the parsed values changed in place (Via.set_param ...)."""
+        for p in self._watched:
+            for o in p:
+                if o._raw is None:
+                    vals = self._vals
+                    for i in range(len(vals)):
+                        if vals[i] is p:
+                            self._lines[i] = (self._name(i) + ": "
+                                              + ", ".join(str(o) for o in p))
+                            break
+                    self._edited = True
+                    break
 
     def _start_line(self):
         raise NotImplementedError
+
+    def _header_text(self):
+        """The header lines as they will be sent, each followed by CRLF, with a correct
+        Content-Length (rewritten, or added), and the empty line."""
+        lines = self._lines
+        if self._clen_body is self.body:    # one Content-Length line, the body's length
+            return "\r\n".join(lines) + "\r\n\r\n"
+        keys = self._keys
+        clen = str(len(self.body))
+        if "content-length" in keys:
+            i = keys.index("content-length")
+            if self._value(i) != clen or keys.count("content-length") > 1:
+                # the first line counts (as in parse()), with the body's length
+                lines = [line for j, line in enumerate(lines)
+                         if j <= i or keys[j] != "content-length"]
+                lines[i] = self._name(i) + ": " + clen
+        else:
+            lines = lines + ["Content-Length: " + clen]
+        return "\r\n".join(lines) + "\r\n\r\n"
 
     def to_bytes(self):
         """The message as bytes: exactly the parsed bytes if nothing was changed; otherwise the
         start line, every header line (untouched ones byte for byte), a correct Content-Length
         (rewritten or added) and the body."""
-        self._sync()
+        if self._watched:
+            self._sync()
         if not self._edited:
             src = self._src
             if self._start == 0 and self._end == len(src):
                 return src
             return src[self._start:self._end]
-        body = self.body
-        clen = str(len(body))
-        lines = [self._start_line()]
-        seen_cl = False
-        for f in self.headers:
-            if f.key == "content-length":
-                if seen_cl:
-                    continue
-                seen_cl = True
-                if f.value != clen:
-                    lines.append(f.name + ": " + clen)
-                    continue
-            raw = f.raw
-            lines.append(raw if raw is not None else f.name + ": " + f.value)
-        if not seen_cl:
-            lines.append("Content-Length: " + clen)
-        lines.append("")
-        lines.append("")
-        return "\r\n".join(lines).encode("latin-1") + body
+        return ((self._start_line() + "\r\n" + self._header_text()).encode("latin-1")
+                + self.body)
+
+    def headers_bytes(self):
+        """``to_bytes()`` without the start line: what a proxy puts after a request line of
+        its own (the header lines keep their order, the body follows)."""
+        if self._watched:
+            self._sync()
+        if not self._edited:
+            src = self._src
+            return src[src.index(b"\r\n", self._start) + 2:self._end]
+        return self._header_text().encode("latin-1") + self.body
 
     def __bytes__(self):
         return self.to_bytes()
 
     def _copy_into(self, m):
-        self._sync()
-        m.headers = [f.copy() for f in self.headers]
+        if self._watched:
+            self._sync()
+        m._lines = list(self._lines)
+        m._keys = list(self._keys)
+        m._vals = [None] * len(self._keys)
+        m._watched = []
+        m._folded = self._folded
+        m._clen_body = self._clen_body
         m.body = self.body
         m._src = self._src
         m._start = self._start
         m._end = self._end
         m._edited = self._edited
-        m._clear()
+        m._forget_parsed()
         return m
 
 
@@ -561,7 +636,7 @@ class Request(Message):
         self.method = method
         self.version = version
         self._set_ruri(ruri)
-        self._init_fields(_fields_from(headers), body)
+        self._init_lines(*_lines_from(headers), body)
 
     def _set_ruri(self, value):
         if isinstance(value, URI):
@@ -627,7 +702,7 @@ class Response(Message):
         self.version = version
         self.status = status
         self.reason = reason
-        self._init_fields(_fields_from(headers), body)
+        self._init_lines(*_lines_from(headers), body)
 
     @property
     def status(self):
@@ -666,15 +741,19 @@ class Response(Message):
         return f"<Response {self._status} {self._reason}>"
 
 
-def _fields_from(headers):
-    out = []
+def _lines_from(headers):
+    """``(lines, keys)`` of header lines given as (name, value) pairs or HeaderFields."""
+    lines = []
+    keys = []
     for h in headers:
         if isinstance(h, HeaderField):
-            out.append(h.copy())
+            keys.append(h.key)
+            lines.append(h.line())
         else:
-            name, value = h
-            out.append(_new_field(name, value))
-    return out
+            key, line = _checked_line(*h)
+            keys.append(key)
+            lines.append(line)
+    return lines, keys
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -699,7 +778,7 @@ def parse(data):
         data = bytes(data)
     n = len(data)
     start = 0
-    if data[:1] in (b"\r", b"\n"):
+    if data[:1] in _CRLF_START:
         start = n - len(data.lstrip(b"\r\n"))
     end = data.find(b"\r\n\r\n", start)
     if end >= 0:
@@ -715,27 +794,177 @@ def parse(data):
     nl = len(lines) - 1
     if head.count("\n") != nl or head.count("\r") != nl:
         raise ParseError("bare CR or LF in the header section")
+    first = lines[0]
+    del lines[0]
 
-    # RFC 3261 7.3.1: header lines; a line starting with SP/HTAB continues the previous one
-    headers = []
-    index = {}          # key -> first line; multi: key -> every line, for repeated keys
-    multi = None
-    prev = None
-    folded = "\r\n " in head or "\r\n\t" in head
-    for line in lines[1:] if nl else ():
-        if folded and (line[0] == " " or line[0] == "\t"):
-            if prev is None:
+    # RFC 3261 7.3.1: header lines.  The usual case costs no Python loop: every line starts
+    # with a usual spelling of a known name and its colon (``heads``: each line up to its
+    # colon).  Anything else (a continuation line starting with SP/HTAB, LWS before the colon,
+    # another spelling, an extension header, a malformed line) takes the line-by-line way.
+    heads = [line[:line.find(":") + 1] for line in lines]
+    try:
+        keys = list(map(_KEY_OF_NAME_COLON.__getitem__, heads))
+        folded = False
+    except KeyError:
+        lines, keys, heads, folded = _index_lines(lines)
+
+    if first[:4] == "SIP/" or (first[:1] in "sS" and first[:4].upper() == "SIP/"):
+        msg = _parse_status_line(first)
+        method = None
+    else:
+        msg = _parse_request_line(first)
+        method = msg.method
+
+    present = set(keys)
+    if not _REQUIRED_KEYS <= present:
+        for key in _REQUIRED:
+            if key not in present:
+                raise ParseError("Missing header " + _PRETTY[key])
+    repeated = len(keys) - len(present)     # lines whose header came on an earlier line
+    if repeated:
+        if "via" in present:    # the usual repeated header: a response's Vias
+            repeated -= keys.count("via") - 1
+        if repeated:
+            for key in _SINGLE:
+                if key in present and keys.count(key) > 1:
+                    raise ParseError(f"Multiple {_PRETTY[key]} header fields")
+
+    msg._lines = lines
+    msg._keys = keys
+    msg._folded = folded
+    # the values read below: ``lines[i][len(heads[i]):]``, LWS-stripped (unfolded when folded)
+    # RFC 3261 20.14, 18.3: the body must hold at least Content-Length octets
+    if "content-length" in present:
+        i = keys.index("content-length")
+        value = lines[i][len(heads[i]):].strip(WSP)
+        if folded:
+            value = msg._value(i)
+        body_end = _SMALL_UINTS.get(value)
+        if body_end is None:
+            body_end = parse_uint(value, "Content-Length", 2 ** 31 - 1)
+        body_end += body_start
+        if body_end > n:
+            raise ParseError("body shorter than Content-Length")
+    else:
+        body_end = n
+    msg.body = body = data[body_start:body_end]
+    msg._clen_body = body if "content-length" in present else None   # see _header_text
+    msg._src = data
+    msg._start = start
+    msg._end = body_end
+    msg._edited = False
+    msg._vias = None
+
+    # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
+    i = keys.index("cseq")
+    value = lines[i][len(heads[i]):].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    cseq = _CSEQS.get(value)
+    if cseq is None:
+        cseq = _cseq_of(value)
+    msg._cseq = cseq
+    if method is not None and cseq.method != method:
+        raise ParseError("CSeq method does not match the request method")
+    # RFC 3261 20.22: Max-Forwards 0-255 (4475 scalar02)
+    if "max-forwards" in present:
+        i = keys.index("max-forwards")
+        value = lines[i][len(heads[i]):].strip(WSP)
+        if folded:
+            value = msg._value(i)
+        mf = _SMALL_UINTS.get(value)
+        msg._max_forwards = mf if mf is not None else parse_uint(value, "Max-Forwards", 255)
+    else:
+        msg._max_forwards = None
+    # RFC 3261 25.1: callid = word [ "@" word ]  (checked: non-empty, no LWS)
+    i = keys.index("call-id")
+    value = lines[i][len(heads[i]):].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    if not value or " " in value or "\t" in value:
+        raise ParseError("malformed Call-ID")
+    msg._call_id = value
+    # the top Via line, and in requests From, To and every Contact, parsed now and cached
+    # (responses: when read, see the module docstring)
+    vals = msg._vals = [None] * len(keys)
+    i = keys.index("via")
+    value = lines[i][len(heads[i]):].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    p = vals[i] = parse_vias(value)
+    msg._top_via = p[0]
+    watched = msg._watched = [p]
+    if method is None:
+        msg._from = msg._to = msg._contacts = None
+    else:
+        i = keys.index("from")
+        value = lines[i][len(heads[i]):].strip(WSP)
+        if folded:
+            value = msg._value(i)
+        p = vals[i] = [parse_name_addr(value)]
+        msg._from = p[0]
+        watched.append(p)
+        i = keys.index("to")
+        value = lines[i][len(heads[i]):].strip(WSP)
+        if folded:
+            value = msg._value(i)
+        p = vals[i] = [parse_name_addr(value)]
+        msg._to = p[0]
+        watched.append(p)
+        if "contact" in present:
+            if keys.count("contact") == 1:
+                i = keys.index("contact")
+                value = lines[i][len(heads[i]):].strip(WSP)
+                if folded:
+                    value = msg._value(i)
+                if value == "*":
+                    msg._contacts = "*"
+                else:
+                    p = vals[i] = parse_name_addr_list(value)
+                    watched.append(p)
+                    msg._contacts = list(p)
+            else:
+                contacts = []
+                for i in range(keys.index("contact"), len(keys)):
+                    if keys[i] == "contact":
+                        value = lines[i][len(heads[i]):].strip(WSP)
+                        if folded:
+                            value = msg._value(i)
+                        if value == "*":
+                            raise ParseError("Contact: * mixed with other contacts")
+                        p = vals[i] = parse_name_addr_list(value)
+                        watched.append(p)
+                        contacts.extend(p)
+                msg._contacts = contacts
+        else:
+            msg._contacts = []
+    if "date" in present and not is_sip_date(msg._value(keys.index("date"))):
+        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
+    return msg
+
+
+def _index_lines(lines):
+    """parse()'s header lines the long way: ``(lines, keys, heads, folded)``, a folded line
+    joined to the line it continues (its CRLFs kept), ``heads[i]`` the text of line ``i`` up to
+    and with its colon, ``folded`` whether some line was."""
+    out = []
+    keys = []
+    heads = []
+    folded = False
+    for line in lines:
+        c = line[:1]
+        if c == " " or c == "\t":
+            if not out:
                 raise ParseError("continuation line after the start line")
-            prev.raw = prev.raw + "\r\n" + line
-            v = line.strip(WSP)
-            if v:
-                prev.value = prev.value + " " + v if prev.value else v
+            out[-1] = out[-1] + "\r\n" + line
+            folded = True
             continue
         name, colon, value = line.partition(":")
         key = _CANON_EXACT.get(name)
         if key is None or not colon:
             if not colon or not name:
                 raise ParseError(f"malformed header line {line[:40]!r}")
+            head = name + ":"
             if name[-1] in WSP:
                 name = name.rstrip(WSP)
             lname = name.lower()
@@ -744,95 +973,29 @@ def parse(data):
                 if not name or name.strip(TOKEN_CHARS):
                     raise ParseError(f"bad header name {name[:40]!r}")
                 key = lname
-        prev = HeaderField(name, key, value.strip(WSP), line)
-        headers.append(prev)
-        first = index.setdefault(key, prev)
-        if first is not prev:
-            if multi is None:
-                multi = {}
-            lst = multi.get(key)
-            if lst is None:
-                multi[key] = [first, prev]
-            else:
-                lst.append(prev)
-
-    first = lines[0]
-    if first[:4].upper() == "SIP/":
-        msg = _parse_status_line(first)
-        method = None
-    else:
-        msg = _parse_request_line(first)
-        method = msg.method
-
-    if not _REQUIRED_KEYS <= index.keys():
-        for key in _REQUIRED:
-            if key not in index:
-                raise ParseError("Missing header " + _PRETTY[key])
-    if multi is not None:   # some header appears on several lines
-        for key in _SINGLE:
-            if key in multi:
-                raise ParseError(f"Multiple {_PRETTY[key]} header fields")
-
-    # RFC 3261 20.14, 18.3: the body must hold at least Content-Length octets
-    f = index.get("content-length")
-    if f is not None:
-        body_end = body_start + parse_uint(f.value, "Content-Length", 2 ** 31 - 1)
-        if body_end > n:
-            raise ParseError("body shorter than Content-Length")
-    else:
-        body_end = n
-
-    msg.headers = headers
-    msg.body = data[body_start:body_end]
-    msg._src = data
-    msg._start = start
-    msg._end = body_end
-    msg._edited = False
-    msg._index = index
-    msg._multi = multi
-    msg._vias = msg._contacts = None
-
-    # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
-    cseq = msg._cseq = CSeq.parse(index["cseq"].value)
-    if method is not None and cseq.method != method:
-        raise ParseError("CSeq method does not match the request method")
-    # RFC 3261 20.22: Max-Forwards 0-255 (4475 scalar02)
-    f = index.get("max-forwards")
-    msg._max_forwards = None if f is None else parse_uint(f.value, "Max-Forwards", 255)
-    # RFC 3261 25.1: callid = word [ "@" word ]  (checked: non-empty, no LWS)
-    callid = index["call-id"].value
-    if not callid or " " in callid or "\t" in callid:
-        raise ParseError("malformed Call-ID")
-    msg._top_via = _parsed(index["via"])[0]
-    if method is None:      # a response: From, To and Contact when read (module docstring)
-        msg._from = msg._to = None
-    else:
-        _check_request_fields(msg, index, multi)
-    f = index.get("date")
-    if f is not None and not is_sip_date(f.value):
-        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
-    return msg
-
-
-def _check_request_fields(msg, index, multi):
-    """parse() of a request: From, To and every Contact, parsed now (and cached)."""
-    f = index["from"]
-    f.parsed = [parse_name_addr(f.value)]
-    msg._from = f.parsed[0]
-    f = index["to"]
-    f.parsed = [parse_name_addr(f.value)]
-    msg._to = f.parsed[0]
-    f = index.get("contact")
-    if f is not None:
-        lst = multi.get("contact") if multi is not None else None
-        if lst is None:
-            if f.value != "*":
-                _parsed(f)
         else:
-            for f in lst:
-                if f.value == "*":
-                    raise ParseError("Contact: * mixed with other contacts")
-                _parsed(f)
+            head = name + ":"
+        out.append(line)
+        keys.append(key)
+        heads.append(head)
+    return out, keys, heads, folded
+
+
+def _cseq_of(value):
+    """CSeq.parse, remembered: CSeq objects are read-only and the same few values come back
+    (``1 INVITE``, ``2 BYE``) on every dialog."""
+    c = _CSEQS.get(value)
+    if c is None:
+        c = CSeq.parse(value)
+        if len(_CSEQS) >= _CSEQS_MAX:
+            _CSEQS.clear()
+        _CSEQS[value] = c
+    return c
+
+
+def _max_forwards(value):
+    n = _SMALL_UINTS.get(value)
+    return n if n is not None else parse_uint(value, "Max-Forwards", 255)
 
 
 # RFC 3261 25.1
@@ -848,11 +1011,15 @@ def _parse_request_line(line):
     if len(parts) != 3:
         raise ParseError("malformed Request-Line")
     method, ruri, version = parts
-    if not method or method.strip(TOKEN_CHARS):
+    if method not in _METHODS and (not method or method.strip(TOKEN_CHARS)):
         raise ParseError(f"bad method {method[:40]!r}")
-    _check_version(version)
-    colon = ruri.find(":")
-    scheme = ruri[:colon].lower() if colon > 0 else ""
+    if version != "SIP/2.0":
+        _check_version(version)
+    if ruri[:4] == "sip:":
+        scheme = "sip"
+    else:
+        colon = ruri.find(":")
+        scheme = ruri[:colon].lower() if colon > 0 else ""
     uri = None
     if scheme == "sip" or scheme == "sips" or scheme == "tel":
         uri = URI.parse(ruri)
@@ -880,15 +1047,15 @@ def _parse_status_line(line):
     if sp < 0:
         raise ParseError("malformed Status-Line")
     version = line[:sp]
-    _check_version(version)
-    code = line[sp + 1:sp + 4]
+    if version != "SIP/2.0":
+        _check_version(version)
+    status = _STATUS_CODES.get(line[sp + 1:sp + 4])
     tail = line[sp + 4:]
-    if (len(code) != 3 or code.strip(DIGITS) or code[0] not in "123456"
-            or (tail and tail[0] != " ")):
+    if status is None or (tail and tail[0] != " "):
         raise ParseError("bad status code")
     resp = Response.__new__(Response)
     resp.version = version
-    resp._status = int(code)
+    resp._status = status
     resp._reason = tail[1:]
     return resp
 
@@ -975,23 +1142,31 @@ def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
     To (adding ``;tag=to_tag`` when given and the To has no tag yet), Call-ID and CSeq, as
     they are (Via edits such as ``received`` included); then ``headers`` ((name, value) pairs);
     Content-Length is set from ``body``."""
-    request._sync()
-    fields = []
-    for f in request.headers:
-        k = f.key
-        if k in _RESPONSE_COPY:
-            if k == "to" and to_tag is not None and _parsed(f)[0].tag is None:
-                fields.append(HeaderField(f.name, "to", f.value + ";tag=" + to_tag))
-            else:
-                fields.append(HeaderField(f.name, k, f.value, f.raw))
+    lines = _response_lines(request, to_tag)
+    keys = [k for k in request._keys if k in _RESPONSE_COPY]
     for name, value in headers:
-        fields.append(_new_field(name, value))
+        key, line = _checked_line(name, value)
+        lines.append(line)
+        keys.append(key)
     resp = Response.__new__(Response)
     resp.version = "SIP/2.0"
     resp.status = status
     resp.reason = reason
-    resp._init_fields(fields, body)
+    resp._init_lines(lines, keys, body, request._folded)
     return resp
+
+
+def _response_lines(request, to_tag):
+    """The lines a response copies from ``request`` (RFC 3261 8.2.6.2)."""
+    if request._watched:
+        request._sync()
+    keys = request._keys
+    lines = [line for line, k in zip(request._lines, keys) if k in _RESPONSE_COPY]
+    if to_tag is not None and "to" in keys and request.to.tag is None:
+        i = keys.index("to")
+        lines[lines.index(request._lines[i])] = (request._name(i) + ": " + request._value(i)
+                                                 + ";tag=" + to_tag)
+    return lines
 
 
 def response_bytes(request, status, reason, to_tag=None, headers=(), body=b""):
@@ -1001,29 +1176,18 @@ def response_bytes(request, status, reason, to_tag=None, headers=(), body=b""):
         raise ValueError(f"bad status code {status!r}")
     if "\r" in reason or "\n" in reason:
         raise ValueError(f"CR or LF in reason phrase {reason!r}")
-    request._sync()
-    lines = [f"SIP/2.0 {status} {reason}"]
-    for f in request.headers:
-        k = f.key
-        if k in _RESPONSE_COPY:
-            if k == "to" and to_tag is not None and _parsed(f)[0].tag is None:
-                lines.append(f.name + ": " + f.value + ";tag=" + to_tag)
-            else:
-                raw = f.raw
-                lines.append(raw if raw is not None else f.name + ": " + f.value)
+    lines = _response_lines(request, to_tag)
     clen = str(len(body))
     seen_cl = False
     for name, value in headers:
-        f = _new_field(name, value)
-        if f.key == "content-length":   # as to_bytes: the first one, with the right value
+        key, line = _checked_line(name, value)
+        if key == "content-length":     # as to_bytes: the first one, with the right value
             if seen_cl:
                 continue
             seen_cl = True
-            lines.append(f.name + ": " + clen)
-        else:
-            lines.append(f.name + ": " + f.value)
+            line = line[:line.find(":")] + ": " + clen
+        lines.append(line)
     if not seen_cl:
         lines.append("Content-Length: " + clen)
-    lines.append("")
-    lines.append("")
-    return "\r\n".join(lines).encode("latin-1") + body
+    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode(
+        "latin-1") + body

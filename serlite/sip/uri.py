@@ -10,9 +10,10 @@ attributes.
 """
 
 from .errors import ParseError
-from .grammar import (DIGITS, HOSTNAME_CHARS, PARAM_CHARS, PASSWORD_CHARS, URI_HEADERS_CHARS,
-                      USER_CHARS, check_escapes, find_param, is_host, is_scheme, params_text,
-                      parse_port, remove_param, set_param, unescape)
+from .grammar import (DIGITS, HOSTNAME_CHARS, PARAM_CHARS, PASSWORD_CHARS, PORTS,
+                      URI_HEADERS_CHARS, USER_CHARS, USUAL_PARAMS, check_escapes, find_param,
+                      is_host, is_scheme, params_text, parse_port, remove_param, set_param,
+                      unescape)
 
 __all__ = ["URI", "unescape"]
 
@@ -26,6 +27,11 @@ _TEL_SEPARATORS = str.maketrans("", "", "-.()")
 # RFC 3261 19.1.4: these uri-parameters make URIs differ when present in only one of them
 # ("transport" too, as the section's own examples require).
 _MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
+
+# URI.parse: a sip/sips URI's text -> its parts (immutable), for the next time it comes: the
+# R-URIs, Contacts and Routes of a home router's few phones come back on every message
+_PARSED = {}
+_PARSED_MAX = 256
 
 
 class URI:
@@ -65,6 +71,13 @@ class URI:
     def parse(cls, text):
         """Parse ``text``; ParseError(416) for a scheme other than sip/sips/tel, ParseError(400)
         when malformed."""
+        known = _PARSED.get(text)
+        if known is not None:      # parsed before: a new URI of the same parts
+            u = cls.__new__(cls)
+            (u.scheme, u._scheme_raw, u.user, u.password, u.headers, params, u._host_raw,
+             u.host, u._port_raw, u.port) = known
+            u.params = list(params)
+            return u
         scheme_raw, colon, rest = text.partition(":")
         if not colon:
             scheme_raw = ""
@@ -89,21 +102,27 @@ class URI:
                     raise ParseError(f"bad password in URI {text[:60]!r}")
             else:
                 password = None
-            if not user or user.strip(USER_CHARS) or ("%" in user and not check_escapes(user)):
+            if not (user.isalnum() and user.isascii()) and (
+                    not user or user.strip(USER_CHARS)
+                    or ("%" in user and not check_escapes(user))):
                 raise ParseError(f"bad user part in URI {text[:60]!r}")
         else:
             user = password = None
         u.user = user
         u.password = password
-        rest, q, headers = rest.partition("?")
-        if q:
+        if "?" in rest:
+            rest, q, headers = rest.partition("?")
             if headers.strip(URI_HEADERS_CHARS) or not check_escapes(headers):
                 raise ParseError(f"bad headers in URI {text[:60]!r}")
         else:
             headers = None
         u.headers = headers
-        hostport, semi, param_part = rest.partition(";")
-        u.params = _parse_uri_params(param_part, text) if semi else []
+        if ";" in rest:
+            hostport, semi, param_part = rest.partition(";")
+            u.params = _parse_uri_params(param_part, text)
+        else:
+            hostport = rest
+            u.params = []
         if hostport[:1] == "[":
             rb = hostport.find("]") + 1
             host = hostport[:rb] if rb else hostport
@@ -120,7 +139,15 @@ class URI:
         u._host_raw = host
         u.host = host.lower()
         u._port_raw = port
-        u.port = None if port is None else parse_port(port)
+        if port is None:
+            u.port = None
+        else:
+            number = PORTS.get(port)
+            u.port = number if number is not None else parse_port(port)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = (scheme, scheme_raw, user, password, headers, tuple(u.params), host,
+                         u.host, port, u.port)
         return u
 
     # RFC 3966 3
@@ -273,9 +300,11 @@ def _parse_uri_params(text, uri_text):
         name, eq, value = p.partition("=")
         if not eq:
             value = None
-        elif value.strip(PARAM_CHARS) or (escapes and not check_escapes(value)):
+        elif not (value.isalnum() and value.isascii()) and (
+                value.strip(PARAM_CHARS) or (escapes and not check_escapes(value))):
             raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
-        if not name or name.strip(PARAM_CHARS) or (escapes and not check_escapes(name)):
+        if name not in USUAL_PARAMS and (
+                not name or name.strip(PARAM_CHARS) or (escapes and not check_escapes(name))):
             raise ParseError(f"bad parameter in URI {uri_text[:60]!r}")
         params.append((name, value))
     return params

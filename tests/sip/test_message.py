@@ -390,3 +390,74 @@ def test_frame_then_parse_a_stream_cut_anywhere():
             "a84b4c76e66710@pc33.atlanta.example.com",
             "3d9485ad0c49859b@Zmx1ZmZ5LW1hYy0xNi5sb2NhbA..", "wsinv.ndaksdj@192.0.2.1"]
         assert not buf
+
+
+# -- the header index after edits -----------------------------------------------------------------
+
+def test_cached_values_follow_edits_of_other_headers():
+    m = parse(INVITE)
+    m.set_header("Max-Forwards", "10")           # forgets Max-Forwards only
+    assert (m.max_forwards, m.cseq.number, m.call_id) == (10, 314159,
+                                                          "a84b4c76e66710@pc33.atlanta.example.com")
+    m.set_header("CSeq", "7 INVITE")
+    m.set_header("Call-ID", "other")
+    assert (m.cseq.number, m.call_id, m.top_via.branch) == (7, "other", "z9hG4bK776asdhds")
+    m.remove_first_value("Via")
+    assert m.top_via.branch == "z9hG4bK1" and [v.branch for v in m.vias] == ["z9hG4bK1",
+                                                                               "z9hG4bK2"]
+
+
+def test_folded_lines_read_unfolded_and_are_sent_as_they_came():
+    data = INVITE.replace(b"Content-Type: text/plain\r\n",
+                          b"Subject: a\r\n  folded\r\n\tsubject\r\nContent-Type: text/plain\r\n")
+    data = data.replace(b"CSeq: 314159 INVITE", b"CSeq:\r\n 314159\r\n INVITE")
+    m = parse(data)
+    assert m.get("Subject") == "a folded subject" and m.cseq.number == 314159
+    assert m.headers[-3].value == "a folded subject"
+    m.set_header("Max-Forwards", "69")
+    out = m.to_bytes()
+    assert b"\r\nSubject: a\r\n  folded\r\n\tsubject\r\n" in out
+    assert b"\r\nCSeq:\r\n 314159\r\n INVITE\r\n" in out
+    assert parse(out).get("Subject") == "a folded subject"
+    m.remove_first_value("Subject")
+    assert b"Subject" not in m.to_bytes()
+
+
+def test_content_length_follows_the_body():
+    m = parse(INVITE)
+    m.body = b"longer body"                  # assigned, not set_body: still sent right
+    m.set_header("Max-Forwards", "1")
+    assert b"\r\nl: 11\r\n" in m.to_bytes() and m.to_bytes().endswith(b"\r\n\r\nlonger body")
+    m = parse(INVITE)
+    m.add_header("Content-Length", "5")      # a second one: the first counts, once
+    out = m.to_bytes()
+    assert out.count(b"Content-Length") == 0 and out.count(b"\r\nl: 5\r\n") == 1
+    m = parse(INVITE.replace(b"l: 5\r\n", b""))
+    m.set_header("Max-Forwards", "1")
+    assert b"\r\nContent-Length: 5\r\n\r\nhello" in m.to_bytes()
+
+
+def test_headers_is_a_view_with_the_parsed_values():
+    m = parse(INVITE)
+    m.top_via.set_param("received", "192.0.2.1")
+    via = m.headers[0]
+    assert (via.name, via.key) == ("Via", "via") and via.parsed[0] is m.top_via
+    assert via.value.endswith(";received=192.0.2.1") and via.line() == "Via: " + via.value
+    assert [f.name for f in m.headers][:3] == ["Via", "v", "Max-Forwards"]
+
+
+def test_header_values_parsed_again_are_new_objects():
+    m1, m2 = parse(INVITE), parse(INVITE)
+    m1.top_via.set_param("received", "192.0.2.9")
+    m1.from_.set_param("tag", "changed")
+    m1.contacts[0].uri = URI.parse("sip:x@192.0.2.7")
+    assert m2.top_via is not m1.top_via and m2.top_via.received is None
+    assert m2.from_.tag == "1928301774" and m2.contacts[0].uri.user == "alice"
+    assert parse(INVITE).to_bytes() == INVITE
+    via = Via.parse("SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds")
+    assert (via.protocol, via.transport, via.host, via.port) == (
+        "SIP/2.0/UDP", "UDP", "pc33.atlanta.example.com", None)
+    for bad in ("SIP/2.0/UDP pc33 atlanta;branch=x", "SIP/2.0/UDP pc33:99999;branch=x"):
+        for _ in range(2):      # refused every time, not only the first
+            with pytest.raises(ParseError):
+                Via.parse(bad)

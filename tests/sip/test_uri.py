@@ -148,3 +148,18 @@ def test_equals_other_rules():
     assert URI.parse("sip:a:pw@b").equals("sip:a:%70w@b")
     assert not URI.parse("sip:a:pw@b").equals("sip:a:PW@b")
     assert not URI.parse("sip:a@b").equals("http://a@b")
+
+
+def test_a_uri_parsed_again_is_a_new_object():
+    text = "sip:carol@Chicago.com:5070;transport=tcp;lr?subject=x"
+    a = URI.parse(text)
+    a.set_param("maddr", "10.0.0.1")
+    a.host = "example.org"
+    a.port = 1
+    b = URI.parse(text)         # the same text again: parsed parts remembered, not the object
+    assert b is not a and str(b) == text and b.params == [("transport", "tcp"), ("lr", None)]
+    assert (b.user, b.host, b.port, b.headers) == ("carol", "chicago.com", 5070, "subject=x")
+    with pytest.raises(ParseError):
+        URI.parse("sip:carol@chicago .com")
+    with pytest.raises(ParseError):
+        URI.parse("sip:carol@chicago .com")
