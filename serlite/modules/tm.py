@@ -93,6 +93,7 @@ class Tm(Module):
         self.due = []
         self._due_seq = itertools.count()
         self._wakeup = None         # the loop Timer due at self.due[0]
+        self._keyed = (None, None)  # the last request and its server_key (_server_key)
         self.unanswered = 0         # server transactions with no final response yet
         self._branch_prefix = ""
         self._branch_seq = 0
@@ -116,14 +117,15 @@ class Tm(Module):
         pushed again only when its deadline moves earlier: most state changes cost nothing
         here.  Entries of a transaction whose deadline moved or that ended stay in the heap
         until their time and are skipped then (``tx.due`` no longer matches)."""
-        if tx.terminated:
+        if tx.state == "terminated":
             tx.due = None
             self._forget(tx)
             return
-        when = tx.next_deadline()
-        if when is None:
+        d = tx.deadlines        # (next_deadline() inline: this runs after every step)
+        if not d:
             tx.due = None
             return
+        when = min(d[1::2])
         if tx.due is not None and tx.due <= when:
             return
         tx.due = when
@@ -191,7 +193,7 @@ class Tm(Module):
         msg = ctx.msg
         if msg.method == "CANCEL":
             return False
-        st = self.table.server.get(server_key(msg))
+        st = self.table.server.get(self._server_key(msg))
         if st is None:
             return False
         if msg.method == "ACK":
@@ -213,9 +215,19 @@ class Tm(Module):
         elif action == "timeout":
             log.debug(f"no ACK for transaction {st.key}")
 
+    def _server_key(self, msg):
+        """server_key(msg), made once per request: absorb() asks before the script runs and
+        t_relay/t_reply after, for the same message."""
+        keyed = self._keyed
+        if keyed[0] is msg:
+            return keyed[1]
+        key = server_key(msg)
+        self._keyed = (msg, key)
+        return key
+
     def _new_server(self, ctx):
         msg = ctx.msg
-        key = server_key(msg)
+        key = self._server_key(msg)
         st = self.table.server.get(key)
         if st is not None:
             return st, False

@@ -70,7 +70,13 @@ class Transaction:
         the state machine has no row for."""
         timers, io, self.state = self.rows[(self.state, event)]
         for kind, name in timers:
-            self._timer_action(kind, name, now)
+            if kind == "stop":      # the most frequent operation, inline
+                d = self.deadlines
+                if name in d:
+                    i = d.index(name)
+                    del d[i:i + 2]
+            else:
+                self._timer_action(kind, name, now)
         if self.state == "terminated":
             self.deadlines.clear()
         return list(io)
@@ -93,20 +99,20 @@ class Transaction:
             out += self.step(name, now)
         return out
 
+    # A name is a str and a deadline a float: ``in``/``index`` on the flat list only ever
+    # match a name.
     def _arm(self, name, delay, now):
         d = self.deadlines
-        for i in range(0, len(d), 2):
-            if d[i] == name:
-                d[i + 1] = now + delay
-                return
-        d += (name, now + delay)
+        if name in d:
+            d[d.index(name) + 1] = now + delay
+        else:
+            d += (name, now + delay)
 
     def _stop(self, name):
         d = self.deadlines
-        for i in range(0, len(d), 2):
-            if d[i] == name:
-                del d[i:i + 2]
-                return
+        if name in d:
+            i = d.index(name)
+            del d[i:i + 2]
 
     def _timer_action(self, kind, name, now):
         if kind == "stop":
