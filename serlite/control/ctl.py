@@ -363,7 +363,8 @@ def _show_version(r, io):
 
 
 def _show_stats(r, io):
-    io.out(f"uptime {_duration(r['uptime'])}, {r['transactions']} transactions, "
+    io.out(f"uptime {_duration(r['uptime'])}, {r['transactions']} transactions "
+           f"({r.get('unanswered', 0)} waiting for an answer), "
            f"{r['registered_contacts']} contacts of {r['registered_aors']} AORs registered")
     for title, table in (("requests received", r["requests_in"]),
                          ("requests sent", r["requests_out"]),
