@@ -103,6 +103,7 @@ class Bench:
         self.servers = {}
         self._uas = []
         self.phase_no = 0
+        self.waited = 0.0       # seconds ready() spent waiting for requests to time out
         self.results = {"params": {k: v for k, v in vars(params).items()},
                         "fixed": {}, "tail": {}, "search": {}, "memory": {}, "startup": {},
                         "idle": {}, "overload": {}, "servers": {}, "profile": None}
@@ -169,16 +170,19 @@ class Bench:
         else:
             return False
         if isinstance(server, Serlite):
-            deadline = time.monotonic() + UNANSWERED_WAIT
+            t0 = time.monotonic()
+            deadline = t0 + UNANSWERED_WAIT
             waited = False
             while (server.ctl("stats") or {}).get("unanswered", 0) > UNANSWERED_MAX:
                 if time.monotonic() > deadline:
+                    self.waited += time.monotonic() - t0
                     return False
                 if not waited:
                     log(f"  (serlite: waiting up to {UNANSWERED_WAIT:.0f} s for the requests "
                         f"of the last phase to time out)")
                     waited = True
                 time.sleep(0.5)
+            self.waited += time.monotonic() - t0
         return True
 
     # -- a phase --------------------------------------------------------------------------------
@@ -302,17 +306,24 @@ class Bench:
         bound = False
         rate = start
         deadline = time.monotonic() + P.search_budget
+        waited0 = self.waited
+
+        def left():
+            """Seconds of the search's budget left; waiting for a failed step's requests to
+            time out (``ready``) does not count."""
+            return deadline + (self.waited - waited0) - time.monotonic()
+
         retried = False
         cap = REG_CAP if kind == "register" else CALL_CAP
         secs = P.reg_step_secs if kind == "register" else P.step_secs
         capped = False
-        while len(steps) < P.max_steps and time.monotonic() < deadline:
+        while len(steps) < P.max_steps and left() > 0:
             r = self.phase(name, kind, rate, secs)
             steps.append(r)
             if not r["ok"] and r["client_bound"] and best is not None:
                 bound = True        # sipp could not offer the rate: the server was not the limit
                 break
-            if not r["ok"] and not retried and time.monotonic() < deadline:
+            if not r["ok"] and not retried and left() > 0:
                 # one failure may be the machine's noise (other processes): the same rate again
                 retried = True
                 log("  (once more at the same rate)")
@@ -338,7 +349,7 @@ class Bench:
                 if rate < 10:
                     break
         if best is not None and fail is not None and not bound and \
-                time.monotonic() < deadline + P.step_secs and fail > best * 1.15:
+                left() > -P.step_secs and fail > best * 1.15:
             mid = int(math.sqrt(best * fail))
             r = self.phase(name, kind, mid, secs)
             steps.append(r)
