@@ -15,6 +15,7 @@ from .sip.message import frame
 
 UDP_MAX = 65535
 RECV_BATCH = 64            # datagrams read per wake-up: batch work, but stay fair to TCP/timers
+_UDP_SOURCES_MAX = 1024    # peer addresses whose Source is kept (see Transport._udp_sources)
 UDP_RCVBUF = 512 * 1024    # room for a burst while the loop is busy (Kamailio's default too)
 
 
@@ -128,6 +129,9 @@ class Transport:
         self.idle_timeout = idle_timeout
         self.listeners = []
         self.connections = {}        # (ip, port) -> TcpConnection
+        # Listener -> {peer address: Source}: a phone sends every datagram from the same
+        # address, so its Source is made once (Sources are never changed once made)
+        self._udp_sources = {}
         self._sweep = None
 
     # -- set-up -----------------------------------------------------------------------------
@@ -163,6 +167,7 @@ class Transport:
             self.loop.remove_reader(lst.sock.fileno())
             lst.sock.close()
         self.listeners = []
+        self._udp_sources = {}
 
     def listener_for(self, proto, family):
         for lst in self.listeners:
@@ -173,6 +178,9 @@ class Transport:
     # -- UDP --------------------------------------------------------------------------------
     def _read_udp(self, listener):
         recv = listener.sock.recvfrom
+        sources = self._udp_sources.get(listener)
+        if sources is None:
+            sources = self._udp_sources[listener] = {}
         for _ in range(RECV_BATCH):
             try:
                 data, addr = recv(UDP_MAX)
@@ -183,7 +191,12 @@ class Transport:
                 continue
             if len(data) < 4:   # keepalive pings (CRLF, 4-byte NAT pings): nothing to route
                 continue
-            self.on_message(data, Source("udp", addr[0], addr[1], listener))
+            source = sources.get(addr)
+            if source is None:
+                if len(sources) >= _UDP_SOURCES_MAX:
+                    sources.clear()     # bounded: a flood from many addresses costs no memory
+                source = sources[addr] = Source("udp", addr[0], addr[1], listener)
+            self.on_message(data, source)
 
     # -- TCP --------------------------------------------------------------------------------
     def _accept(self, listener):

@@ -25,12 +25,12 @@ class Maxfwd(Module):
         msg = ctx.msg
         value = msg.max_forwards
         if value is None:
-            msg.set_header("Max-Forwards", str(limit))
+            msg.set_max_forwards(limit)
             return 1
         if value == 0:
             return -1
         if value > limit:
-            msg.set_header("Max-Forwards", str(limit))
+            msg.set_max_forwards(limit)
         return 1
 
 

@@ -12,7 +12,7 @@ class Rr(Module):
         super().__init__(params)
         self._lr = ";lr=on" if params["enable_full_rr"] else ";lr"
         self._append_fromtag = bool(params["append_fromtag"])
-        self._prefixes = {}     # Listener -> "<sip:host:port;transport=..;lr" (built once)
+        self._prefixes = {}     # Listener -> "Record-Route: <sip:host:port;transport=..;lr"
 
     def _ftag(self, ctx):
         if not self._append_fromtag:
@@ -27,8 +27,11 @@ class Rr(Module):
         prefix = self._prefixes.get(local)
         if prefix is None:
             transport = ";transport=tcp" if local.proto == "tcp" else ""
-            prefix = self._prefixes[local] = f"<sip:{local.host}:{local.port}{transport}{self._lr}"
-        ctx.msg.add_header("Record-Route", prefix + self._ftag(ctx) + ">", top=True)
+            prefix = self._prefixes[local] = (
+                f"Record-Route: <sip:{local.host}:{local.port}{transport}{self._lr}")
+        # our address, and the From tag as parse() took it (a token, no LWS, no CR/LF): a
+        # line that needs none of add_header's checks
+        ctx.msg.add_trusted_line("record-route", prefix + self._ftag(ctx) + ">", top=True)
         return 1
 
     def record_route_preset(self, ctx, address):

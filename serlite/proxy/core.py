@@ -12,7 +12,7 @@ from binascii import crc32
 from .. import log
 from ..modules.export import ONREPLY_ROUTE
 from ..sip.errors import ParseError
-from ..sip.message import Request, parse, response_bytes
+from ..sip.message import Request, checked_line, parse, response_bytes
 from ..sip.uri import URI
 from . import forward
 from .context import Context
@@ -38,6 +38,7 @@ class Core:
         self.source_filters = []        # callables(source) -> True to drop before parsing
         self._myself = {}               # (host, port) -> is_myself's answer, see is_myself
         self.response_handlers = {}     # Via branch prefix -> callable(msg, source)
+        self._server_line = (None, ())  # (server_header, its checked line): _server_lines
 
     def add_source_filter(self, check):
         """``check(source)`` runs for every message before it is parsed; True drops it (pike
@@ -261,10 +262,24 @@ class Core:
         """A response to ``msg``; ``headers`` are (name, value) pairs."""
         if to_tag is None and status > 100 and msg.to.tag is None:
             to_tag = self.local_to_tag(msg)
-        headers = list(headers)
-        if self.server_header:
-            headers.append(self.server_header)
-        return response_bytes(msg, status, reason, to_tag, headers, body)
+        return response_bytes(msg, status, reason, to_tag, headers, body,
+                              self._server_lines())
+
+    def _server_lines(self):
+        """The Server line every reply of ours ends with, checked once for each value of
+        ``server_header`` (the server sets it after start-up, from the config)."""
+        header = self.server_header
+        cached = self._server_line
+        if cached[0] is not header:
+            if not header:
+                lines = ()
+            else:
+                key, line = checked_line(*header)
+                # response_bytes writes Content-Length itself; a server_header naming it (a
+                # config mistake) is left out
+                lines = (line,) if key != "content-length" else ()
+            cached = self._server_line = (header, lines)
+        return cached[1]
 
     def reply(self, ctx, status, reason, headers=(), body=b""):
         """Answer the request of ``ctx`` statelessly (SER's sl_send_reply)."""

@@ -108,7 +108,7 @@ def prepare_request(msg, received_max_forwards):
     value the request came with (a failure_route relays the same request again).  Returns the
     request as bytes without its request line, for ``branch_bytes``."""
     mf = received_max_forwards
-    msg.set_header("Max-Forwards", str(DEFAULT_MAX_FORWARDS if mf is None else mf - 1))
+    msg.set_max_forwards(DEFAULT_MAX_FORWARDS if mf is None else mf - 1)
     return msg.headers_bytes()
 
 

@@ -245,6 +245,11 @@ def parse_generic_params(text):
     if " " not in text and '"' not in text and "\t" not in text and "<" not in text \
             and ">" not in text:
         # fast path: no LWS, no quoted string
+        if ";" not in text:     # one parameter: a Via's branch, a From's tag
+            name, eq, value = text.partition("=")
+            if name not in USUAL_PARAMS and (not name or name.strip(TOKEN_CHARS)):
+                raise ParseError(f"bad parameter {text[:40]!r}")
+            return [(name, value if eq else None)]
         for p in text.split(";"):
             name, eq, value = p.partition("=")
             if name not in USUAL_PARAMS and (not name or name.strip(TOKEN_CHARS)):

@@ -14,7 +14,7 @@ from .grammar import (HOSTNAME_CHARS, TOKEN_CHARS, WSP, find_param, is_host, is_
 from .uri import URI
 
 __all__ = ["Via", "parse_vias", "NameAddr", "parse_name_addr", "parse_name_addr_list", "CSeq",
-           "split_commas", "MAGIC_COOKIE"]
+           "split_commas", "MAGIC_COOKIE", "is_checked_name_addr"]
 
 # RFC 3261 8.1.1.7: branch IDs of RFC 3261 elements start with this cookie.
 MAGIC_COOKIE = "z9hG4bK"
@@ -430,6 +430,12 @@ def parse_name_addr(value):
         _NAME_ADDRS.clear()
     _NAME_ADDRS[s] = (display, uri_text, tuple(params), bracketed)
     return n
+
+
+def is_checked_name_addr(text):
+    """Whether ``text`` (LWS-stripped) was parsed by ``parse_name_addr`` lately, and so would
+    parse again: a message may leave it unparsed until it is read."""
+    return text in _NAME_ADDRS
 
 
 def _check_uri_text(t, bracketed):

@@ -13,7 +13,9 @@ CSeq; at most one To, From, Call-ID, CSeq, Max-Forwards and Content-Length line;
 against the body; CSeq (number < 2**31, method equal to the request's); Max-Forwards (0-255);
 Call-ID (non-empty, no LWS); the first Via header line; Date (rfc1123 GMT) when present; and in
 requests, From and To (name-addr syntax), every Contact (name-addr list or ``*``) and the
-Request-URI when it is sip/sips/tel (full URI syntax, no headers).
+Request-URI when it is sip/sips/tel (full URI syntax, no headers).  Text checked on an earlier
+message (a Request-Line, a single Contact value) passes without a second look and is parsed
+when read.
 
 Checked lazily, when the accessor is read (a ParseError there is answered with its status):
 ``Request.uri`` (416 for a scheme other than sip/sips/tel), ``vias`` (Via lines after the
@@ -23,14 +25,17 @@ first), ``expires`` (Expires header), ``NameAddr.expires``/``.q`` (Contact param
 rest on as it came (as SER does), so checking them up front would only cost time.
 """
 
+from itertools import compress
+
 from .errors import ParseError
 from .grammar import (DIGITS, TOKEN_CHARS, WSP, is_scheme, is_sip_date, parse_uint,
                       split_commas)
-from .headers import CSeq, parse_name_addr, parse_name_addr_list, parse_vias
+from .headers import (CSeq, Via, is_checked_name_addr, parse_name_addr, parse_name_addr_list,
+                      parse_vias)
 from .uri import URI
 
 __all__ = ["HeaderField", "Message", "Request", "Response", "parse", "frame", "is_keepalive",
-           "make_response", "response_bytes", "canonical_name"]
+           "make_response", "response_bytes", "canonical_name", "checked_line"]
 
 # RFC 3261 7.3.3 and the IANA SIP parameters registry: compact forms.
 _COMPACT = {
@@ -76,8 +81,13 @@ _MAX_EXPIRES = 2 ** 32 - 1
 _CACHED_KEYS = frozenset(("via", "from", "to", "cseq", "contact", "max-forwards", "call-id"))
 _REQUIRED_KEYS = frozenset(_REQUIRED)
 _UNREAD = -1        # Message._max_forwards before Max-Forwards was read
-# parse(): the text of a header line up to its colon, for the usual spellings -> key
-_KEY_OF_NAME_COLON = {name + ":": key for name, key in _CANON_EXACT.items()}
+# parse(): the text of a header line before its colon, for the usual spellings -> key
+_KEY_OF_NAME = dict(_CANON_EXACT)
+# parse(): whole header lines seen before -> key (only lines of the form "usual spelling,
+# colon, value"; bounded: emptied when full, as the other caches of parsed parts)
+_LINE_KEYS = {}
+_LINE_KEYS_MAX = 512
+_LINE_KEYS_LONGEST = 160     # so that the cache holds at most 80 kB of lines
 _SMALL_UINTS = {str(i): i for i in range(256)}    # Max-Forwards, most Content-Lengths
 _CSEQS = {}         # CSeq value -> CSeq, see _cseq_of
 _CSEQS_MAX = 512
@@ -125,7 +135,7 @@ class HeaderField:
         return f"HeaderField({self.line()!r})"
 
 
-def _checked_line(name, value):
+def checked_line(name, value):
     """``(key, line)`` for a header line we add; ValueError for what could not be sent
     safely."""
     key = _CANON_EXACT.get(name)    # a usual spelling is a token already
@@ -391,8 +401,11 @@ class Message:
         Service-Route, P-Asserted-Identity ...) as NameAddrs, parsed on first use and cached
         (so ``set_param`` on one is serialised)."""
         key = _CANON_EXACT.get(name) or canonical_name(name)
-        if key not in self._keys:
+        keys = self._keys
+        if key not in keys:
             return []
+        if keys.count(key) == 1:    # one line, the usual case
+            return list(self._parsed(keys.index(key)))
         out = []
         for i in self._positions(key):
             out.extend(self._parsed(i))
@@ -450,7 +463,14 @@ class Message:
         before the first existing line of the same header (either form), so it becomes the
         topmost value of that header (Via, Record-Route); at the very top of all header lines
         when there is none."""
-        key, line = _checked_line(name, value)
+        key, line = checked_line(name, value)
+        self.add_trusted_line(key, line, top)
+
+    def add_trusted_line(self, key, line, top=False):
+        """``add_header`` for a line the caller built from parts that cannot break it: our own
+        addresses and values parsed from this message (a Record-Route with the From tag), so
+        that the checks of ``checked_line`` are not paid for on every request.  ``key``: the
+        header's key (``canonical_name``)."""
         if top:
             keys = self._keys
             self._insert(keys.index(key) if key in keys else 0, key, line)
@@ -460,7 +480,7 @@ class Message:
 
     def insert_header(self, index, name, value):
         """Insert a header line at position ``index`` of ``headers``."""
-        key, line = _checked_line(name, value)
+        key, line = checked_line(name, value)
         self._insert(index, key, line)
         self._changed(key)
 
@@ -491,6 +511,22 @@ class Message:
             return None
         i = keys.index(key)
         p = self._vals[i]
+        watched = self._watched
+        if (len(watched) == 1 and watched[0] is p and len(p) == 1 and p[0]._raw is not None
+                and not self._edited):
+            # the usual case, a response's own Via going before it is relayed: the only
+            # parsed values are that line's, unchanged, and nothing else was edited
+            first = p[0]._raw
+            self._watched = []
+            self._cut_line(i)
+            if key == "via":
+                self._top_via = self._vias = None
+            else:
+                self._changed(key)
+                self._edited = False
+            return first
+        if watched and not self._edited:
+            self._sync()        # a value changed in place makes the message edited
         if p is not None:
             first = str(p[0])
             rest = p[1:]
@@ -505,15 +541,41 @@ class Message:
             rest = parts[1:]
             if rest:
                 self._lines[i] = self._name(i) + ": " + ", ".join(rest)
-        if not rest:
+        if rest:
+            self._changed(key)
+        elif self._edited or key == "content-length":
             self._delete(i)
-        self._changed(key)
+            self._changed(key)
+        else:
+            # the line goes from the received bytes: the message stays unedited, and sending
+            # it is one slice instead of joining and encoding every line again
+            self._cut_line(i)
+            self._changed(key)
+            self._edited = False
         return first
+
+    def _cut_line(self, i):
+        """Delete line ``i`` of an unedited message from its lines and its received bytes
+        (latin-1: a character is an octet, so the text's lengths are the bytes' offsets)."""
+        src = self._src
+        lines = self._lines
+        at = src.index(b"\r\n", self._start) + 2     # after the start line
+        if i:
+            at += sum(map(len, lines[:i])) + 2 * i
+        src = src[self._start:at] + src[at + len(lines[i]) + 2:self._end]
+        self._src = src
+        self._start = 0
+        self._end = len(src)
+        del lines[i]
+        del self._keys[i]
+        p = self._vals.pop(i)
+        if p is not None and self._watched:
+            self._unwatch(p)
 
     def set_header(self, name, value):
         """Replace every line of header ``name`` by one line ``name: value`` (at the place of
         the first one, or appended)."""
-        key, line = _checked_line(name, value)
+        key, line = checked_line(name, value)
         keys = self._keys
         if key not in keys:
             self._append(key, line)
@@ -529,6 +591,23 @@ class Message:
                     self._vals[i] = None
                     self._unwatch(p)
         self._changed(key)
+
+    def set_max_forwards(self, n):
+        """``set_header("Max-Forwards", str(n))`` for an int 0-255, at a third of the cost: a
+        proxy does it to every request it forwards (RFC 3261 16.6 step 3)."""
+        if type(n) is not int or not 0 <= n <= 255:
+            raise ValueError(f"bad Max-Forwards {n!r}")
+        keys = self._keys
+        line = "Max-Forwards: " + str(n)
+        if "max-forwards" not in keys:
+            self._append("max-forwards", line)
+        elif keys.count("max-forwards") > 1:
+            self.set_header("Max-Forwards", str(n))
+        else:
+            # the line's value is never parsed into ``_vals``: nothing to forget there
+            self._lines[keys.index("max-forwards")] = line
+        self._max_forwards = n
+        self._edited = True
 
     def set_body(self, body):
         """Replace the body and rewrite the Content-Length value (a Content-Length line is
@@ -750,7 +829,7 @@ def _lines_from(headers):
             keys.append(h.key)
             lines.append(h.line())
         else:
-            key, line = _checked_line(*h)
+            key, line = checked_line(*h)
             keys.append(key)
             lines.append(line)
     return lines, keys
@@ -791,22 +870,22 @@ def parse(data):
         raise ParseError("empty message" if start == n else "no end of the header section")
     head = data[start:hdr_end].decode("latin-1")
     lines = head.split("\r\n")
-    nl = len(lines) - 1
-    if head.count("\n") != nl or head.count("\r") != nl:
+    # a CR or LF left in a line is a bare one (RFC 3261 7: lines end with CRLF); joined, the
+    # lines are searched at memchr speed (counting CRs and LFs costs three times as much)
+    joined = "".join(lines)
+    if "\r" in joined or "\n" in joined:
         raise ParseError("bare CR or LF in the header section")
     first = lines[0]
     del lines[0]
 
-    # RFC 3261 7.3.1: header lines.  The usual case costs no Python loop: every line starts
-    # with a usual spelling of a known name and its colon (``heads``: each line up to its
-    # colon).  Anything else (a continuation line starting with SP/HTAB, LWS before the colon,
-    # another spelling, an extension header, a malformed line) takes the line-by-line way.
-    heads = [line[:line.find(":") + 1] for line in lines]
-    try:
-        keys = list(map(_KEY_OF_NAME_COLON.__getitem__, heads))
-        folded = False
-    except KeyError:
-        lines, keys, heads, folded = _index_lines(lines)
+    # RFC 3261 7.3.1: header lines.  A line seen before (the same text: a dialog's From, To
+    # and Call-ID, CSeq, Content-Length, a phone's Contact, a request's Via again in its
+    # responses) has its key remembered, so the usual message costs one lookup per line
+    # at C speed; the other lines are indexed by ``_new_line_keys``.
+    keys = list(map(_LINE_KEYS.get, lines))
+    folded = False
+    if None in keys and _new_line_keys(lines, keys) is None:
+        lines, keys, folded = _index_lines(lines)
 
     if first[:4] == "SIP/" or (first[:1] in "sS" and first[:4].upper() == "SIP/"):
         msg = _parse_status_line(first)
@@ -832,11 +911,12 @@ def parse(data):
     msg._lines = lines
     msg._keys = keys
     msg._folded = folded
-    # the values read below: ``lines[i][len(heads[i]):]``, LWS-stripped (unfolded when folded)
+    # the values read below: the text after the line's first colon, LWS-stripped (unfolded
+    # when folded)
     # RFC 3261 20.14, 18.3: the body must hold at least Content-Length octets
     if "content-length" in present:
         i = keys.index("content-length")
-        value = lines[i][len(heads[i]):].strip(WSP)
+        value = lines[i].partition(":")[2].strip(WSP)
         if folded:
             value = msg._value(i)
         body_end = _SMALL_UINTS.get(value)
@@ -857,7 +937,7 @@ def parse(data):
 
     # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
     i = keys.index("cseq")
-    value = lines[i][len(heads[i]):].strip(WSP)
+    value = lines[i].partition(":")[2].strip(WSP)
     if folded:
         value = msg._value(i)
     cseq = _CSEQS.get(value)
@@ -869,7 +949,7 @@ def parse(data):
     # RFC 3261 20.22: Max-Forwards 0-255 (4475 scalar02)
     if "max-forwards" in present:
         i = keys.index("max-forwards")
-        value = lines[i][len(heads[i]):].strip(WSP)
+        value = lines[i].partition(":")[2].strip(WSP)
         if folded:
             value = msg._value(i)
         mf = _SMALL_UINTS.get(value)
@@ -878,7 +958,7 @@ def parse(data):
         msg._max_forwards = None
     # RFC 3261 25.1: callid = word [ "@" word ]  (checked: non-empty, no LWS)
     i = keys.index("call-id")
-    value = lines[i][len(heads[i]):].strip(WSP)
+    value = lines[i].partition(":")[2].strip(WSP)
     if folded:
         value = msg._value(i)
     if not value or " " in value or "\t" in value:
@@ -888,24 +968,25 @@ def parse(data):
     # (responses: when read, see the module docstring)
     vals = msg._vals = [None] * len(keys)
     i = keys.index("via")
-    value = lines[i][len(heads[i]):].strip(WSP)
+    value = lines[i].partition(":")[2].strip(WSP)
     if folded:
         value = msg._value(i)
-    p = vals[i] = parse_vias(value)
+    # one via-parm, the usual case: parse_vias without its own call
+    p = vals[i] = [Via.parse(value)] if value and "," not in value else parse_vias(value)
     msg._top_via = p[0]
     watched = msg._watched = [p]
     if method is None:
         msg._from = msg._to = msg._contacts = None
     else:
         i = keys.index("from")
-        value = lines[i][len(heads[i]):].strip(WSP)
+        value = lines[i].partition(":")[2].strip(WSP)
         if folded:
             value = msg._value(i)
         p = vals[i] = [parse_name_addr(value)]
         msg._from = p[0]
         watched.append(p)
         i = keys.index("to")
-        value = lines[i][len(heads[i]):].strip(WSP)
+        value = lines[i].partition(":")[2].strip(WSP)
         if folded:
             value = msg._value(i)
         p = vals[i] = [parse_name_addr(value)]
@@ -914,11 +995,15 @@ def parse(data):
         if "contact" in present:
             if keys.count("contact") == 1:
                 i = keys.index("contact")
-                value = lines[i][len(heads[i]):].strip(WSP)
+                value = lines[i].partition(":")[2].strip(WSP)
                 if folded:
                     value = msg._value(i)
                 if value == "*":
                     msg._contacts = "*"
+                elif "," not in value and is_checked_name_addr(value):
+                    # a phone's Contact, checked on an earlier message: parsed when read (a
+                    # proxy reads the Contact of a REGISTER, not of an INVITE)
+                    msg._contacts = None
                 else:
                     p = vals[i] = parse_name_addr_list(value)
                     watched.append(p)
@@ -927,7 +1012,7 @@ def parse(data):
                 contacts = []
                 for i in range(keys.index("contact"), len(keys)):
                     if keys[i] == "contact":
-                        value = lines[i][len(heads[i]):].strip(WSP)
+                        value = lines[i].partition(":")[2].strip(WSP)
                         if folded:
                             value = msg._value(i)
                         if value == "*":
@@ -943,13 +1028,32 @@ def parse(data):
     return msg
 
 
+def _new_line_keys(lines, keys):
+    """Fill in ``keys`` (parse()'s, None for a line not seen before) and remember the new
+    lines; None when some line is not a usual spelling of a known name and its colon (a
+    continuation line starting with SP/HTAB, LWS before the colon, another spelling, an
+    extension header, a malformed line): ``_index_lines`` then indexes them the long way."""
+    i = -1
+    for _ in range(keys.count(None)):
+        i = keys.index(None, i + 1)
+        line = lines[i]
+        name, colon, _value = line.partition(":")
+        key = _KEY_OF_NAME.get(name)
+        if key is None or not colon:
+            return None
+        keys[i] = key
+        if len(line) <= _LINE_KEYS_LONGEST:
+            if len(_LINE_KEYS) >= _LINE_KEYS_MAX:
+                _LINE_KEYS.clear()
+            _LINE_KEYS[line] = key
+    return keys
+
+
 def _index_lines(lines):
-    """parse()'s header lines the long way: ``(lines, keys, heads, folded)``, a folded line
-    joined to the line it continues (its CRLFs kept), ``heads[i]`` the text of line ``i`` up to
-    and with its colon, ``folded`` whether some line was."""
+    """parse()'s header lines the long way: ``(lines, keys, folded)``, a folded line joined to
+    the line it continues (its CRLFs kept), ``folded`` whether some line was."""
     out = []
     keys = []
-    heads = []
     folded = False
     for line in lines:
         c = line[:1]
@@ -964,7 +1068,6 @@ def _index_lines(lines):
         if key is None or not colon:
             if not colon or not name:
                 raise ParseError(f"malformed header line {line[:40]!r}")
-            head = name + ":"
             if name[-1] in WSP:
                 name = name.rstrip(WSP)
             lname = name.lower()
@@ -973,12 +1076,9 @@ def _index_lines(lines):
                 if not name or name.strip(TOKEN_CHARS):
                     raise ParseError(f"bad header name {name[:40]!r}")
                 key = lname
-        else:
-            head = name + ":"
         out.append(line)
         keys.append(key)
-        heads.append(head)
-    return out, keys, heads, folded
+    return out, keys, folded
 
 
 def _cseq_of(value):
@@ -1007,6 +1107,12 @@ def _max_forwards(value):
 # RFC 3261 7.1: exactly one SP between elements (4475 lwsstart, trws, lwsruri, ltgtruri);
 # 19.1.1: no headers component in a Request-URI (4475 escruri).
 def _parse_request_line(line):
+    known = _REQUEST_LINES.get(line)
+    if known is not None:       # checked before: the Request-URI is parsed when read
+        req = Request.__new__(Request)
+        req.method, req._ruri, req.version = known
+        req._uri = None
+        return req
     parts = line.split(" ")
     if len(parts) != 3:
         raise ParseError("malformed Request-Line")
@@ -1033,7 +1139,16 @@ def _parse_request_line(line):
     req.version = version
     req._ruri = ruri
     req._uri = uri
+    if len(line) <= 160:
+        if len(_REQUEST_LINES) >= 256:
+            _REQUEST_LINES.clear()
+        _REQUEST_LINES[line] = (method, ruri, version)
     return req
+
+
+# a Request-Line checked before -> (method, Request-URI, version): a dialog's requests, a
+# phone's REGISTERs come with the same one
+_REQUEST_LINES = {}
 
 
 # RFC 3261 25.1
@@ -1043,6 +1158,11 @@ def _parse_request_line(line):
 #   Reason-Phrase  =  *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB)
 # RFC 3261 21: codes 100-699 (4475 bigcode)
 def _parse_status_line(line):
+    known = _STATUS_LINES.get(line)
+    if known is not None:       # "SIP/2.0 180 Ringing", "SIP/2.0 200 OK": checked before
+        resp = Response.__new__(Response)
+        resp.version, resp._status, resp._reason = known
+        return resp
     sp = line.find(" ")
     if sp < 0:
         raise ParseError("malformed Status-Line")
@@ -1057,7 +1177,14 @@ def _parse_status_line(line):
     resp.version = version
     resp._status = status
     resp._reason = tail[1:]
+    if len(line) <= 64:
+        if len(_STATUS_LINES) >= 256:
+            _STATUS_LINES.clear()
+        _STATUS_LINES[line] = (version, status, resp._reason)
     return resp
+
+
+_STATUS_LINES = {}      # a Status-Line checked before -> (version, status, reason)
 
 
 def _check_version(version):
@@ -1145,7 +1272,7 @@ def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
     lines = _response_lines(request, to_tag)
     keys = [k for k in request._keys if k in _RESPONSE_COPY]
     for name, value in headers:
-        key, line = _checked_line(name, value)
+        key, line = checked_line(name, value)
         lines.append(line)
         keys.append(key)
     resp = Response.__new__(Response)
@@ -1161,33 +1288,41 @@ def _response_lines(request, to_tag):
     if request._watched:
         request._sync()
     keys = request._keys
-    lines = [line for line, k in zip(request._lines, keys) if k in _RESPONSE_COPY]
+    lines = list(compress(request._lines, map(_RESPONSE_COPY.__contains__, keys)))
     if to_tag is not None and "to" in keys and request.to.tag is None:
-        i = keys.index("to")
-        lines[lines.index(request._lines[i])] = (request._name(i) + ": " + request._value(i)
-                                                 + ";tag=" + to_tag)
+        line = request._lines[keys.index("to")]
+        # as ``_name(i) + ": " + _value(i)``, written out: one partition instead of two finds
+        name, _colon, value = line.partition(":")
+        value = value.strip(WSP)
+        if request._folded and "\r\n" in value:
+            value = _unfold(value)
+        lines[lines.index(line)] = name.rstrip(WSP) + ": " + value + ";tag=" + to_tag
     return lines
 
 
-def response_bytes(request, status, reason, to_tag=None, headers=(), body=b""):
+def response_bytes(request, status, reason, to_tag=None, headers=(), body=b"", lines=()):
     """``make_response(...).to_bytes()`` without building the Response: what a server sends
-    when it answers a request itself (100 Trying, sl replies), at half the cost."""
+    when it answers a request itself (100 Trying, sl replies), at half the cost.  ``lines``:
+    header lines checked already (``checked_line``), sent after ``headers``; no
+    Content-Length among them."""
     if type(status) is not int or not 100 <= status <= 699:
         raise ValueError(f"bad status code {status!r}")
     if "\r" in reason or "\n" in reason:
         raise ValueError(f"CR or LF in reason phrase {reason!r}")
-    lines = _response_lines(request, to_tag)
+    copied = _response_lines(request, to_tag)
     clen = str(len(body))
     seen_cl = False
     for name, value in headers:
-        key, line = _checked_line(name, value)
+        key, line = checked_line(name, value)
         if key == "content-length":     # as to_bytes: the first one, with the right value
             if seen_cl:
                 continue
             seen_cl = True
             line = line[:line.find(":")] + ": " + clen
-        lines.append(line)
+        copied.append(line)
+    if lines:
+        copied.extend(lines)
     if not seen_cl:
-        lines.append("Content-Length: " + clen)
-    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode(
+        copied.append("Content-Length: " + clen)
+    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(copied) + "\r\n\r\n").encode(
         "latin-1") + body

@@ -78,6 +78,23 @@ class URI:
              u.host, u._port_raw, u.port) = known
             u.params = list(params)
             return u
+        # the same URI with other parameters (a Route's ";ftag=", a Contact's ";expires="):
+        # its part before the first ";" parsed before, only the parameters are new.  Only
+        # when that ";" is not in the user part (no "@" after it) and there are no headers
+        # (a "?" anywhere: the text before it would be cut elsewhere).
+        cut = text.find(";") if ";" in text else -1
+        if cut > 0 and "?" not in text and "@" not in text[cut:]:
+            known = _PARSED.get(text[:cut])
+            if known is not None and not known[5]:
+                params = _parse_uri_params(text[cut + 1:], text)
+                u = cls.__new__(cls)
+                (u.scheme, u._scheme_raw, u.user, u.password, u.headers, _, u._host_raw,
+                 u.host, u._port_raw, u.port) = known
+                u.params = params
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[text] = known[:5] + (tuple(params),) + known[6:]
+                return u
         scheme_raw, colon, rest = text.partition(":")
         if not colon:
             scheme_raw = ""
@@ -146,8 +163,12 @@ class URI:
             u.port = number if number is not None else parse_port(port)
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        _PARSED[text] = (scheme, scheme_raw, user, password, headers, tuple(u.params), host,
-                         u.host, port, u.port)
+        _PARSED[text] = parts = (scheme, scheme_raw, user, password, headers, tuple(u.params),
+                                 host, u.host, port, u.port)
+        if cut > 0 and u.params and headers is None and "@" not in text[cut:]:
+            # the part before the parameters, for the next URI that differs only in them
+            # (see above; ``cut`` is the first ";" of ``text``, after the userinfo here)
+            _PARSED[text[:cut]] = parts[:5] + ((),) + parts[6:]
         return u
 
     # RFC 3966 3

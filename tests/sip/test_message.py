@@ -127,6 +127,49 @@ def test_remove_first_via_of_a_response_keeps_other_lines():
     assert b"v: SIP/2.0/TCP p2.example.net;branch=z9hG4bK2\r\n" in r.to_bytes()
 
 
+def test_removing_a_whole_line_of_an_unedited_message_cuts_the_received_bytes():
+    # the relay of a response: the top Via line goes, every other octet stays as it came,
+    # and the message is still unedited (sent as one slice)
+    data = make_response(parse(INVITE), 180, "Ringing", to_tag="abc").to_bytes()
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    for lead in (b"", b"\r\n\r\n"):        # leading CRLFs (RFC 3261 7.5) are not sent
+        r = parse(lead + data + b"junk after Content-Length")
+        assert r.remove_first_value("Via") == str(parse(data).top_via)
+        assert not r._edited
+        expected = b"\r\n".join(lines[:1] + lines[2:]) + sep + body
+        assert r.to_bytes() == expected and r.top_via.host == "p1.example.net"
+        assert r.headers_bytes() == expected[expected.index(b"\r\n") + 2:]
+        r.remove_first_value("Call-ID")     # a line after the first: its offset counted
+        assert not r._edited
+        assert r.to_bytes() == b"\r\n".join(
+            [ln for i, ln in enumerate(lines) if i != 1 and not ln.startswith(b"Call-ID:")]
+        ) + sep + body
+        assert r.call_id is None
+    # a Via changed in place before: the lines are serialised, the change kept
+    r = parse(data)
+    r.vias[1].set_param("received", "192.0.2.1")
+    r.remove_first_value("Via")
+    assert r._edited and b";received=192.0.2.1" in r.to_bytes()
+    # a Content-Length line removed is written again with the body's length
+    r = parse(data)
+    r.remove_first_value("Content-Length")
+    assert r.to_bytes().endswith(b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_set_max_forwards():
+    m = parse(INVITE)
+    m.set_max_forwards(69)
+    assert m.max_forwards == 69 and b"\r\nMax-Forwards: 69\r\n" in m.to_bytes()
+    assert parse(m.to_bytes()).max_forwards == 69
+    m = parse(INVITE.replace(b"Max-Forwards: 70\r\n", b""))
+    m.set_max_forwards(70)
+    assert m.max_forwards == 70 and m.to_bytes().count(b"Max-Forwards: 70\r\n") == 1
+    for bad in (-1, 256, "69"):
+        with pytest.raises(ValueError):
+            m.set_max_forwards(bad)
+
+
 def test_rewrite_request_uri():
     m = parse(INVITE)
     m.ruri = "sip:bob@192.0.2.4:5070;transport=tcp"
@@ -461,3 +504,64 @@ def test_header_values_parsed_again_are_new_objects():
         for _ in range(2):      # refused every time, not only the first
             with pytest.raises(ParseError):
                 Via.parse(bad)
+
+
+def test_lines_and_start_lines_seen_before_are_checked_as_the_first_time():
+    # parse() remembers header lines, Request-Lines and Status-Lines that passed: the same
+    # text passes again, and what failed fails every time
+    for _ in range(2):
+        m = parse(INVITE)
+        assert m.to_bytes() == INVITE and m.call_id.startswith("a84b4c76")
+        assert [f.key for f in m.headers][:4] == ["via", "via", "max-forwards", "to"]
+    for bad, why in [
+            (INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nVia\r\n"), "line"),
+            (INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards\r\n"), "line"),
+            (INVITE.replace(b"Content-Type: text/plain\r\n", b"Content-Type: te\nxt/plain\r\n"),
+             "bare"),
+            (INVITE.replace(b"Content-Type: text/plain\r\n", b"Content-Type: text/plain\r\r\n"),
+             "bare"),
+            (INVITE.replace(b"INVITE sip:bob", b"INVITE sip:bob\rx", 1), "bare")]:
+        for _ in range(2):
+            with pytest.raises(ParseError) as err:
+                parse(bad)
+            assert ("bare CR or LF" in err.value.reason) == (why == "bare")
+    # a known line in a message whose other lines are new (and one an extension header)
+    m = parse(INVITE.replace(b"Content-Type: text/plain\r\n", b"X-New: 1\r\n"))
+    assert m.get("X-New") == "1" and m.max_forwards == 70
+    resp = make_response(parse(INVITE), 180, "Ringing", to_tag="x").to_bytes()
+    for _ in range(2):
+        r = parse(resp)
+        assert (r.status, r.reason, r.version) == (180, "Ringing", "SIP/2.0")
+    with pytest.raises(ParseError):
+        parse(resp.replace(b"SIP/2.0 180 Ringing", b"SIP/2.0 1800 Ringing"))
+    for _ in range(2):
+        req = parse(INVITE)
+        assert req.uri.host == "biloxi.example.com" and req.uri is req.uri
+        req.uri.user = "changed"    # a URI of its own, not shared with the next parse
+    assert parse(INVITE).uri.user == "bob"
+
+
+def test_add_trusted_line():
+    m = parse(INVITE)
+    m.add_trusted_line("record-route", "Record-Route: <sip:192.0.2.1;lr>", top=True)
+    m.add_trusted_line("record-route", "Record-Route: <sip:192.0.2.2;lr>", top=True)
+    assert m.values("Record-Route") == ["<sip:192.0.2.2;lr>", "<sip:192.0.2.1;lr>"]
+    m.add_trusted_line("x-last", "X-Last: 1")
+    out = m.to_bytes()
+    assert out.index(b"Record-Route: <sip:192.0.2.2;lr>\r\nRecord-Route") < out.index(b"Via:")
+    assert b"\r\nX-Last: 1\r\nl: 5\r\n" not in out and b"X-Last: 1\r\n" in out
+    assert parse(out).record_routes[0].uri.host == "192.0.2.2"
+
+
+def test_a_contact_checked_before_is_parsed_when_read():
+    first, again = parse(INVITE), parse(INVITE)
+    assert [str(c) for c in again.contacts] == [str(c) for c in first.contacts]
+    again.contacts[0].set_param("expires", "60")    # a change in place is still sent
+    assert b"Contact: <sip:alice@pc33.atlanta.example.com>;expires=60\r\n" in again.to_bytes()
+    bad = INVITE.replace(b"Contact: <sip:alice@pc33.atlanta.example.com>",
+                         b"Contact: <sip:alice@pc33.atlanta.example.com")
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse(bad)
+    star = INVITE.replace(b"Contact: <sip:alice@pc33.atlanta.example.com>", b"Contact: *")
+    assert parse(star).contacts == "*" and parse(star).contacts == "*"

@@ -3,6 +3,7 @@
 import pytest
 
 from serlite.sip.errors import ParseError
+import serlite.sip.uri as uri_module
 from serlite.sip.uri import URI, unescape
 
 
@@ -163,3 +164,25 @@ def test_a_uri_parsed_again_is_a_new_object():
         URI.parse("sip:carol@chicago .com")
     with pytest.raises(ParseError):
         URI.parse("sip:carol@chicago .com")
+
+
+def test_a_uri_differing_only_in_its_parameters_is_parsed_as_a_fresh_one():
+    # the part before the parameters is remembered: the result must equal a fresh parse
+    for first, second in [
+            ("sip:p1.example.net:5060;lr;ftag=1", "sip:p1.example.net:5060;lr=on;ftag=22"),
+            ("sip:Bob@Biloxi.COM;transport=tcp", "sip:Bob@Biloxi.COM;maddr=10.0.0.1"),
+            ("sip:alice;day=tue@h.example;lr", "sip:alice;day=tue@h.example;x"),  # ";" in user
+            ("sip:a@h;lr", "sip:a@h;lr?subject=x"),
+            ("sip:[::1]:5070;lr", "sip:[::1]:5070;transport=udp")]:
+        URI.parse(first)
+        got = URI.parse(second)
+        uri_module._PARSED.clear()
+        fresh = URI.parse(second)
+        assert str(got) == second
+        for name in URI.__slots__:
+            assert getattr(got, name) == getattr(fresh, name), (second, name)
+    URI.parse("sip:h.example;lr")
+    with pytest.raises(ParseError):
+        URI.parse("sip:h.example;l r")
+    with pytest.raises(ParseError):
+        URI.parse("sip:h.example;lr;;")
