@@ -35,8 +35,8 @@ TICK = 16      # timers fire on a grid of 1/TICK s, as Kamailio's tm (fast timer
 def _tick(when):
     """The first grid point at or after ``when``: transactions due within one tick share one
     wake-up of the loop (at a thousand calls a second, their 32 s timers would otherwise wake
-    it a few thousand times a second).  RFC 3261's timers are minimums; 62 ms late is within
-    what the RFC allows for T1-based retransmissions."""
+    it a few thousand times a second).  A retransmission goes at most 62 ms late, as
+    Kamailio's from its own 1/16 s timer."""
     return max(when, math.ceil(when * TICK) / TICK)
 
 
@@ -153,22 +153,27 @@ class Tm(Module):
         self._wakeup = None
         now = self.core.now()
         due = self.due
-        while due and due[0][0] <= now:
-            when, _, tx = heapq.heappop(due)
-            if tx.due != when:
-                continue        # moved earlier (another entry) or ended
-            tx.due = None
-            for action in tx.expire(now):
-                if isinstance(tx, ServerTransaction):
-                    self._server_action(tx, action)
-                else:
-                    self._client_action(tx, action, None)
-            self._schedule(tx)
-        # what _schedule armed above is for the transactions it pushed again, which may be
-        # later than ones still waiting in the heap: the next wake-up is for the heap's head
-        if self._wakeup is not None:
-            self._wakeup.cancel()
-        self._arm_wakeup()
+        try:
+            while due and due[0][0] <= now:
+                when, _, tx = heapq.heappop(due)
+                if tx.due != when:
+                    continue        # moved earlier (another entry) or ended
+                tx.due = None
+                try:
+                    for action in tx.expire(now):
+                        if isinstance(tx, ServerTransaction):
+                            self._server_action(tx, action)
+                        else:
+                            self._client_action(tx, action, None)
+                finally:
+                    self._schedule(tx)
+        finally:
+            # what _schedule armed above is for the transactions it pushed again, which may be
+            # later than ones still waiting in the heap: the next wake-up is for the heap's
+            # head (also when one transaction's action failed: the others still fire)
+            if self._wakeup is not None:
+                self._wakeup.cancel()
+            self._arm_wakeup()
 
     def _forget(self, tx):
         if isinstance(tx, ServerTransaction):

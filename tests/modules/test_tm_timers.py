@@ -74,3 +74,21 @@ def test_finished_transactions_leave_the_table_after_their_wait():
     core.run_until(32.0 + 5.0 + 0.07)
     assert len(tm.table.server) == 0
     assert tm.due == [] and tm._wakeup is None      # nothing left to wake the loop for
+
+
+def test_a_failing_timer_action_does_not_stop_the_other_timers():
+    tm, core = make_tm()
+    first = client(tm, core, "b1")
+    second = client(tm, core, "b2")
+    failed = []
+
+    def explode(tx, action, msg, source=None):
+        if tx is first and not failed:
+            failed.append(action)
+            raise RuntimeError("a module's bug")
+    tm._client_action = explode
+    core.run_until(0.6)     # the loop logs the error and goes on
+    assert failed == ["retransmit"]
+    core.run_until(1.6)
+    assert second.next_deadline() >= 2.5    # A fired at 0.5 and at 1.5: its timers go on
+    assert first.next_deadline() >= 2.5     # and so do those of the one whose action failed
