@@ -30,8 +30,14 @@ class Rr(Module):
             prefix = self._prefixes[local] = (
                 f"Record-Route: <sip:{local.host}:{local.port}{transport}{self._lr}")
         # our address, and the From tag as parse() took it (a token, no LWS, no CR/LF): a
-        # line that needs none of add_header's checks
-        ctx.msg.add_trusted_line("record-route", prefix + self._ftag(ctx) + ">", top=True)
+        # line that needs none of add_header's checks (``_ftag``, written out: this runs for
+        # every request)
+        msg = ctx.msg
+        if self._append_fromtag:
+            tag = msg.from_.tag
+            if tag:
+                prefix = prefix + ";ftag=" + tag
+        msg.add_trusted_line("record-route", prefix + ">", True)
         return 1
 
     def record_route_preset(self, ctx, address):

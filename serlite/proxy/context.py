@@ -109,8 +109,14 @@ class Context:
         parse ``ruri`` afresh to build a new R-URI."""
         text = self.new_uri
         if text is None:
+            msg = self.msg
+            # the Request's own cache read without its property's call (a Response, or a
+            # stand-in, has none: the property decides)
+            uri = getattr(msg, "_uri", None)
+            if uri is not None:
+                return uri
             try:
-                return self.msg.uri
+                return msg.uri
             except ParseError:
                 return None
         cached = self._parsed_ruri

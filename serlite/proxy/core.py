@@ -18,6 +18,7 @@ from . import forward
 from .context import Context
 
 COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id"}
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 _REPLY_COPY = ("via", "from", "to", "call-id", "cseq")
 
 
@@ -170,13 +171,20 @@ class Core:
         return tag is not None and tag.startswith(self.tag_prefix)
 
     def _receive_response(self, msg, source):
-        # RFC 3261 18.1.2: a response whose top Via is not ours is discarded
-        try:
-            via = msg.top_via
-        except ParseError:
-            self.stats.incr("drop_invalid")
-            return
-        if not self.is_myself(via.host, via.port):
+        # RFC 3261 18.1.2: a response whose top Via is not ours is discarded.  parse() parsed
+        # the top Via already (it is required): its cache read without the property's call
+        via = msg._top_via
+        if via is None:
+            try:
+                via = msg.top_via
+            except ParseError:
+                self.stats.incr("drop_invalid")
+                return
+        host, port = via.host, via.port
+        mine = self._myself.get((host, port))   # is_myself's cache, without its call
+        if mine is None:
+            mine = self.is_myself(host, port)
+        if not mine:
             self.stats.incr("drop_not_ours")
             log.limited(("notours", source.ip), log.NOTICE,
                         f"response from {source.ip}:{source.port} with top Via "
@@ -241,12 +249,12 @@ class Core:
 
     def resolve(self, host):
         """An IP address for ``host`` (a name, or an address with or without brackets)."""
-        entry = self._address(host)
+        entry = self._dns.get(host) or self._address(host)     # the cache without a call
         return None if entry is None else entry[0]
 
     def send(self, proto, host, port, data, local=None, conn=None):
         """Send to ``host``; False when it does not resolve or is no unicast address."""
-        entry = self._address(host)
+        entry = self._dns.get(host) or self._address(host)     # the cache without a call
         if entry is None or not entry[1]:
             return False
         return self.transport.send(proto, entry[0], port, data, local, conn)
@@ -334,17 +342,23 @@ class Core:
             self.reply(ctx, refused[0], refused[1], refused[2])
             return False
         rest = forward.prepare_request(msg, msg.max_forwards)
-        # (URI, next hop, the URI parsed when the context has it already)
-        targets = [(b.uri, b.dst_uri, None) for b in ctx.branches]
-        if ctx.ruri_new:
-            targets.insert(0, (ctx.ruri, ctx.dst_uri, ctx.uri))
+        # (URI, next hop, the URI parsed when the context has it already); the usual request
+        # (an ACK or a CANCEL in a dialog) has no branches: no list built for them
+        ruri = ctx.ruri
+        first = (ruri, ctx.dst_uri, ctx.uri) if ctx.ruri_new else None
+        if ctx.branches:
+            targets = [(b.uri, b.dst_uri, None) for b in ctx.branches]
+            if first is not None:
+                targets.insert(0, first)
+        else:
+            targets = () if first is None else (first,)
         sent = False
         for index, (uri, dst, parsed) in enumerate(targets):
             if host is not None:
                 hop = (proto or "udp", host, port or 5060)
             else:
                 hop = self.next_hop(msg, parsed or uri,
-                                    dst or (ctx.dst_uri if uri == ctx.ruri else None))
+                                    dst or (ctx.dst_uri if uri == ruri else None))
             hproto, hhost, hport = hop
             listener = self.listener_for(hproto, hhost)
             if listener is None:
@@ -359,8 +373,8 @@ class Core:
 
     def listener_for(self, proto, host):
         """The socket to send to ``host`` from: ours of that protocol and address family."""
-        ip = self.resolve(host)
-        family = socket.AF_INET6 if ip and ":" in ip else socket.AF_INET
+        entry = self._dns.get(host) or self._address(host)     # resolve(), written out
+        family = _AF_INET6 if entry is not None and ":" in entry[0] else _AF_INET
         listener = self.transport.listener_for(proto, family)
         if listener is None:
             log.limited(("nolistener", proto, family), log.WARN,

@@ -510,6 +510,17 @@ class _Compiler:
         return _nop
 
     def stmt_If(self, node):
+        if node.orelse is None and isinstance(node.cond, N.Not):
+            # ``if (!cond) ...`` (the seed config's ``!method == "REGISTER"`` and
+            # ``!lookup(...)``): the negation in this closure, one call fewer per run
+            inner = self.cond(node.cond.expr)
+            then = self.stmt(node.then)
+
+            def if_not(ctx):
+                if not inner(ctx):
+                    return then(ctx)
+                return None
+            return if_not
         cond = self.cond(node.cond)
         then = self.stmt(node.then)
         if node.orelse is None:

@@ -8,9 +8,9 @@ parsed values were changed is re-serialised, every other line goes out byte for 
 """
 
 from .errors import ParseError
-from .grammar import (HOSTNAME_CHARS, TOKEN_CHARS, WSP, find_param, is_host, is_scheme,
-                      param_value, params_text, parse_generic_params, parse_port, parse_uint,
-                      remove_param, set_param, skip_quoted, split_commas)
+from .grammar import (HOSTNAME_CHARS, TOKEN_CHARS, USUAL_PARAMS, WSP, find_param, is_host,
+                      is_scheme, param_value, params_text, parse_generic_params, parse_port,
+                      parse_uint, remove_param, set_param, skip_quoted, split_commas)
 from .uri import URI
 
 __all__ = ["Via", "parse_vias", "NameAddr", "parse_name_addr", "parse_name_addr_list", "CSeq",
@@ -91,7 +91,19 @@ class Via(_Params):
             sent = _parse_sent(head, text)
         v = Via.__new__(Via)
         v.protocol, v.transport, v.host, v.port = sent
-        v.params = parse_generic_params(param_part) if semi else []
+        if not semi:
+            v.params = []
+        elif (";" in param_part or " " in param_part or '"' in param_part
+              or "\t" in param_part or "<" in param_part or ">" in param_part):
+            v.params = parse_generic_params(param_part)
+        else:
+            # one parameter without LWS or quotes (the branch alone): parse_generic_params'
+            # fast path, written out for a usual name; another goes there for its checks
+            name, eq, value = param_part.partition("=")
+            if name in USUAL_PARAMS:
+                v.params = [(name, value if eq else None)]
+            else:
+                v.params = parse_generic_params(param_part)
         v._raw = text
         return v
 
@@ -123,7 +135,12 @@ class Via(_Params):
 
     @property
     def branch(self):
-        return param_value(self.params, "branch")
+        params = self.params
+        # the usual Via starts with its branch, spelled so: no scan (tm reads it for every
+        # message); any other spelling or place, param_value's comparison
+        if params and params[0][0] == "branch":
+            return params[0][1]
+        return param_value(params, "branch")
 
     @property
     def rfc3261(self):
@@ -148,6 +165,19 @@ class Via(_Params):
     @property
     def maddr(self):
         return param_value(self.params, "maddr")
+
+
+def _one_usual_param(text):
+    """``parse_generic_params(text)``'s answer when ``text`` is one parameter of a usual name
+    (a Via's branch, a From's or To's tag) without LWS or quotes, else None (the caller then
+    asks parse_generic_params, which also raises its errors)."""
+    if (";" in text or " " in text or '"' in text or "\t" in text or "<" in text
+            or ">" in text):
+        return None
+    name, eq, value = text.partition("=")
+    if name not in USUAL_PARAMS:
+        return None
+    return [(name, value if eq else None)]
 
 
 # Via.parse: sent-protocol and sent-by (the text before the first ";") -> (protocol, transport,
@@ -292,7 +322,11 @@ class NameAddr(_Params):
 
     @property
     def tag(self):
-        return param_value(self.params, "tag")
+        params = self.params
+        # the usual From/To: the tag first, spelled so (see Via.branch)
+        if params and params[0][0] == "tag":
+            return params[0][1]
+        return param_value(params, "tag")
 
     @property
     def expires(self):
@@ -353,6 +387,11 @@ class NameAddr(_Params):
 # dialog's From and To come back on each of its requests, a phone's Contact on all of them
 _NAME_ADDRS = {}
 _NAME_ADDRS_MAX = 256
+# a bracketed name-addr's text up to its ">" -> (display, uri text), for the next one that
+# differs only in its header parameters: a dialog's From and To with a new tag on each call.
+# Only texts whose first ">" closes the URI go in (a quoted display name holding ">" does
+# not), so a text whose part up to its first ">" is a key parses up to there as the key did.
+_NAME_ADDR_HEADS = {}
 
 
 # RFC 3261 25.1
@@ -380,6 +419,21 @@ def parse_name_addr(value):
         n._uri = None
         n._raw = s
         return n
+    gt = s.find(">")
+    if gt > 0:
+        head = _NAME_ADDR_HEADS.get(s[:gt + 1])
+        if head is not None:
+            rest = s[gt + 1:]
+            if rest and rest[0] != ";":
+                rest = rest.lstrip(WSP)
+                if rest and rest[0] != ";":
+                    raise ParseError(f"junk after URI in {s[:60]!r}")
+            if rest:
+                rest = rest[1:]
+                params = _one_usual_param(rest) or parse_generic_params(rest)
+            else:
+                params = []
+            return _remembered(s, head[0], head[1], params, True)
     if not s:
         raise ParseError("empty name-addr")
     display = None
@@ -406,6 +460,12 @@ def parse_name_addr(value):
             raise ParseError(f"unterminated <URI> in {s[:60]!r}")
         _check_uri_text(uri_text, True)
         if rest:
+            end = len(s) - len(rest)        # just after the URI's ">"
+            if s.find(">") == end - 1:
+                if len(_NAME_ADDR_HEADS) >= _NAME_ADDRS_MAX:
+                    _NAME_ADDR_HEADS.clear()
+                _NAME_ADDR_HEADS[s[:end]] = (display, uri_text)
+        if rest:
             if rest[0] != ";":
                 rest = rest.lstrip(WSP)
                 if rest and rest[0] != ";":
@@ -419,6 +479,12 @@ def parse_name_addr(value):
             uri_text = uri_text.rstrip(WSP)
         _check_uri_text(uri_text, False)
         params = parse_generic_params(rest) if semi else []
+    return _remembered(s, display, uri_text, params, bracketed)
+
+
+def _remembered(s, display, uri_text, params, bracketed):
+    """A NameAddr of these parts (it keeps the list ``params``), its parts remembered for the
+    next ``s``."""
     n = NameAddr.__new__(NameAddr)
     n._display = display
     n._uri_text = uri_text

@@ -264,13 +264,18 @@ class Message:
         """The parsed values of line ``i`` (a Via or NameAddr list), cached."""
         p = self._vals[i]
         if p is None:
+            # _value(i), written out
+            line = self._lines[i]
+            value = line[line.find(":") + 1:].strip(WSP)
+            if self._folded and "\r\n" in value:
+                value = _unfold(value)
             k = self._keys[i]
             if k == "via":
-                p = parse_vias(self._value(i))
+                p = parse_vias(value)
             elif k == "from" or k == "to":
-                p = [parse_name_addr(self._value(i))]
+                p = [parse_name_addr(value)]
             else:
-                p = parse_name_addr_list(self._value(i))
+                p = parse_name_addr_list(value)
             self._vals[i] = p
             self._watched.append(p)
         return p
@@ -414,6 +419,13 @@ class Message:
     @property
     def routes(self):
         """Route values as NameAddr list."""
+        keys = self._keys
+        if "route" not in keys:     # the usual request, and every one loose_route emptied
+            return []
+        if keys.count("route") == 1:    # name_addrs' usual case, without its call
+            i = keys.index("route")
+            p = self._vals[i]
+            return list(p if p is not None else self._parsed(i))
         return self.name_addrs("route")
 
     @property
@@ -471,12 +483,19 @@ class Message:
         addresses and values parsed from this message (a Record-Route with the From tag), so
         that the checks of ``checked_line`` are not paid for on every request.  ``key``: the
         header's key (``canonical_name``)."""
+        keys = self._keys
         if top:
-            keys = self._keys
-            self._insert(keys.index(key) if key in keys else 0, key, line)
+            # _insert, written out: rr adds a Record-Route to every request it relays
+            i = keys.index(key) if key in keys else 0
+            self._lines.insert(i, line)
+            keys.insert(i, key)
+            self._vals.insert(i, None)
         else:
             self._append(key, line)
-        self._changed(key)
+        if key in _CACHED_KEYS or key == "content-length":
+            self._changed(key)
+        else:
+            self._edited = True     # all that _changed does for any other header
 
     def insert_header(self, index, name, value):
         """Insert a header line at position ``index`` of ``headers``."""
@@ -544,8 +563,17 @@ class Message:
         if rest:
             self._changed(key)
         elif self._edited or key == "content-length":
-            self._delete(i)
-            self._changed(key)
+            # _delete and _changed, written out: loose_route takes our Route off every
+            # in-dialog request after record_route edited it
+            del self._lines[i]
+            del keys[i]
+            p = self._vals.pop(i)
+            if p is not None:
+                self._watched.remove(p)     # lists of distinct objects: see _unwatch
+            if key in _CACHED_KEYS or key == "content-length":
+                self._changed(key)
+            else:
+                self._edited = True
         else:
             # the line goes from the received bytes: the message stays unedited, and sending
             # it is one slice instead of joining and encoding every line again
@@ -771,28 +799,22 @@ class Request(Message):
 
 
 class Response(Message):
-    """A SIP response: ``status`` (int 100-699), ``reason`` (latin-1 text as received: a UTF-8
-    reason phrase reads as mojibake and goes out unchanged), ``version``."""
+    """A SIP response: ``status`` (int 100-699, read-only), ``reason`` (latin-1 text as
+    received: a UTF-8 reason phrase reads as mojibake and goes out unchanged), ``version``.
 
-    __slots__ = ("version", "_status", "_reason")
+    ``status`` is a plain slot, not a property: tm, the response context and the script read it
+    a dozen times per relayed response, and a property read is a Python call (CPython 3.11
+    does not specialise it).  It is checked when the response is built (here and by parse);
+    a response with another status is a new response (``make_response``), never an edit."""
+
+    __slots__ = ("version", "status", "_reason")
 
     def __init__(self, status, reason, headers=(), body=b"", version="SIP/2.0"):
         """Build a response; ``headers`` are (name, value) pairs or HeaderFields (copied)."""
         self.version = version
-        self.status = status
+        self.status = _checked_status(status)
         self.reason = reason
         self._init_lines(*_lines_from(headers), body)
-
-    @property
-    def status(self):
-        return self._status
-
-    @status.setter
-    def status(self, value):
-        if type(value) is not int or not 100 <= value <= 699:
-            raise ValueError(f"bad status code {value!r}")
-        self._status = value
-        self._edited = True
 
     @property
     def reason(self):
@@ -807,17 +829,24 @@ class Response(Message):
         self._edited = True
 
     def _start_line(self):
-        return f"{self.version} {self._status} {self._reason}"
+        return f"{self.version} {self.status} {self._reason}"
 
     def copy(self):
         m = Response.__new__(Response)
         m.version = self.version
-        m._status = self._status
+        m.status = self.status
         m._reason = self._reason
         return self._copy_into(m)
 
     def __repr__(self):
-        return f"<Response {self._status} {self._reason}>"
+        return f"<Response {self.status} {self._reason}>"
+
+
+def _checked_status(value):
+    """RFC 3261 7.2: Status-Code is three digits; 21.: classes 1xx-6xx."""
+    if type(value) is not int or not 100 <= value <= 699:
+        raise ValueError(f"bad status code {value!r}")
+    return value
 
 
 def _lines_from(headers):
@@ -1161,7 +1190,7 @@ def _parse_status_line(line):
     known = _STATUS_LINES.get(line)
     if known is not None:       # "SIP/2.0 180 Ringing", "SIP/2.0 200 OK": checked before
         resp = Response.__new__(Response)
-        resp.version, resp._status, resp._reason = known
+        resp.version, resp.status, resp._reason = known
         return resp
     sp = line.find(" ")
     if sp < 0:
@@ -1175,7 +1204,7 @@ def _parse_status_line(line):
         raise ParseError("bad status code")
     resp = Response.__new__(Response)
     resp.version = version
-    resp._status = status
+    resp.status = status
     resp._reason = tail[1:]
     if len(line) <= 64:
         if len(_STATUS_LINES) >= 256:
@@ -1277,7 +1306,7 @@ def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
         keys.append(key)
     resp = Response.__new__(Response)
     resp.version = "SIP/2.0"
-    resp.status = status
+    resp.status = _checked_status(status)
     resp.reason = reason
     resp._init_lines(lines, keys, body, request._folded)
     return resp
