@@ -1007,20 +1007,14 @@ def parse(data):
     if method is None:
         msg._from = msg._to = msg._contacts = None
     else:
-        i = keys.index("from")
-        value = lines[i].partition(":")[2].strip(WSP)
-        if folded:
-            value = msg._value(i)
-        p = vals[i] = [parse_name_addr(value)]
-        msg._from = p[0]
-        watched.append(p)
-        i = keys.index("to")
-        value = lines[i].partition(":")[2].strip(WSP)
-        if folded:
-            value = msg._value(i)
-        p = vals[i] = [parse_name_addr(value)]
-        msg._to = p[0]
-        watched.append(p)
+        for name in ("from", "to"):
+            i = keys.index(name)
+            value = lines[i].partition(":")[2].strip(WSP)
+            if folded:
+                value = msg._value(i)
+            p = vals[i] = [parse_name_addr(value)]
+            watched.append(p)
+        msg._from, msg._to = watched[1][0], watched[2][0]
         if "contact" in present:
             if keys.count("contact") == 1:
                 i = keys.index("contact")
