@@ -1104,6 +1104,9 @@ def main(argv=None):
                     help="also run serlite under cProfile and list the top 25 functions")
     ap.add_argument("--profile-only", action="store_true", help="only the cProfile run")
     ap.add_argument("--no-kamailio", action="store_true", help="serlite alone")
+    ap.add_argument("--overload-only", type=int, metavar="RATE",
+                    help="only the overload phase, serlite alone, calls offered at RATE/s "
+                         "(prints its figures; RESULTS.md is left as it is)")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="default: bench/RESULTS.md")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, sipp "
                                                         "files, results.json)")
@@ -1124,6 +1127,12 @@ def main(argv=None):
     try:
         if args.profile_only:
             bench.profile()
+            ok = True
+            return 0
+        if args.overload_only:
+            bench.with_kamailio = False
+            bench.start_servers()
+            bench.overload(args.overload_only // 2)
             ok = True
             return 0
         bench.results["machine"] = machine()
@@ -1164,7 +1173,7 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, old_term)
         bench.stop_all()
         elapsed = time.monotonic() - t0
-        if ok and not args.profile_only:
+        if ok and not (args.profile_only or args.overload_only):
             (workdir / "results.json").write_text(json.dumps(bench.results, indent=1,
                                                              default=str))
             write_results(bench.results, args.out, started, elapsed)

@@ -29,6 +29,9 @@ _REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
 MAX_FAILURE_ROUNDS = 16     # a failure_route that re-arms itself forever still ends
 
 
+# new requests that start work (a dialog, a binding, a subscription): what overload turns away
+# first; in-dialog requests (To tag), ACK, BYE, CANCEL, OPTIONS always go on
+_SHED_EARLY = frozenset(("INVITE", "REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH"))
 TICK = 16      # timers fire on a grid of 1/TICK s, as Kamailio's tm (fast timer: 1/16 s)
 
 
@@ -96,6 +99,7 @@ class Tm(Module):
         self._keyed = (None, None)  # the last request and its server_key (_server_key)
         self.unanswered = 0         # server transactions with no final response yet
         self._branch_prefix = ""
+        self._shed_bytes = float("inf")    # shed_backlog in bytes (start)
         self._branch_seq = 0
 
     def start(self, core, previous=None):
@@ -109,6 +113,7 @@ class Tm(Module):
             self._arm_wakeup()
             self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
+        self._shed_bytes = self.params["shed_backlog"] * 1024 or float("inf")
 
     # -- timers ----------------------------------------------------------------------------
     def _schedule(self, tx):
@@ -200,6 +205,13 @@ class Tm(Module):
             return False
         st = self.table.server.get(self._server_key(msg))
         if st is None:
+            if msg.method in _SHED_EARLY and self.core.transport.backlog > self._shed_bytes \
+                    and msg.to.tag is None:
+                # the server is behind what it is offered: a new call or registration is
+                # turned away before the script, so that the calls already going on (their
+                # responses, ACKs and BYEs, waiting in the same socket) get through
+                self._shed(ctx, f"{self.core.transport.backlog // 1024} kB waiting unread")
+                return True
             return False
         if msg.method == "ACK":
             if st.method != "INVITE" or st.status < 300:
@@ -357,14 +369,15 @@ class Tm(Module):
             return -1
         return 1
 
-    def _shed(self, ctx):
+    def _shed(self, ctx, why=None):
         """Overload: a new request gets 503 with Retry-After, statelessly, and costs no memory
         (RFC 3261 21.5.4), rather than a transaction table that grows until the router runs
         out of memory."""
         self.core.stats.incr("shed")
-        log.limited("tm-shed", log.WARN,
-                    f"{self.unanswered} requests waiting for an answer (max_transactions): "
-                    f"new requests answered 503")
+        key = ("tm-shed", why is None)
+        if why is None:
+            why = f"{self.unanswered} requests waiting for an answer (max_transactions)"
+        log.limited(key, log.WARN, f"overload, {why}: new requests answered 503")
         self.core.reply(ctx, 503, "Service Unavailable",
                         (("Retry-After", str(self.params["retry_after"])),))
         return -1
@@ -697,6 +710,9 @@ EXPORTS = ModuleSpec(
         "max_transactions": Param(int, 2000, "this many requests waiting for an answer: new "
                                              "ones get 503 (overload)"),
         "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503"),
+        "shed_backlog": Param(int, 128, "kB waiting unread in the UDP socket past which new "
+                                        "INVITE/REGISTER/SUBSCRIBE/MESSAGE/PUBLISH get 503 "
+                                        "before the script runs (0: never)"),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
                                             "provisional (seconds if < 300)"),
     },
