@@ -1104,6 +1104,9 @@ def main(argv=None):
                     help="also run serlite under cProfile and list the top 25 functions")
     ap.add_argument("--profile-only", action="store_true", help="only the cProfile run")
     ap.add_argument("--no-kamailio", action="store_true", help="serlite alone")
+    ap.add_argument("--fixed-only", action="store_true",
+                    help="only the fixed-rate phases (prints their figures; RESULTS.md is left "
+                         "as it is)")
     ap.add_argument("--overload-only", type=int, metavar="RATE",
                     help="only the overload phase, serlite alone, calls offered at RATE/s "
                          "(prints its figures; RESULTS.md is left as it is)")
@@ -1127,6 +1130,15 @@ def main(argv=None):
     try:
         if args.profile_only:
             bench.profile()
+            ok = True
+            return 0
+        if args.fixed_only:
+            bench.start_servers()
+            bench.fixed()
+            for name, kinds in bench.results["fixed"].items():
+                log(f"  {name}: " + "; ".join(
+                    f"{kind} {r.get('cpu_per_1000')} CPU-s/1000, ok {r.get('ok')}"
+                    for kind, r in kinds.items()))
             ok = True
             return 0
         if args.overload_only:
@@ -1173,7 +1185,7 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, old_term)
         bench.stop_all()
         elapsed = time.monotonic() - t0
-        if ok and not (args.profile_only or args.overload_only):
+        if ok and not (args.profile_only or args.overload_only or args.fixed_only):
             (workdir / "results.json").write_text(json.dumps(bench.results, indent=1,
                                                              default=str))
             write_results(bench.results, args.out, started, elapsed)
