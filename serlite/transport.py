@@ -15,7 +15,8 @@ from .sip.errors import ParseError
 from .sip.message import frame
 
 UDP_MAX = 65535
-_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)    # Linux: u32 [0] = receive queue bytes
+# Linux: u32 [0] bytes queued to read, [1] the receive buffer's size (both as the kernel counts)
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 RECV_BATCH = 64            # datagrams read per wake-up: batch work, but stay fair to TCP/timers
 _UDP_SOURCES_MAX = 1024    # peer addresses whose Source is kept (see Transport._udp_sources)
 UDP_RCVBUF = 512 * 1024    # room for a burst while the loop is busy (Kamailio's default too)
@@ -117,20 +118,24 @@ class TcpConnection:
         self.closed = False
 
 
-def _waiting(sock, before):
-    """Bytes waiting unread in UDP socket ``sock`` (kernel accounting, with its overhead per
-    datagram): Linux's SO_MEMINFO; elsewhere a guess of 1 kB a datagram for each full batch
-    in a row (``before``: the last guess) while any is waiting."""
+def _filled(sock, before):
+    """How full UDP socket ``sock``'s receive buffer is with unread datagrams, 0.0-1.0 (kernel
+    accounting, its overhead per datagram included): Linux's SO_MEMINFO; elsewhere a guess
+    of 1 kB a datagram for each full batch in a row (``before``: the last answer) while any
+    is waiting."""
     try:
-        return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4),
-                              sys.byteorder)
+        meminfo = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 8)
+        queued = int.from_bytes(meminfo[:4], sys.byteorder)
+        size = int.from_bytes(meminfo[4:8], sys.byteorder)
+        return queued / size if size else 0.0
     except OSError:
         pass
     try:
         waiting = sock.recv(1, socket.MSG_PEEK)
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     except OSError:         # BlockingIOError: nothing (an ICMP error: nothing to read)
-        return 0
-    return before + RECV_BATCH * 1024 if waiting else 0
+        return 0.0
+    return min(1.0, before + RECV_BATCH * 1024 / size) if waiting and size else 0.0
 
 
 class Transport:
@@ -151,10 +156,10 @@ class Transport:
         # address, so its Source is made once (Sources are never changed once made)
         self._udp_sources = {}
         self._sweep = None
-        # bytes seen waiting unread in a UDP socket after a full read batch, 0 once a read
-        # finds it empty: how far the server is behind what it is offered (tm sheds new
-        # requests past its shed_backlog)
-        self.backlog = 0
+        # how full a UDP socket's receive buffer was left after a full read batch (0.0-1.0;
+        # 0 once a read finds it empty): how far the server is behind what it is offered,
+        # before the kernel drops datagrams (tm sheds new requests past its shed_backlog)
+        self.backlog = 0.0
 
     # -- set-up -----------------------------------------------------------------------------
     def bind(self, proto, ip, port):
@@ -207,7 +212,7 @@ class Transport:
             try:
                 data, addr = recv(UDP_MAX)
             except (BlockingIOError, InterruptedError):
-                self.backlog = 0
+                self.backlog = 0.0
                 return
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 log.debug(f"{listener.name}: recvfrom: {exc}")
@@ -220,7 +225,7 @@ class Transport:
                     sources.clear()     # bounded: a flood from many addresses costs no memory
                 source = sources[addr] = Source("udp", addr[0], addr[1], listener)
             self.on_message(data, source)
-        self.backlog = _waiting(listener.sock, self.backlog)
+        self.backlog = _filled(listener.sock, self.backlog)
 
     # -- TCP --------------------------------------------------------------------------------
     def _accept(self, listener):

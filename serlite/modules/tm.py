@@ -99,7 +99,7 @@ class Tm(Module):
         self._keyed = (None, None)  # the last request and its server_key (_server_key)
         self.unanswered = 0         # server transactions with no final response yet
         self._branch_prefix = ""
-        self._shed_bytes = float("inf")    # shed_backlog in bytes (start)
+        self._shed_at = float("inf")    # shed_backlog as a fraction (start)
         self._branch_seq = 0
 
     def start(self, core, previous=None):
@@ -113,7 +113,7 @@ class Tm(Module):
             self._arm_wakeup()
             self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
-        self._shed_bytes = self.params["shed_backlog"] * 1024 or float("inf")
+        self._shed_at = self.params["shed_backlog"] / 100 or float("inf")
 
     # -- timers ----------------------------------------------------------------------------
     def _schedule(self, tx):
@@ -205,12 +205,12 @@ class Tm(Module):
             return False
         st = self.table.server.get(self._server_key(msg))
         if st is None:
-            if msg.method in _SHED_EARLY and self.core.transport.backlog > self._shed_bytes \
+            if msg.method in _SHED_EARLY and self.core.transport.backlog > self._shed_at \
                     and msg.to.tag is None:
                 # the server is behind what it is offered: a new call or registration is
                 # turned away before the script, so that the calls already going on (their
                 # responses, ACKs and BYEs, waiting in the same socket) get through
-                self._shed(ctx, f"{self.core.transport.backlog // 1024} kB waiting unread")
+                self._shed(ctx, f"receive buffer {self.core.transport.backlog:.0%} full")
                 return True
             return False
         if msg.method == "ACK":
@@ -710,9 +710,9 @@ EXPORTS = ModuleSpec(
         "max_transactions": Param(int, 2000, "this many requests waiting for an answer: new "
                                              "ones get 503 (overload)"),
         "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503"),
-        "shed_backlog": Param(int, 128, "kB waiting unread in the UDP socket past which new "
-                                        "INVITE/REGISTER/SUBSCRIBE/MESSAGE/PUBLISH get 503 "
-                                        "before the script runs (0: never)"),
+        "shed_backlog": Param(int, 50, "% of a UDP socket's receive buffer filled with unread "
+                                       "datagrams past which new INVITE/REGISTER/SUBSCRIBE/"
+                                       "MESSAGE/PUBLISH get 503 before the script (0: never)"),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
                                             "provisional (seconds if < 300)"),
     },

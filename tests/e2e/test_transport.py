@@ -204,3 +204,26 @@ def test_stateless_relay_answer_goes_back_over_the_same_connection(ser):
             hop.send(response_to(fwd[-1], 200, "OK", to_tag="c"), server.addr)
             got = tcp.recv_until(is_final, 2.0)
     assert [status_of(m) for m in got] == [200], got
+
+
+def test_udp_backlog_is_how_full_the_receive_buffer_is():
+    """transport._filled: the fraction tm's shed_backlog is compared with, from the kernel's
+    own accounting (a real socket: 0 when empty, growing with what waits unread)."""
+    import socket
+
+    from serlite.transport import _filled
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        assert _filled(rx, 0.0) == 0.0
+        for _ in range(20):
+            tx.sendto(b"x" * 500, rx.getsockname())
+        some = _filled(rx, 0.0)
+        for _ in range(20):
+            tx.sendto(b"x" * 500, rx.getsockname())
+        more = _filled(rx, some)
+        assert 0.0 < some < more <= 1.0
+        for _ in range(40):
+            rx.recv(2048)
+        assert _filled(rx, more) == 0.0
