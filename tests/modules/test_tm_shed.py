@@ -3,6 +3,8 @@
 in-dialog request and an OPTIONS still go their usual way.  A real Core on the seed config with
 a transport that records what it would send (tests/e2e/test_overload.py does it over UDP)."""
 
+from pathlib import Path
+
 import pytest
 
 from serlite.control.stats import Stats
@@ -11,25 +13,15 @@ from serlite.proxy.context import Source
 from serlite.proxy.core import Core
 from serlite.script.compiler import compile_config
 
-SEED = """
-loadmodule "sl.so"
-loadmodule "tm.so"
-loadmodule "rr.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-modparam("usrloc", "db_mode", 0)
-modparam("tm", "retry_after", 9)
-%s
-route {
-    if (!method == "REGISTER") record_route();
-    if (loose_route()) { t_relay(); break; }
-    if (uri == myself) {
-        if (method == "REGISTER") { save("location"); break; }
-        if (!lookup("location")) { sl_reply("404", "Not Found"); break; }
-    }
-    t_relay();
-}
-"""
+SEED_CFG = Path(__file__).resolve().parents[1] / "data" / "configs" / "valid" / "seed.cfg"
+_USRLOC = 'modparam("usrloc", "db_mode", 0)'
+
+
+def seed_with(modparams):
+    """SER's seed config as shipped in tests/data, with tm parameters added."""
+    text = SEED_CFG.read_text()
+    assert _USRLOC in text
+    return text.replace(_USRLOC, f'{_USRLOC}\nmodparam("tm", "retry_after", 9)\n{modparams}')
 
 
 class Listener:
@@ -75,7 +67,7 @@ def server():
         tr = Transport()
         core = Core(loop, tr, Stats(0))
         core.set_identity(tr.listeners, [])
-        script = compile_config(SEED % modparams, "shed.cfg")
+        script = compile_config(seed_with(modparams), str(SEED_CFG))
         core.use_script(script)
         for m in script.modules.values():
             m.start(core, None)
