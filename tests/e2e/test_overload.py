@@ -30,11 +30,28 @@ def test_new_requests_past_max_transactions_get_503_retry_after(ser):
         assert len({header_values(m, "call-id")[0] for m in invites}) == 3
 
 
+def _await_polling(pid, timeout=5.0):
+    """Return once process ``pid`` sleeps in poll()/select() (its loop is idle)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+        if state == "S" and ("poll" in wchan or "select" in wchan):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"pid {pid} not idle in poll() after {timeout} s: {state} {wchan}")
+
+
 def _flood_while_stopped(server, caller, uri, count):
     """``count`` INVITEs queued in the server's socket while it is stopped (SIGSTOP), then
     let go: it finds more waiting than one read batch takes.  Returns {Call-ID: [answers]}
     once each has one (or after 10 s)."""
     call_ids = [f"flood{i}-{secrets.token_hex(4)}@e2e" for i in range(count)]
+    # Stopped while it waits in poll(), not in the middle of the read batch that answered
+    # the REGISTER: that batch would take the first INVITEs, with one place fewer for them.
+    _await_polling(server.proc.pid)
     os.kill(server.proc.pid, signal.SIGSTOP)
     try:
         for cid in call_ids:
@@ -64,7 +81,7 @@ def test_behind_its_socket_new_invites_get_503_before_the_script(ser):
         codes = {c: [status_of(m) for m in got] for c, got in answers.items()}
         relayed = [c for c, got in codes.items() if got == [100]]
         shed = [c for c, got in codes.items() if got == [503]]
-        assert len(relayed) >= RECV_BATCH           # the first batch read went through
+        assert len(relayed) >= RECV_BATCH, codes     # the first batch read went through
         assert shed and len(relayed) + len(shed) == len(answers), codes
         assert header_values(answers[shed[0]][0], "retry-after") == ["9"]
         at_callee = {header_values(m, "call-id")[0] for m in callee.recv_until(None, 0.5)}
