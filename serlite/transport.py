@@ -25,7 +25,7 @@ UDP_RCVBUF = 512 * 1024    # room for a burst while the loop is busy (Kamailio's
 class Listener:
     """One bound socket: ``udp:127.0.0.1:5060``.  ``host`` is what goes into Via/Record-Route."""
 
-    __slots__ = ("proto", "family", "ip", "port", "sock", "name", "host")
+    __slots__ = ("proto", "family", "ip", "port", "sock", "name", "host", "backlog")
 
     def __init__(self, proto, family, ip, port, sock):
         self.proto = proto
@@ -35,6 +35,7 @@ class Listener:
         self.sock = sock
         self.host = f"[{ip}]" if family == socket.AF_INET6 else ip
         self.name = f"{proto}:{self.host}:{port}"
+        self.backlog = 0.0      # UDP: how full its receive buffer was after the last read
 
     def __repr__(self):
         return f"Listener({self.name})"
@@ -156,9 +157,11 @@ class Transport:
         # address, so its Source is made once (Sources are never changed once made)
         self._udp_sources = {}
         self._sweep = None
-        # how full a UDP socket's receive buffer was left after a full read batch (0.0-1.0;
-        # 0 once a read finds it empty): how far the server is behind what it is offered,
-        # before the kernel drops datagrams (tm sheds new requests past its shed_backlog)
+        # how full the fullest UDP socket's receive buffer was left after a full read batch
+        # (0.0-1.0; a socket counts 0 once a read finds it empty): how far the server is
+        # behind what it is offered, before the kernel drops datagrams (tm sheds new
+        # requests past its shed_backlog).  The fullest, as all sockets share the one loop:
+        # an idle IPv6 socket read empty must not hide a flooded IPv4 one.
         self.backlog = 0.0
 
     # -- set-up -----------------------------------------------------------------------------
@@ -212,7 +215,9 @@ class Transport:
             try:
                 data, addr = recv(UDP_MAX)
             except (BlockingIOError, InterruptedError):
-                self.backlog = 0.0
+                if listener.backlog:
+                    listener.backlog = 0.0
+                    self._update_backlog()
                 return
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 log.debug(f"{listener.name}: recvfrom: {exc}")
@@ -225,7 +230,11 @@ class Transport:
                     sources.clear()     # bounded: a flood from many addresses costs no memory
                 source = sources[addr] = Source("udp", addr[0], addr[1], listener)
             self.on_message(data, source)
-        self.backlog = _filled(listener.sock, self.backlog)
+        listener.backlog = _filled(listener.sock, listener.backlog)
+        self._update_backlog()
+
+    def _update_backlog(self):
+        self.backlog = max(lst.backlog for lst in self.listeners)
 
     # -- TCP --------------------------------------------------------------------------------
     def _accept(self, listener):

@@ -227,3 +227,33 @@ def test_udp_backlog_is_how_full_the_receive_buffer_is():
         for _ in range(40):
             rx.recv(2048)
         assert _filled(rx, more) == 0.0
+
+
+def test_udp_backlog_is_the_fullest_sockets():
+    """Transport.backlog: the fullest UDP socket after its last read, so an idle socket read
+    empty (say the IPv6 one) does not hide a flooded one sharing the same loop."""
+    import socket
+
+    from serlite.loop import Loop
+    from serlite.transport import RECV_BATCH, Transport
+
+    got = []
+    transport = Transport(Loop(), lambda data, source: got.append(data))
+    try:
+        flooded = transport.bind("udp", "127.0.0.1", 0)
+        idle = transport.bind("udp", "127.0.0.1", 0)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for _ in range(2 * RECV_BATCH):
+                tx.sendto(b"INVITE " + b"x" * 500, ("127.0.0.1", flooded.port))
+            transport._read_udp(flooded)            # one batch: as many again still wait
+            assert len(got) == RECV_BATCH
+            behind = transport.backlog
+            assert behind > 0.0
+            transport._read_udp(idle)               # nothing there
+            assert transport.backlog == behind
+            transport._read_udp(flooded)
+            transport._read_udp(flooded)            # read empty: caught up
+            assert len(got) == 2 * RECV_BATCH
+            assert transport.backlog == 0.0
+    finally:
+        transport.close()
