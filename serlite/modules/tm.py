@@ -186,6 +186,10 @@ class Tm(Module):
                 del self.table.server[tx.key]
                 if tx.status < 200:
                     self.unanswered -= 1
+            # ServerTransaction <-> ResponseContext is a reference cycle: broken here, the
+            # ended transaction is freed at once rather than by a full garbage collection
+            # (which by then walks every transaction kept; tests/modules/test_tm_lifetime.py)
+            tx.data = None
         else:
             key = client_key(tx.branch, tx.method)
             if self.table.client.get(key) is tx:
@@ -260,6 +264,14 @@ class Tm(Module):
         return st, True
 
     def _respond(self, st, status, data):
+        if st.state == "terminated":
+            # ended before this branch answered (over TCP a non-INVITE ends with its final
+            # response, timer J = 0): 16.7 step 5, only a 2xx to an INVITE still goes up
+            if st.method == "INVITE" and 200 <= status < 300:
+                self.core.stats.reply_out(status, len(data))
+                proto, ip, port, local, conn = st.dest
+                self.core.send(proto, ip, port, data, local, conn)
+            return
         if status >= 200 and st.status < 200:
             self.unanswered -= 1
         self.core.stats.reply_out(status, len(data))
@@ -275,8 +287,8 @@ class Tm(Module):
 
     def _local_reply(self, st, status, reason, headers=()):
         rc = st.data
-        if rc.ctx is None:
-            return      # answered already (released): nothing more goes upstream
+        if rc is None or rc.ctx is None:
+            return      # answered already (released, or ended): nothing more goes upstream
         data = self.core.reply_bytes(rc.ctx.msg, status, reason, headers)
         if status >= 200:
             rc.answered = status
