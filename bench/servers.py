@@ -308,7 +308,9 @@ class Kamailio(Server):
 
     name = "kamailio"
 
-    def __init__(self, workdir, port=None, allocator="tlsf", shm_mb=4096, pkg_mb=16):
+    def __init__(self, workdir, port=None, allocator="tlsf", shm_mb=4096, pkg_mb=16,
+                 name="kamailio"):
+        self.name = name
         super().__init__(workdir, port)
         self.rundir = self.workdir / "kamailio-run"
         self.rundir.mkdir(exist_ok=True)

@@ -54,6 +54,7 @@ REG_CAP = 32000             # the rate search stops here: beyond, sipp and the 2
 CALL_CAP = 8000             # the limit, and Kamailio's table would fill its shared memory
 TAIL = 35                   # s: Timer J/D (32 s) of the last transactions have fired by then
 UAS_USER = "bob"
+KAMAILIO_QM = "kamailio-qm"  # Kamailio with its default allocator, in the fixed phases only
 
 
 UNANSWERED_MAX = 50      # serlite's requests without a final answer that a phase may start with
@@ -128,6 +129,17 @@ class Bench:
             log(f"kamailio pid {k.pid} ({len(k.pids())} processes, allocator "
                 f"{alloc or 'default'}; built with {', '.join(allocs)}) on "
                 f"udp:127.0.0.1:{k.port}")
+            if alloc == "tlsf" and "qm" in allocs:
+                # the fixed rates also beside Kamailio as packaged: its default allocator,
+                # q_malloc (the issue: "compare with Kamailio at its best ... and say both")
+                q = Kamailio(self.workdir / KAMAILIO_QM, allocator="qm", name=KAMAILIO_QM).start()
+                self._started.append(q)
+                self.servers[KAMAILIO_QM] = q
+                self.results["servers"][KAMAILIO_QM] = {
+                    "command": " ".join(q.command()), "pid": q.pid, "processes": len(q.pids()),
+                    "allocator": "qm"}
+                log(f"{KAMAILIO_QM} pid {q.pid} (allocator qm, the default) on "
+                    f"udp:127.0.0.1:{q.port}: fixed rates only")
     def start_uas(self, name, calls, timeout):
         """The callee of one calls phase: a fresh sipp UAS on a fresh port, registered under a
         user of its own (bob<phase>).  Nothing of an earlier phase reaches it: not a UAS that
@@ -808,6 +820,9 @@ def write_results(res, path, started, elapsed):
             f"processes in all, CPU summed over all of them; allocator {k['allocator']} for "
             f"shm and pkg, built with {', '.join(k['allocators_built'])}; bench/kamailio.cfg: "
             f"the same routing, usrloc db_mode 0 in memory, no DB module)")
+    if KAMAILIO_QM in srv:
+        add(f"- Kamailio as packaged, for the fixed rates only: `{srv[KAMAILIO_QM]['command']}` "
+            f"(the same, with its default allocator q_malloc)")
     add("")
     add("## Headline: CPU-seconds of the server per 1000 transactions")
     add("")
@@ -834,6 +849,18 @@ def write_results(res, path, started, elapsed):
     add(f"| calls {CALL_TARGET}/s (seed config, stateful) | {_f(s_cpk)} | {_f(k_cpk)} | "
         f"{_f(call_ratio, 2)}x | <= {RATIO_TARGET:g}x: {_verdict(call_ratio)} | {_yn(s_call)} | "
         f"{_yn(k_call)} |")
+    q_reg = fx.get(KAMAILIO_QM, {}).get("register")
+    q_cpk = tl.get(KAMAILIO_QM, {}).get("cpu_per_1000_with_tail")
+    if q_reg or q_cpk:
+        q_reg_ratio = _ratio(s_reg and s_reg["cpu_per_1000"], q_reg and q_reg["cpu_per_1000"])
+        q_call_ratio = _ratio(s_cpk, q_cpk)
+        res["headline"].update(register_ratio_qm=q_reg_ratio, calls_ratio_qm=q_call_ratio)
+        add(f"| REGISTER {REG_TARGET}/s, Kamailio with q_malloc (its default) | "
+            f"{_f(s_reg and s_reg['cpu_per_1000'])} | {_f(q_reg and q_reg['cpu_per_1000'])} | "
+            f"{_f(q_reg_ratio, 2)}x | (for reference) | {_yn(s_reg)} | {_yn(q_reg)} |")
+        add(f"| calls {CALL_TARGET}/s, Kamailio with q_malloc (its default) | {_f(s_cpk)} | "
+            f"{_f(q_cpk)} | {_f(q_call_ratio, 2)}x | (for reference) | {_yn(s_call)} | "
+            f"{_yn(fx.get(KAMAILIO_QM, {}).get('calls'))} |")
     for kind, label in (("register", "REGISTER"), ("calls", "calls")):
         same = res.get("same_rate", {}).get(kind)
         c = (same["rate"], same["serlite"], same["kamailio"]) if same and same["serlite"] \
@@ -854,7 +881,7 @@ def write_results(res, path, started, elapsed):
         "server CPU use | p50 / p99 ms (INVITE->180, REGISTER->200) | BYE->200 p50/p99 | "
         "sipp CPU use |")
     add("|---|---|---|---|---|---|---|---|---|---|")
-    for name in ("serlite", "kamailio"):
+    for name in ("serlite", "kamailio", KAMAILIO_QM):
         for kind in ("register", "calls"):
             r = fx.get(name, {}).get(kind)
             if r:
