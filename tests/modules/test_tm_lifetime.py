@@ -1,17 +1,14 @@
 """What tm keeps of a finished transaction, and for how long: once its wait is over it is
-freed at once (no reference cycle left for the garbage collector), and a branch's late 2xx
-after that is still relayed upstream (RFC 3261 16.7 step 5).  A real Core on the seed config
-with a clock the test moves and a transport that records what it would send."""
+freed at once (no reference cycle left for the garbage collector), and a branch answering
+after that is handled by RFC 3261 16.7 step 5 (a 2xx to an INVITE still goes upstream, no
+second final response to a non-INVITE).  A real Core on the seed config with a clock the
+test moves and a transport that records what it would send."""
 
 import gc
 
-from test_tm_shed import SEED_CFG, Transport, request, seed_with
+from test_tm_shed import request, seed_core
 
-from serlite.control.stats import Stats
-from serlite.loop import Loop
 from serlite.proxy.context import Source
-from serlite.proxy.core import Core
-from serlite.script.compiler import compile_config
 from serlite.transaction.transaction import ClientTransaction, ServerTransaction
 
 
@@ -25,15 +22,8 @@ class Clock:
 
 def forking_server():
     """Bob registered at two contacts: an INVITE to him forks to both."""
-    loop = Loop()
-    clock = loop.time = Clock()
-    tr = Transport()
-    core = Core(loop, tr, Stats(0))
-    core.set_identity(tr.listeners, [])
-    script = compile_config(seed_with(""), str(SEED_CFG))
-    core.use_script(script)
-    for m in script.modules.values():
-        m.start(core, None)
+    clock = Clock()
+    loop, tr, core = seed_core(clock=clock)
     caller = Source("udp", "127.0.0.1", 6001, tr.listeners[0])
     core.receive(request("REGISTER", "reg1", "r1", extra=(
         "Contact: <sip:bob@127.0.0.1:7000>, <sip:bob@127.0.0.1:7001>", "Expires: 600")), caller)

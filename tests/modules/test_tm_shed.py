@@ -59,18 +59,25 @@ def request(method, call_id, branch, *, to_tag=None, cseq=1, user="bob", extra=(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def seed_core(modparams="", clock=lambda: 1000.0):
+    """A started Core on the seed config (plus ``modparams``), its loop reading ``clock``:
+    (loop, transport, core)."""
+    loop = Loop()
+    loop.time = clock
+    tr = Transport()
+    core = Core(loop, tr, Stats(0))
+    core.set_identity(tr.listeners, [])
+    script = compile_config(seed_with(modparams), str(SEED_CFG))
+    core.use_script(script)
+    for m in script.modules.values():
+        m.start(core, None)
+    return loop, tr, core
+
+
 @pytest.fixture
 def server():
     def make(modparams=""):
-        loop = Loop()
-        loop.time = lambda: 1000.0
-        tr = Transport()
-        core = Core(loop, tr, Stats(0))
-        core.set_identity(tr.listeners, [])
-        script = compile_config(seed_with(modparams), str(SEED_CFG))
-        core.use_script(script)
-        for m in script.modules.values():
-            m.start(core, None)
+        _, tr, core = seed_core(modparams)
         src = Source("udp", "127.0.0.1", 6001, tr.listeners[0])
         core.receive(request("REGISTER", "reg1", "r1", extra=(
             "Contact: <sip:bob@127.0.0.1:7000>", "Expires: 600")), src)
