@@ -2,6 +2,7 @@
 
     python3 bench/callsim.py [CONFIG] [CALLS] [--prof]
     python3 bench/callsim.py --memory [CONFIG]
+    python3 bench/callsim.py --gc [CONFIG] [RATE] [SECONDS]
 
 Feeds the messages of INVITE/180/200/ACK/BYE/200 (and a REGISTER first) straight into
 Core.receive with a transport that only records what would be sent: the per-message work of
@@ -16,12 +17,18 @@ at 100/s of simulated time for 40 s fill the table to its steady state (the INVI
 server transactions of the last 32 s, the BYE client transactions of the last 5 s); the
 memory the run left allocated (tracemalloc, after a garbage collection), divided by the
 transactions in the table, is printed as one JSON line.
+
+--gc: what the garbage collector sees at a proxy's scale, the server's GC settings applied
+(start-up frozen, full collections 100 middle ones apart): calls at RATE/s (1500) of simulated
+time for SECONDS (45), timers run every 0.1 s.  Prints as one JSON line the objects it tracks
+at the peak, the full (generation 2) collections and the longest, and the peak RSS.
 """
 import cProfile
 import gc
 import json
 import os
 import pstats
+import resource
 import sys
 import time
 import tracemalloc
@@ -203,9 +210,46 @@ def memory(h, one_call, rate=100, seconds=40):
             "bytes": grown, "bytes_per_transaction": round(grown / n, 1)}
 
 
+def collector(h, one_call, rate=1500, seconds=45):
+    """Tracked objects and full-collection pauses at ``rate`` calls/s (see the docstring)."""
+    from serlite.server import _settle_gc
+    _settle_gc()
+    pauses, started = [], [0.0]
+
+    def timed(phase, info):
+        if info["generation"] == 2:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append(time.perf_counter() - started[0])
+    gc.callbacks.append(timed)
+    peak = 0
+    try:
+        for tick in range(seconds * 10):
+            for i in range(rate // 10):
+                one_call(f"g{tick}-{i}")
+            h.run_timers(0.1)
+            if tick % 50 == 0:
+                peak = max(peak, len(gc.get_objects()))
+    finally:
+        gc.callbacks.remove(timed)
+    return {"rate": rate, "seconds": seconds, "transactions": len(h.core.tm.table),
+            "tracked_objects_peak": peak, "full_collections": len(pauses),
+            "longest_full_collection_ms": round(max(pauses, default=0.0) * 1e3, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     config = args[0] if args else SEED
+    if "--gc" in argv:
+        h = Harness(config)
+        one_call = call_sim(h)
+        for i in range(50):
+            one_call(f"w{i}")
+        nums = [int(a) for a in args[1:3]]
+        print(json.dumps(collector(h, one_call, *nums)))
+        return
     if "--memory" in argv:
         h = Harness(config)
         one_call = call_sim(h)
