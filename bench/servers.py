@@ -24,7 +24,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-PYTHON3_LIGHT = REPO.parent / "shared" / "tools" / "python3-light"
+PYTHON3_LIGHT = REPO / "tools" / "python3-light"
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -21,7 +21,7 @@ from serlite import webui                       # noqa: E402
 from tests.e2e import sipnet                    # noqa: E402
 
 CGI = REPO / "webui" / "www" / "cgi-bin" / "ser"
-PYLIGHT = sipnet.SHARED / "tools" / "pylight"
+PYLIGHT = sipnet.PYLIGHT
 
 
 def main(argv):

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"  # CI clones the repo with shared/ beside it
-PYTHON3_LIGHT = SHARED / "tools" / "python3-light"
+# python3 with only the modules of OpenWrt's python3-light (the project's own tool, tools/)
+PYTHON3_LIGHT = REPO / "tools" / "python3-light"
+PYLIGHT = REPO / "tools" / "pylight"
 HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 CONFIGS = HERE / "configs"

@@ -286,12 +286,7 @@ def test_invite_gets_407_then_reaches_the_registered_callee(ser, tmp_path):
 
 
 def rfc4475_message(name):
-    for directory in (sipnet.REPO / "tests" / "data" / "rfc4475",
-                      sipnet.SHARED / "conformance" / "rfc4475"):
-        path = directory / name
-        if path.exists():
-            return path.read_bytes()
-    raise AssertionError(f"{name} not found")
+    return (sipnet.REPO / "tests" / "data" / "rfc4475" / name).read_bytes()
 
 
 def test_unknown_authorization_scheme_is_challenged(ser, tmp_path):

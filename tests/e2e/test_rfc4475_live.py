@@ -36,10 +36,7 @@ TARGET_USERS = ("user", "t.watson", "remote-target")
 
 
 def data_dir():
-    mine = sipnet.REPO / "tests" / "data" / "rfc4475"
-    if any(mine.glob("*.dat")):
-        return mine
-    return sipnet.SHARED / "conformance" / "rfc4475"
+    return sipnet.REPO / "tests" / "data" / "rfc4475"
 
 
 def load_index(directory):

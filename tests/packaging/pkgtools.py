@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MKIPK = REPO / "toolchain" / "mkipk"
-PYTHON3_LIGHT = REPO.parent / "shared" / "tools" / "python3-light"
+PYTHON3_LIGHT = REPO / "tools" / "python3-light"   # python3 as OpenWrt's python3-light
 SITE = "usr/lib/serlite"          # where mkipk puts the Python package
 
 
@@ -90,7 +90,6 @@ def light_env(root):
 
 def run_installed(root, program, *args, timeout=60):
     """ROOT/usr/bin/PROGRAM ARGS under python3-light."""
-    assert PYTHON3_LIGHT.exists(), f"{PYTHON3_LIGHT} missing: ../shared must sit beside the repo"
     return subprocess.run([str(PYTHON3_LIGHT), str(Path(root) / "usr" / "bin" / program),
                            *map(str, args)], capture_output=True, text=True,
                           env=light_env(root), cwd="/", timeout=timeout)

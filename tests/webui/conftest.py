@@ -2,7 +2,7 @@
 serving webui/www/ with the CGI, and a restart hook that restarts serlite through the harness.
 
 busybox httpd gives a CGI its own environment plus the CGI variables, so the httpd is started
-with the settings file in SER_WEBUI_CONF and PYTHONPATH set to ../shared/tools/pylight: the
+with the settings file in SER_WEBUI_CONF and PYTHONPATH set to tools/pylight: the
 CGI then runs with exactly OpenWrt's python3-light modules, found through its own shebang
 (#!/usr/bin/env python3, a `python3` first on PATH being this test run's interpreter).
 """
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 REPO = sipnet.REPO
 DOCROOT = REPO / "webui" / "www"
 CGI = DOCROOT / "cgi-bin" / "ser"
-PYLIGHT = sipnet.SHARED / "tools" / "pylight"
+PYLIGHT = sipnet.PYLIGHT
 CONFIG = HERE / "webui.cfg"
 USER, PASSWORD = "admin", "s3cret-pw"
 HTTPD_TIMEOUT = 10
@@ -40,8 +40,7 @@ def server_config(db_dir):
 def cgi_env_base(bindir):
     """What every CGI run gets beside the CGI variables: python3-light, our python3 first."""
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C.UTF-8"}
-    if PYLIGHT.is_dir():
-        env["PYTHONPATH"] = str(PYLIGHT)
+    env["PYTHONPATH"] = str(PYLIGHT)
     return env
 
 
