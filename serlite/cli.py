@@ -1,14 +1,10 @@
-"""The ``ser`` command line, with SER's flags:
+"""The ``ser`` command line, with SER's flags (``HELP`` below is what ``ser -h`` prints: plain
+text in the layout of SER's own ``ser -h``, for a terminal, not Markdown).
 
-  -f FILE   config file (default /etc/ser/ser.cfg)
-  -c        check the config and exit (0, or 1 with ``file:line:col: message`` and a hint)
-  -l ADDR   listen on ADDR (repeatable; overrides listen= in the config)
-  -D        stay in the foreground (fork=yes never daemonises with -D, as procd needs)
-  -E        log to stderr
-  -d        more debug output (repeatable)
-  -P FILE   write the pid to FILE
-  -V        print the version
-  -h        this help
+``-c`` runs what the start checks before it binds anything (the config, the listen addresses of
+``-l`` or ``listen=``, the port), so a config that passes ``-c`` does not fail to start for a
+reason ``-c`` could have seen; only what needs the system (a port in use, a pid file) is left
+to the start.
 
 getopt, as SER's own main.c, rather than argparse: the server's start and its resident memory
 are what a router pays for (argparse and what it imports hold about 0.4 MB for nothing).
@@ -61,39 +57,54 @@ def parse_args(argv):
     return o
 
 
+HELP = f"""version: serlite {__version__}
+Usage: ser [-f file] [-c] [-l address]... [-D] [-E] [-d]... [-P file] [-V] [-h]
+Options:
+    -f file      Configuration file (default {DEFAULT_CONFIG})
+    -c           Check the configuration file and the listen addresses for
+                  errors, then exit (0: ok; 1: file:line:col: message)
+    -l address   Listen on the specified address/interface (multiple -l
+                  mean listening on more addresses; -l replaces listen= of
+                  the config). The address format is [proto:]addr[:port],
+                  where proto=udp|tcp and addr=ip_address|interface_name.
+                  E.g: -l 127.0.0.1, -l udp:127.0.0.1:5080, -l tcp:[::1],
+                  -l eth0. Without a protocol both udp and tcp are used.
+    -D           Do not fork into daemon mode (fork=yes is ignored)
+    -E           Log to stderr
+    -d           Debugging mode (multiple -d increase the level)
+    -P file      Create a pid file
+    -V           Version number
+    -h           This help message
+"""
+
+
 def usage():
-    flags = __doc__.split("\n\n")[1]      # the list of flags in this module's docstring
-    return f"usage: ser [-f FILE] [-c] [-l ADDR]... [-D] [-E] [-d]... [-P FILE] [-V] [-h]\n\n{flags}"
+    return HELP
 
 
 def main(argv=None):
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
     except getopt.GetoptError as exc:
-        print(f"ser: {exc}\n{usage()}", file=sys.stderr)
+        print(f"ser: {exc}\n{usage()}", end="", file=sys.stderr)
         return 2
     if args.help:
-        print(usage())
+        print(usage(), end="")
         return 0
     if args.version:
         print(f"serlite {__version__} (SER-compatible SIP server, Python {sys.version.split()[0]})")
         return 0
     from .script.errors import ConfigError
-    if args.check:
-        from .script.compiler import compile_file
-        try:
-            script = compile_file(args.config)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        for note in script.notes:
-            print(f"note: {note}", file=sys.stderr)
-        print(f"{args.config}: ok", file=sys.stderr)
-        return 0
     from .server import Server, StartError
     server = Server(args.config, listen=args.listen, pidfile=args.pidfile,
                     foreground=args.foreground, debug_extra=args.debug, force_stderr=args.stderr)
     try:
+        if args.check:
+            script = server.check()
+            for note in script.notes:
+                print(f"note: {note}", file=sys.stderr)
+            print(f"{args.config}: ok", file=sys.stderr)
+            return 0
         server.start()
     except ConfigError as exc:
         print(exc, file=sys.stderr)

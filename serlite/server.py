@@ -43,6 +43,8 @@ class Server:
 
     def _listen_specs(self, script):
         port = int(script.globals.get("port", 5060) or 5060)
+        if not 0 < port < 65536:
+            raise StartError(f"port {port} out of range (1-65535)")
         specs = []
         raw = self.listen_override or script.globals.get("listen") or []
         try:
@@ -58,6 +60,15 @@ class Server:
                 seen.add(spec)
                 unique.append(spec)
         return unique
+
+    def check(self):
+        """``ser -c``: what start() refuses before it binds, without binding, forking or writing
+        anything: the config compiles, the listen addresses parse, there is one at least.
+        Returns the compiled script; raises ConfigError or StartError with start()'s words."""
+        script = compile_file(self.cfg_path)
+        if not self._listen_specs(script):
+            raise StartError("no address to listen on")
+        return script
 
     def start(self):
         script = compile_file(self.cfg_path)      # ConfigError goes to the caller
