@@ -57,8 +57,9 @@ def parse_args(argv):
     return o
 
 
+USAGE = "Usage: ser [-f file] [-c] [-l address]... [-D] [-E] [-d]... [-P file] [-V] [-h]"
 HELP = f"""version: serlite {__version__}
-Usage: ser [-f file] [-c] [-l address]... [-D] [-E] [-d]... [-P file] [-V] [-h]
+{USAGE}
 Options:
     -f file      Configuration file (default {DEFAULT_CONFIG})
     -c           Check the configuration file and the listen addresses for
@@ -86,7 +87,7 @@ def main(argv=None):
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
     except getopt.GetoptError as exc:
-        print(f"ser: {exc}\n{usage()}", end="", file=sys.stderr)
+        print(f"ser: {exc}\n{USAGE}\nser -h lists the options.", file=sys.stderr)
         return 2
     if args.help:
         print(usage(), end="")

@@ -158,7 +158,7 @@ def test_bad_command_line_gets_one_line_and_usage(args, says):
     assert result.returncode == 2
     first, second = result.stderr.splitlines()[:2]
     assert first == f"ser: {says}"
-    assert second.startswith("usage: ser ")
+    assert second.startswith("Usage: ser ")
 
 
 @pytest.mark.parametrize("spec, says", [
