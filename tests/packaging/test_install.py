@@ -131,3 +131,51 @@ def test_the_installed_tree_imports_nothing_python3_light_lacks(installed):
                          env=dict(os.environ, PYTHONPATH=str(installed / SITE),
                                   PYTHONDONTWRITEBYTECODE="1"))
     assert run.returncode == 0, run.stderr
+
+
+def test_installed_commands_find_their_library_from_where_they_are(ipk, tmp_path):
+    # installed under a root that is not /, run with nothing on PYTHONPATH and from /: ser,
+    # ser-ctl and the CGI find <root>/usr/lib/serlite from their own real path (also through
+    # a symlink), never another serlite
+    root = tmp_path / "opt" / "router"
+    assert install(ipk, root).returncode == 0
+    init = root / SITE / "serlite" / "__init__.py"
+    version = ipk.fields()["Version"]
+    init.write_text(init.read_text().replace(f'"{version}"', '"0.0.0+this-root"'))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "ser").symlink_to(root / "usr/bin/ser")
+
+    def run(*argv):
+        return subprocess.run([str(PYTHON3_LIGHT), *map(str, argv)], capture_output=True,
+                              text=True, env=env, cwd="/", timeout=60)
+
+    for ser in (root / "usr/bin/ser", tmp_path / "bin" / "ser"):
+        got = run(ser, "-V")
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.startswith("serlite 0.0.0+this-root "), got.stdout
+    got = run(root / "usr/bin/ser", "-c", "-f", root / "etc/ser/ser.cfg")
+    assert got.returncode == 0 and got.stderr.endswith("ser.cfg: ok\n"), got.stderr
+    got = run(root / "usr/bin/ser-ctl", "-h")
+    assert got.returncode == 0 and "ser-ctl" in got.stdout + got.stderr, got.stderr
+    cgi = subprocess.run(
+        [str(PYTHON3_LIGHT), str(root / "www/cgi-bin/ser")], capture_output=True, cwd="/",
+        timeout=60, env=dict(env, REQUEST_METHOD="DELETE", SER_WEBUI_CONF=os.devnull))
+    assert cgi.returncode == 0 and cgi.stdout.startswith(b"Status: 405 "), cgi.stderr
+
+
+def test_a_site_packages_serlite_still_wins(ipk, tmp_path):
+    # the feed package's layout: serlite where python3 looks (here PYTHONPATH stands in for
+    # site-packages); the launcher's own lib/serlite comes after it
+    root = tmp_path / "router"
+    assert install(ipk, root).returncode == 0
+    site = tmp_path / "site"
+    shutil.copytree(root / SITE / "serlite", site / "serlite")
+    init = site / "serlite" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{ipk.fields()["Version"]}"', '"0.0.0+site"'))
+    got = subprocess.run([str(PYTHON3_LIGHT), str(root / "usr/bin/ser"), "-V"], cwd="/",
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(site),
+                                  PYTHONDONTWRITEBYTECODE="1"))
+    assert got.returncode == 0 and got.stdout.startswith("serlite 0.0.0+site "), got.stderr
