@@ -203,7 +203,8 @@ def check_token(secret, token, user, now):
     """None when the token is good, else why not."""
     import hmac
     issued, _, mac = (token or "").partition("-")
-    if not issued.isdigit() or not mac:
+    # str.isdigit() is true for "²" and other Unicode digits int() refuses: ASCII only
+    if not (issued.isascii() and issued.isdigit()) or len(issued) > 12 or not mac:
         return "the form carries no valid token: reload the page and try again"
     age = now - int(issued)
     if age > TOKEN_TTL or age < -TOKEN_SKEW:
@@ -420,6 +421,30 @@ def do_restart(conf, clock=time.monotonic, pause=time.sleep):
 
 # --- one request -----------------------------------------------------------------------------
 
+# RFC 9110 5.6.2: a method is a token
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def clean_environ(environ):
+    """The CGI variables as text that encodes: os.environ carries a byte that is not UTF-8
+    (a header, the method, the query) as a lone surrogate, which no later .encode() takes;
+    such a byte becomes U+FFFD here, once, so that every answer can be written."""
+    out = {}
+    for key, value in environ.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                try:
+                    raw = value.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    raw = value.encode("utf-8", "replace")
+                value = raw.decode("utf-8", "replace")
+        out[key] = value
+    return out
+
+
 class Response:
     __slots__ = ("status", "headers", "body")
 
@@ -448,8 +473,11 @@ def handle(environ, stdin, now, perf=time.perf_counter):
     """One CGI request -> a Response."""
     started = perf()
     conf = settings(environ)
-    method = (environ.get("REQUEST_METHOD") or "GET").upper()
+    method = environ.get("REQUEST_METHOD") or "GET"
     script = environ.get("SCRIPT_NAME") or "/cgi-bin/ser"
+    if len(method) > 20 or not set(method) <= _TOKEN_CHARS:
+        return refuse(400, "The request method is not an HTTP token.", script)
+    method = method.upper()
     user = environ.get("REMOTE_USER") or ""
     anonymous_ok = truthy(conf["SER_WEBUI_ALLOW_ANONYMOUS"])
     if method in ("GET", "HEAD"):
@@ -509,18 +537,32 @@ def show(conf, script, user, anonymous_ok, query, now, started, perf):
     return Response(200, page.render(st, time.localtime))
 
 
+# the answer when even the error page cannot be made: plain bytes, nothing computed
+LAST_RESORT = (b"Status: 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8"
+               b"\r\nCache-Control: no-store\r\n\r\nThe status page failed; the web server's "
+               b"log has the details.\n")
+
+
 def main(environ=None, stdin=None, stdout=None):
-    environ = os.environ if environ is None else environ
+    """One CGI run.  Whatever happens, one HTTP answer goes out: a bug of ours is a 500 with a
+    short text (the traceback to stderr, the web server's log), never a broken connection."""
     stdin = sys.stdin.buffer if stdin is None else stdin
     stdout = sys.stdout.buffer if stdout is None else stdout
-    head_only = (environ.get("REQUEST_METHOD") or "").upper() == "HEAD"
     try:
-        response = handle(environ, stdin, time.time())
-    except Exception as exc:                # a bug of ours: say so, details to the server log
+        environ = clean_environ(os.environ if environ is None else environ)
+        head_only = (environ.get("REQUEST_METHOD") or "").upper() == "HEAD"
+        try:
+            response = handle(environ, stdin, time.time())
+        except Exception:                   # a bug of ours: say so, details to the server log
+            import traceback
+            traceback.print_exc(file=sys.stderr)
+            response = refuse(500, "The status page failed: the web server's log has the "
+                                   "details.", environ.get("SCRIPT_NAME") or "/cgi-bin/ser")
+        out = response.encode(head_only)
+    except Exception:
         import traceback
         traceback.print_exc(file=sys.stderr)
-        response = refuse(500, f"The status page failed: {type(exc).__name__}: {exc}",
-                          environ.get("SCRIPT_NAME") or "/cgi-bin/ser")
-    stdout.write(response.encode(head_only))
+        out = LAST_RESORT
+    stdout.write(out)
     stdout.flush()
     return 0
