@@ -20,7 +20,8 @@ overrides the file -- uhttpd starts CGIs with an environment of its own, so the 
 dependable place):
 
     SER_UNIX_SOCK               control socket (default /var/run/ser/ser.sock)
-    SER_RESTART_CMD             restart command, shell-like words (default /etc/init.d/ser restart)
+    SER_RESTART_CMD             restart command, shell-like words (default /etc/init.d/ser restart;
+                                one that is not there or not executable: a 503 that says so)
     SER_WEBUI_SECRET            the CSRF secret, created 0600 at first use
                                 (default /etc/ser/webui.secret)
     SER_WEBUI_ALLOW_ANONYMOUS   1: actions without a web-server login (default 0)
@@ -59,6 +60,7 @@ MAX_BODY = 4096
 CONTROL_TIMEOUT = 3.0
 RESTART_TIMEOUT = 60.0
 RESTART_SETTLE = 15.0      # after the restart command: wait this long for the new server
+RESTART_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"     # the restart command's whole environment
 ACTIONS = {"reload": "Configuration reloaded.", "restart": "SIP server restarted."}
 REFRESH_RANGE = (5, 3600)
 
@@ -107,6 +109,7 @@ def settings(environ):
     for key in DEFAULTS:
         if key in environ:
             conf[key] = environ[key]
+    conf["SER_WEBUI_CONF"] = path          # named in messages: where to change a setting
     return conf
 
 
@@ -374,14 +377,39 @@ def do_reload(conf):
     return None
 
 
+def restart_unavailable(argv):
+    """Why the restart command cannot run (not there, not executable), else None: off the
+    router /etc/init.d/ser does not exist, and that deserves words, not a 500."""
+    if not argv:
+        return "no restart command is configured (SER_RESTART_CMD is empty)"
+    program = argv[0]
+    if "/" not in program:                 # looked up in the command's own PATH
+        if not any(os.access(os.path.join(d, program), os.X_OK)
+                   for d in RESTART_PATH.split(":")):
+            return f"{program} is not found in {RESTART_PATH}"
+        return None
+    if not os.path.exists(program):
+        return f"{program} does not exist"
+    if os.path.isdir(program) or not os.access(program, os.X_OK):
+        return f"{program} is not an executable file"
+    return None
+
+
 def do_restart(conf, clock=time.monotonic, pause=time.sleep):
     """Run the restart command (a fixed argument list, a clean environment, no shell), then
     wait for a server with a new pid.  None on success, else (status, text)."""
     import shlex
     import subprocess
-    argv = shlex.split(conf["SER_RESTART_CMD"])
-    if not argv:
-        return 500, "No restart command is configured (SER_RESTART_CMD)."
+    try:
+        argv = shlex.split(conf["SER_RESTART_CMD"])
+    except ValueError as exc:               # an unmatched quote
+        argv, why = [], f"SER_RESTART_CMD cannot be split into words ({exc})"
+    else:
+        why = restart_unavailable(argv)
+    if why:
+        return 503, (f"Restart is not available here: {why}. Set SER_RESTART_CMD in "
+                     f"{conf['SER_WEBUI_CONF']} to the command that restarts serlite on this "
+                     f"machine (on OpenWrt: /etc/init.d/ser restart).")
     before = server_pid(conf)
     try:
         # stdout to a pipe read only after the command exits: a daemon it starts may keep the
@@ -389,7 +417,7 @@ def do_restart(conf, clock=time.monotonic, pause=time.sleep):
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, close_fds=True,
                                 start_new_session=True,
-                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                                env={"PATH": RESTART_PATH})
     except OSError as exc:
         return 500, f"Cannot run {argv[0]}: {exc.strerror or exc}"
     try:

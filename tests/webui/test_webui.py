@@ -58,7 +58,8 @@ def test_settings_file_then_environment(tmp_path):
     assert webui.truthy(got["SER_WEBUI_ALLOW_ANONYMOUS"])
     assert got["SER_RESTART_CMD"] == "/bin/true"                  # the environment wins
     assert got["SER_WEBUI_SECRET"] == "/etc/ser/webui.secret"     # default
-    assert webui.settings({"SER_WEBUI_CONF": str(tmp_path / "none")}) == webui.DEFAULTS
+    assert webui.settings({"SER_WEBUI_CONF": str(tmp_path / "none")}) == \
+        dict(webui.DEFAULTS, SER_WEBUI_CONF=str(tmp_path / "none"))     # the file it read
 
 
 # --- CSRF ------------------------------------------------------------------------------------
@@ -198,8 +199,22 @@ def test_restart_command_failures(cgi, tmp_path):
     failing = "/bin/sh -c 'echo no such service; exit 3'"
     status, _, html = cgi("POST", body=form, SER_RESTART_CMD=failing)
     assert status == 500 and "exit status 3" in html and "no such service" in html
-    status, _, html = cgi("POST", body=form, SER_RESTART_CMD=str(tmp_path / "missing"))
-    assert status == 500 and "Cannot run" in html
+
+    # what cannot run at all is said in words, with where to set it: not a 500
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\n")
+    for command, why in ((str(tmp_path / "missing"), f"{tmp_path / 'missing'} does not exist"),
+                         (str(plain), f"{plain} is not an executable file"),
+                         (str(tmp_path), f"{tmp_path} is not an executable file"),
+                         ("no-such-restart-tool x", "no-such-restart-tool is not found in "
+                                                    "/usr/sbin:/usr/bin:/sbin:/bin"),
+                         ("", "no restart command is configured"),
+                         ("/bin/true 'x", "SER_RESTART_CMD cannot be split into words")):
+        status, _, html = cgi("POST", body=form, SER_RESTART_CMD=command)
+        message = Page(html).root.by_id("message").text
+        assert status == 503, (command, message)
+        assert message.startswith(f"Restart is not available here: {why}"), message
+        assert f"Set SER_RESTART_CMD in {tmp_path / 'none.conf'}" in message
 
 
 def test_restart_command_gets_a_clean_environment_and_no_shell(tmp_path):
