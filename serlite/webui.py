@@ -284,31 +284,42 @@ def router_info(st):
 
 def addresses(conf):
     """The router's addresses, from ubus (OpenWrt) when there is one, else from the kernel."""
+    return addresses_and_reasons(conf)[0]
+
+
+def addresses_and_reasons(conf):
+    """(the router's addresses, {"wan"|"lan": why none is known}): from ubus (OpenWrt) when
+    there is one, else from the kernel; a role with addresses has no entry in the reasons."""
     wan = set(conf["SER_WEBUI_WAN"].split())
     lan = set(conf["SER_WEBUI_LAN"].split())
     ubus = conf["SER_WEBUI_UBUS"]
     if ubus is None:
         ubus = next((p for p in UBUS_PATHS if os.access(p, os.X_OK)), "")
+        asked = "no ubus found (not OpenWrt?), so the kernel was asked"
+    else:
+        asked = "ubus is off (SER_WEBUI_UBUS), so the kernel was asked"
     if ubus:
-        found = ubus_addresses(ubus, wan, lan)
-        if found is not None:
-            return found
-    return kernel_addresses(wan, lan)
+        dump = ubus_dump(ubus)
+        if dump is not None:
+            found = parse_ubus_dump(dump, wan, lan)
+            return found, ubus_reasons(dump, wan, found)
+        asked = f"{ubus} gave no interface dump, so the kernel was asked"
+    found = kernel_addresses(wan, lan)
+    return found, {role: f"{why}; {asked}"
+                   for role, why in kernel_reasons(wan, lan, found).items()}
 
 
-def ubus_addresses(ubus, wan, lan):
-    """``ubus call network.interface dump``: logical interfaces with their addresses.  None when
-    ubus fails (then the kernel is asked)."""
+def ubus_dump(ubus):
+    """``ubus call network.interface dump`` as JSON, None when ubus fails."""
     import json
     import subprocess
     try:
         out = subprocess.run([ubus, "call", "network.interface", "dump"], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=3,
                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).stdout
-        dump = json.loads(out)
+        return json.loads(out)
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
-    return parse_ubus_dump(dump, wan, lan)
 
 
 def parse_ubus_dump(dump, wan, lan):
@@ -349,6 +360,76 @@ def kernel_addresses(wan, lan):
             role = "lan"
         found.append(page.Address(address, prefix, role, "", device))
     return found
+
+
+def _names(names):
+    return ", ".join(sorted(names)) or "none"
+
+
+def ubus_reasons(dump, wan, found):
+    """Why ubus's dump gives no WAN or no LAN address: the named interfaces are not there,
+    are down, or are up without an address."""
+    ifaces = [i for i in (dump.get("interface", []) if isinstance(dump, dict) else [])
+              if isinstance(i, dict)]
+
+    def state(iface):
+        name = str(iface.get("interface", "?"))
+        return f"{name} is down" if not iface.get("up") else f"{name} is up without an address"
+
+    roles = {a.role for a in found}
+    reasons = {}
+    if "wan" not in roles:
+        named = [i for i in ifaces if str(i.get("interface", "")) in wan
+                 or str(i.get("l3_device") or i.get("device") or "") in wan]
+        if named:
+            reasons["wan"] = "; ".join(state(i) for i in named) + " (ubus)"
+        else:
+            reasons["wan"] = (f"ubus has no interface {_names(wan)} (SER_WEBUI_WAN); it has "
+                              f"{_names(str(i.get('interface', '?')) for i in ifaces)}")
+    if "lan" not in roles:
+        others = [i for i in ifaces if str(i.get("interface", "")) not in wan
+                  and str(i.get("interface", "")) != "loopback"
+                  and str(i.get("l3_device") or i.get("device") or "") not in ("lo", *wan)]
+        reasons["lan"] = ("; ".join(state(i) for i in others) + " (ubus)" if others else
+                          "ubus has no interface but the WAN and loopback")
+    return reasons
+
+
+def kernel_reasons(wan, lan, found):
+    """Why the kernel's addresses give no WAN or no LAN: no device of those names, no default
+    route, or devices without an address."""
+    from . import netif
+    roles = {a.role for a in found}
+    devices = set(netif.names()) - {"lo"}           # loopback is neither
+    wan_devices = {a.device for a in found if a.role == "wan"}
+    reasons = {}
+    if "wan" not in roles:
+        named = wan & devices
+        defaults = netif.default_route_devices() - {"lo"}
+        if named:
+            reasons["wan"] = _no_address(named)
+        elif "lo" in wan:           # kernel_addresses then never looks at the default route
+            reasons["wan"] = "SER_WEBUI_WAN names the loopback (lo)"
+        elif not defaults:
+            reasons["wan"] = (f"no device is named {_names(wan)} (SER_WEBUI_WAN) and there is "
+                              f"no default route")
+        elif defaults <= lan:
+            reasons["wan"] = (f"the default route's device {_names(defaults)} is the LAN "
+                              f"(SER_WEBUI_LAN)")
+        else:
+            reasons["wan"] = f"the default route's device {_names(defaults)} has no address"
+    if "lan" not in roles:
+        others = devices - wan - wan_devices
+        if not others:
+            reasons["lan"] = ("there is no network device but loopback" +
+                              (" and the WAN" if wan_devices else ""))
+        else:
+            reasons["lan"] = _no_address(others)
+    return reasons
+
+
+def _no_address(devices):
+    return f"{_names(devices)} {'has' if len(devices) == 1 else 'have'} no address"
 
 
 # --- actions ---------------------------------------------------------------------------------
@@ -551,7 +632,7 @@ def show(conf, script, user, anonymous_ok, query, now, started, perf):
         st.notice = ("ok", ACTIONS[query["done"]])
     ask_server(conf, st)
     router_info(st)
-    st.addresses = addresses(conf)
+    st.addresses, st.nets_unknown = addresses_and_reasons(conf)
     if user or anonymous_ok:
         try:
             st.token = make_token(load_secret(conf["SER_WEBUI_SECRET"]), user, now)

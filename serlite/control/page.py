@@ -29,6 +29,7 @@ class Status:
     addresses are known."""
 
     __slots__ = ("script", "now", "running", "down_reason", "version", "procs", "stats",
+                 "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
                  "token", "actions_note", "made_ms")
 
@@ -44,6 +45,7 @@ class Status:
         self.router_uptime = None       # seconds, /proc/uptime
         self.loadavg = None             # ("0.10", "0.05", "0.01", "1/80"), /proc/loadavg
         self.addresses = []             # Address rows
+        self.nets_unknown = {}          # {"wan"|"lan": why no address is known}
         self.refresh = None             # auto-refresh period in seconds, or None
         self.notice = None              # ("ok" | "error", text)
         self.token = None               # CSRF token for the forms; None: actions disabled
@@ -227,15 +229,18 @@ def _cards(st, localtime):
         one, five, fifteen = st.loadavg[:3]
         cards.append(_card("load", "Load average", esc(one),
                            f"<p>5, 15 min: {esc(five)}, {esc(fifteen)}</p>"))
-    nets = (_addr_card("wan", "WAN", [a for a in st.addresses if a.role == "wan"])
-            + _addr_card("lan", "LAN", [a for a in st.addresses if a.role == "lan"]))
+    nets = (_addr_card("wan", "WAN", [a for a in st.addresses if a.role == "wan"],
+                       st.nets_unknown.get("wan"))
+            + _addr_card("lan", "LAN", [a for a in st.addresses if a.role == "lan"],
+                         st.nets_unknown.get("lan")))
     return (f'<section class="cards">{"".join(cards)}</section>'
             f'<section class="cards nets">{nets}</section>')
 
 
-def _addr_card(ident, title, addrs):
-    if not addrs:
-        body = '<li class="muted">unknown</li>'
+def _addr_card(ident, title, addrs, why=None):
+    if not addrs:           # unknown, and why: what was asked and what it lacked
+        body = (f'<li class="muted" id="{ident}-why">unknown: {esc(why)}</li>' if why
+                else '<li class="muted">unknown</li>')
     else:
         body = "".join(f'<li><span class="addr">{esc(a.address)}/{esc(a.prefix)}</span> '
                        f'<span class="muted">{esc(a.label())}</span></li>' for a in addrs)
