@@ -209,7 +209,8 @@ def _truthy(value):
 
 def _write_pidfile(path):
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        from .store.files import make_dirs
+        make_dirs(os.path.dirname(path) or ".", 0o755)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")

@@ -35,7 +35,7 @@ import os
 import re
 import sys
 
-from .files import fsync_dir, replace_atomically
+from .files import fsync_dir, make_dirs, replace_atomically
 
 __all__ = ["Binding", "LocationStore", "parse_db_url", "FLAG_NAT",
            "DB_MEMORY", "DB_WRITE_THROUGH", "DB_WRITE_BACK"]
@@ -474,7 +474,7 @@ class LocationStore:
             return []
         if self._loaded:
             raise RuntimeError("location store already loaded")
-        os.makedirs(self.dir, 0o700, exist_ok=True)
+        make_dirs(self.dir, 0o700)
         try:
             os.unlink(self._tmp)       # a snapshot rewrite that a crash interrupted
         except FileNotFoundError:
