@@ -149,6 +149,10 @@ class Server:
         except ConfigError as exc:
             log.error(f"reload failed, keeping the running config: {exc}")
             return str(exc)
+        except (RecursionError, MemoryError, UnicodeError, OSError) as exc:
+            # what the parser's limits should have caught: still no reload and no crash
+            log.error(f"reload failed, keeping the running config: {self.cfg_path}: {exc!r}")
+            return f"{self.cfg_path}: {exc!r}"
         old = self.script
         try:
             self._start_script(script, old)

@@ -4,6 +4,9 @@ past reason, a full disk, Routes and Content-Lengths that cannot be, folders mad
 """
 
 import json
+import re
+import subprocess
+import sys
 import os
 import select
 import signal
@@ -76,3 +79,49 @@ def test_control_socket_folders_are_not_world_writable_under_umask_0(ser, tmp_pa
         assert mode & 0o022 == 0, f"{folder} made {oct(mode)}"
     assert path.stat().st_mode & 0o777 == 0o600
     server.stop()
+
+
+# --- configs nested past reason ------------------------------------------------------------
+
+def nested(kind, depth):
+    """SEED with a statement nested ``depth`` deep in route{}: blocks, ifs or parentheses."""
+    if kind == "blocks":
+        inner = "{" * depth + " drop; " + "}" * depth
+    elif kind == "ifs":
+        inner = "if (method == \"X\") " * depth + "drop;"
+    elif kind == "parens":
+        inner = "if " + "(" * depth + "method == \"X\"" + ")" * depth + " drop;"
+    else:
+        inner = "if " + "!" * depth + "(method == \"X\") drop;"
+    return SEED.replace("route {", "route {\n" + inner + "\n", 1)
+
+
+def check(path):
+    env = dict(os.environ, PYTHONPATH=str(sipnet.REPO))
+    return subprocess.run([sys.executable, "-m", "serlite", "-c", "-f", str(path)],
+                          cwd=sipnet.REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("kind", ["blocks", "ifs", "parens", "nots"])
+def test_a_config_nested_1000_deep_is_a_config_error(tmp_path, kind):
+    cfg = tmp_path / "deep.cfg"
+    cfg.write_text(nested(kind, 1000))
+    out = check(cfg)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert re.match(rf"{re.escape(str(cfg))}:\d+:\d+: .*nest", out.stderr), out.stderr[:500]
+    # and a sane depth is fine
+    cfg.write_text(nested(kind, 95))
+    out = check(cfg)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_sighup_with_a_config_nested_1000_deep_keeps_the_running_one(ser):
+    server = ser(SEED)
+    server.cfg.write_text(nested("ifs", 1000))
+    mark = len(server.log())
+    os.kill(server.pid, signal.SIGHUP)
+    m = sipnet.wait_log(server, r"reload failed[^\n]*", since=mark)
+    assert f"{server.cfg}:" in m.group(0)
+    assert "Traceback" not in server.log()[mark:]
+    assert status_of(sipnet.barrier(server.addr)) == 404     # the old config answers
