@@ -73,9 +73,11 @@ class Server:
             self.core.server_header = (name.strip(), value.strip())
         self.transport = Transport(self.loop, self.core.receive, self._oversize,
                                    max_message=int(g.get("max_message_size", 65535) or 65535),
-                                   max_connections=int(g.get("tcp_max_connections", 256) or 256),
-                                   idle_timeout=float(g.get("tcp_connection_lifetime", 120)
-                                                      or 120))
+                                   max_connections=int(g.get("tcp_max_connections", 256)),
+                                   idle_timeout=float(g.get("tcp_connection_lifetime", 120)),
+                                   per_address=int(g.get("tcp_accept_iplimit", 32)),
+                                   msg_read_timeout=float(g.get("tcp_msg_read_timeout", 10)),
+                                   msg_data_timeout=float(g.get("tcp_msg_data_timeout", 10)))
         self.core.transport = self.transport
         for proto, ip, port in self._listen_specs(script):
             try:

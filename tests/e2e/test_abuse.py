@@ -125,3 +125,137 @@ def test_sighup_with_a_config_nested_1000_deep_keeps_the_running_one(ser):
     assert f"{server.cfg}:" in m.group(0)
     assert "Traceback" not in server.log()[mark:]
     assert status_of(sipnet.barrier(server.addr)) == 404     # the old config answers
+
+
+# --- TCP: slowloris -------------------------------------------------------------------------
+
+def tcp_from(source_ip, server_addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5.0)
+    s.bind((source_ip, 0))
+    s.connect(server_addr)
+    return s
+
+
+def closed_by_server(s, timeout):
+    """True when the server closes (or resets) ``s`` within ``timeout`` s; data is ignored."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready, _, _ = select.select([s], [], [], left)
+        if ready:
+            try:
+                if not s.recv(65536):
+                    return True
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+
+
+def phone_options(server, source_ip="127.0.0.1", timeout=3.0):
+    """A well-behaved TCP phone: connect, send OPTIONS at once, return the answer's status."""
+    s = tcp_from(source_ip, server.addr)
+    try:
+        host, port = s.getsockname()
+        uri = f"sip:ping@{sipnet.hostport(*server.addr)}"
+        s.sendall(make_request("OPTIONS", uri, via=(host, port), to=uri, transport="TCP"))
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([s], [], [], left)[0]:
+                return None
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            buf += data
+        return status_of(buf)
+    finally:
+        s.close()
+
+
+def test_slowloris_from_many_addresses_does_not_lock_out_a_phone(ser):
+    # The defaults (256 connections): 300 connections from 10 addresses, each sending the
+    # first bytes of a REGISTER and then one byte at a time, fill the table.
+    server = ser(SEED)
+    attackers = []
+    try:
+        for i in range(300):
+            try:
+                s = tcp_from(f"127.0.0.{2 + i % 10}", server.addr)
+                s.sendall(b"REG")
+                attackers.append(s)
+            except OSError:
+                pass            # refused or reset: the server's choice
+        for round_ in range(3):
+            for s in attackers:
+                try:
+                    s.send(b"I")
+                except OSError:
+                    pass
+            status = phone_options(server)
+            assert status == 404, f"round {round_}: a TCP phone got {status} under slowloris"
+        # and a phone from an attacking address's neighbour gets in too
+        assert phone_options(server, "127.0.0.200") == 404
+    finally:
+        for s in attackers:
+            s.close()
+
+
+def test_connections_per_address_are_capped(ser):
+    server = ser(seed_with("tcp_accept_iplimit=8"))
+    mine = [tcp_from("127.0.0.7", server.addr) for _ in range(12)]
+    try:
+        closed = [s for s in mine if closed_by_server(s, 0.5)]
+        assert len(closed) == 4, f"{len(closed)} of 12 closed, the cap is 8"
+        assert phone_options(server, "127.0.0.8") == 404
+    finally:
+        for s in mine:
+            s.close()
+
+
+def test_a_message_trickling_in_is_cut_off_at_tcp_msg_read_timeout(ser):
+    server = ser(seed_with("tcp_msg_read_timeout=2"))
+    s = tcp_from("127.0.0.3", server.addr)
+    try:
+        started = time.monotonic()
+        closed = False
+        for byte in b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.3\r\n":
+            s.send(bytes([byte]))       # a byte every 0.2 s: never idle, never finished
+            if closed_by_server(s, 0.2):
+                closed = True
+                break
+        took = time.monotonic() - started
+        assert closed, "a message trickling in for 10 s was not cut off"
+        assert 1.9 <= took <= 4.0, f"cut off after {took:.1f} s, tcp_msg_read_timeout=2"
+    finally:
+        s.close()
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_tcp_msg_data_timeout(ser):
+    server = ser(seed_with("tcp_msg_data_timeout=2"))
+    s = tcp_from("127.0.0.4", server.addr)
+    try:
+        started = time.monotonic()
+        assert closed_by_server(s, 6.0), "a silent connection was kept past 6 s"
+        took = time.monotonic() - started
+        assert 1.9 <= took <= 4.0, f"closed after {took:.1f} s, tcp_msg_data_timeout=2"
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("setting", ["tcp_accept_iplimit=0", "tcp_msg_read_timeout=0",
+                                     "tcp_msg_data_timeout=100000", "tcp_max_connections=0",
+                                     "tcp_connection_lifetime=-1",
+                                     "tcp_max_connections=100000000000000000000"])
+def test_tcp_limits_are_range_checked_at_check_time(tmp_path, setting):
+    cfg = tmp_path / "ser.cfg"
+    cfg.write_text(seed_with(setting))
+    out = check(cfg)
+    assert out.returncode == 1, out.stderr
+    assert re.match(rf"{re.escape(str(cfg))}:1:\d+: .*{setting.split('=')[0]}.*between",
+                    out.stderr), out.stderr
