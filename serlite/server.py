@@ -33,6 +33,7 @@ class Server:
         self.core = None
         self.script = None
         self.control = None
+        self.exit_status = 0    # 1 when a module failed to stop cleanly (bindings not saved)
 
     # -- set-up -------------------------------------------------------------------------------
     def _configure_log(self, script):
@@ -130,7 +131,10 @@ class Server:
                 started.append(module)
         except Exception:
             for module in started:
-                module.stop()
+                try:
+                    module.stop()
+                except Exception as exc:
+                    log.error(f"{module.name}: stop failed: {exc}")
             core.source_filters, core.response_handlers = hooks
             if previous is not None:
                 core.use_script(previous)
@@ -171,10 +175,13 @@ class Server:
 
     # -- running ------------------------------------------------------------------------------
     def run(self):
+        """Serve until SIGTERM/SIGINT; returns the exit status: 0, or 1 when the final save
+        failed (a full disk), so that procd and the owner learn of it."""
         try:
             self.loop.run()
         finally:
             self.shutdown()
+        return self.exit_status
 
     def shutdown(self):
         if self.script is not None:
@@ -183,6 +190,7 @@ class Server:
                     module.stop()
                 except Exception as exc:
                     log.error(f"{module.name}: stop failed: {exc}")
+                    self.exit_status = 1
             self.script = None
         if self.control is not None:
             self.control.close()

@@ -259,3 +259,83 @@ def test_tcp_limits_are_range_checked_at_check_time(tmp_path, setting):
     assert out.returncode == 1, out.stderr
     assert re.match(rf"{re.escape(str(cfg))}:1:\d+: .*{setting.split('=')[0]}.*between",
                     out.stderr), out.stderr
+
+
+# --- a full disk ----------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 kB tmpfs of the test's own, mounted on a folder under tmp_path (root only):
+    a real file system that runs out of room (ENOSPC), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.fail("the disk-full test mounts a tmpfs: run the suite as root (tests/run does)")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mnt)],
+                   check=True, timeout=10)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=10)
+
+
+def fill(folder, name="filler"):
+    """Write zeros into folder/name until the file system is full; returns the file."""
+    path = folder / name
+    chunk = b"\0" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(100_000):
+            try:
+                os.write(fd, chunk)
+            except OSError:
+                break
+        else:
+            raise AssertionError("the file system never filled")
+    finally:
+        os.close(fd)
+    return path
+
+
+def register_status(server, user, expires=3600):
+    aor = f"sip:{user}@{sipnet.hostport(*server.addr)}"
+    with UdpPeer() as ua:
+        ua.send(make_request("REGISTER", f"sip:{sipnet.hostport(*server.addr)}",
+                             via=(ua.host, ua.port), to=aor,
+                             headers=[f"Contact: <sip:{user}@127.0.0.1:{20000 + len(user)}"
+                                      f";x-pad={'p' * 100}>", f"Expires: {expires}"]),
+                server.addr)
+        got = ua.recv_until(is_final, 3.0)
+    assert got and is_final(got[-1]), got
+    return status_of(got[-1])
+
+
+def test_registers_recover_as_soon_as_a_journal_line_fits(ser, small_disk):
+    db = small_disk / "usrloc"
+    config = (sipnet.CONFIGS / "persistence.cfg").read_text().replace("@DB_URL@", f"dbtext://{db}")
+    server = ser(config)
+    users = [f"u{i:03d}" for i in range(200)]       # a snapshot of ~50 kB
+    for user in users:
+        assert register_status(server, user) == 200
+    filler = fill(small_disk)
+    # the disk is full: a REGISTER soon fails (the journal's last page may hold a few more)
+    refused = None
+    for i in range(100):
+        status = register_status(server, f"full{i:03d}")
+        if status != 200:
+            refused = status
+            break
+    assert refused == 500, "the full disk never refused a REGISTER"
+    # room for a few journal lines, far from room for a snapshot
+    with open(filler, "r+b") as f:
+        f.truncate(max(0, filler.stat().st_size - 8192))
+    assert register_status(server, "after") == 200, "still refused with room for a journal line"
+    # SIGTERM: the final snapshot does not fit: the exit status says so
+    assert server.stop() != 0, "exit 0 although the final save failed"
+    # a restart on the same full disk serves every binding and takes REGISTERs again
+    server.start()
+    for user in users[::20] + ["after"]:
+        assert len(sipnet.query_bindings(server.addr, user)) == 1, user
+    assert register_status(server, "restarted") == 200, "refused after restart on a full disk"
+    os.unlink(filler)
+    assert server.stop() == 0
