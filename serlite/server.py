@@ -72,7 +72,7 @@ class Server:
         if "server_header" in g:
             name, _, value = str(g["server_header"]).partition(":")
             self.core.server_header = (name.strip(), value.strip())
-        self.transport = Transport(self.loop, self.core.receive, self._oversize,
+        self.transport = Transport(self.loop, self.core.receive, self._bad_frame,
                                    max_message=int(g.get("max_message_size", 65535) or 65535),
                                    max_connections=int(g.get("tcp_max_connections", 256)),
                                    idle_timeout=float(g.get("tcp_connection_lifetime", 120)),
@@ -141,10 +141,16 @@ class Server:
             raise
         self.script = script
 
-    def _oversize(self, head, source):
-        """RFC 3261 18.1.1/21.5.14: answer 513 to a TCP message over the size limit."""
+    def _bad_frame(self, head, source, exc):
+        """A TCP request that cannot be framed: 513 when over the size limit (RFC 3261
+        18.1.1/21.5.14), 400 for a Content-Length that is missing, negative, too large or not
+        a number (18.3); the transport closes the connection after."""
         from .sip.errors import ParseError
-        self.core._answer_unparsable(head, source, ParseError("Message Too Large", 513))
+        if head[:4] == b"SIP/":
+            return                  # a response is never answered
+        if exc.status == 513:
+            exc = ParseError("Message Too Large", 513)
+        self.core._answer_unparsable(head, source, exc)
 
     # -- signals ------------------------------------------------------------------------------
     def reload(self):

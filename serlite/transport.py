@@ -153,14 +153,16 @@ def _filled(sock, before):
 
 class Transport:
     """All sockets of the server.  ``on_message(data: bytes, source: Source)`` gets each message;
-    ``on_oversize(head: bytes, source)`` gets the header part of a TCP message over the limit."""
+    ``on_bad_frame(head: bytes, source, error: ParseError)`` gets the header part of a TCP
+    message that cannot be framed (over the size limit: 513; a bad Content-Length: 400), just
+    before its connection is closed."""
 
-    def __init__(self, loop, on_message, on_oversize=None, max_message=65535,
+    def __init__(self, loop, on_message, on_bad_frame=None, max_message=65535,
                  max_connections=256, idle_timeout=120.0, per_address=32,
                  msg_read_timeout=10.0, msg_data_timeout=10.0):
         self.loop = loop
         self.on_message = on_message
-        self.on_oversize = on_oversize
+        self.on_bad_frame = on_bad_frame
         self.max_message = max_message
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -368,11 +370,13 @@ class Transport:
             try:
                 size = frame(conn.inbuf, self.max_message)
             except ParseError as exc:
-                if exc.status == 513 and self.on_oversize is not None:
+                # framing is lost (too large: 513; Content-Length missing, negative, past
+                # 2**31, not a number: 400): answer, then close (RFC 3261 18.3)
+                if self.on_bad_frame is not None:
                     end = conn.inbuf.find(b"\r\n\r\n")
                     # the header section may itself be what is too large: answer from what came
                     head = bytes(conn.inbuf[:end + 4] if end >= 0 else conn.inbuf)
-                    self.on_oversize(head, source)
+                    self.on_bad_frame(head, source, exc)
                 log.limited(("tcp-frame", conn.ip), log.WARN,
                             f"TCP {conn.ip}:{conn.port}: {exc.reason}, closing")
                 self._close_conn(conn)

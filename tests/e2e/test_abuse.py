@@ -339,3 +339,40 @@ def test_registers_recover_as_soon_as_a_journal_line_fits(ser, small_disk):
     assert register_status(server, "restarted") == 200, "refused after restart on a full disk"
     os.unlink(filler)
     assert server.stop() == 0
+
+
+# --- Routes and Content-Lengths that cannot be ----------------------------------------------
+
+@pytest.mark.parametrize("route, status", [
+    ("<sip:127.0.0.1:99999999999999999999;lr>", 400),
+    ("<sip:127.0.0.1:70000;lr>", 400),
+    ("<sip:[::1;lr>", 400),
+    ("<smp:gw.example;lr>", 416),
+    ("<sip:{me};lr>, <smp:gw.example;lr>", 416),
+], ids=["port-20-digits", "port-70000", "bad-ipv6", "scheme-smp", "second-smp"])
+def test_a_route_with_an_invalid_uri_is_answered(ser, route, status):
+    server = ser(SEED)
+    route = route.replace("{me}", sipnet.hostport(*server.addr))
+    with UdpPeer() as ua:
+        uri = f"sip:bob@{sipnet.hostport(*server.addr)}"
+        ua.send(make_request("INVITE", uri, via=(ua.host, ua.port), to=uri,
+                             headers=[f"Route: {route}"]), server.addr)
+        got = ua.recv_until(is_final, 2.0)
+    finals = [status_of(m) for m in got if is_final(m)]
+    assert finals == [status], f"{route}: {got}"
+    assert status_of(sipnet.barrier(server.addr)) == 404
+
+
+@pytest.mark.parametrize("length", ["-1", "99999999999999999999", "12abc"])
+def test_a_tcp_content_length_that_cannot_be_gets_400_then_close(ser, length):
+    server = ser(SEED)
+    with TcpPeer(server.addr) as tcp:
+        uri = f"sip:bob@{sipnet.hostport(*server.addr)}"
+        req = make_request("OPTIONS", uri, via=(tcp.host, tcp.port), to=uri, transport="TCP")
+        req = re.sub(rb"Content-Length: *\d+", f"Content-Length: {length}".encode(), req)
+        assert f"Content-Length: {length}".encode() in req
+        tcp.send(req)
+        closed = tcp.wait_closed(3.0)
+        msgs = tcp.recv_until(None, 0)
+    assert [status_of(m) for m in msgs] == [400], msgs
+    assert closed, "the connection stayed open: its framing is lost"
