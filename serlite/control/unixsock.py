@@ -142,7 +142,9 @@ class ControlSocket:
         while not client.closed:
             end = client.inbuf.find(b"\n")
             if end < 0:
-                if len(client.inbuf) > MAX_LINE:
+                if len(client.inbuf) > MAX_LINE:     # told why, then dropped: it never ends
+                    self._send(client, _answer(False, f"bad request: line longer than "
+                                                      f"{MAX_LINE} bytes"))
                     self._drop(client)
                 return
             line = bytes(client.inbuf[:end])

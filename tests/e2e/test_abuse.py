@@ -65,6 +65,32 @@ def test_every_bad_control_line_gets_an_error_and_the_loop_goes_on(ser, line):
     assert answers[1:] == [{"ok": True, "result": "pong"}]
 
 
+def test_a_control_line_over_the_limit_is_answered_before_the_close(ser):
+    server = ser(SEED)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5.0)
+        s.connect(server.ctl_sock)
+        got = b""
+        try:
+            for _ in range(40):             # 40 x 8 kB, no newline: past the 64 kB limit
+                s.sendall(b"[" * 8192)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                            # closed by the server: read what it said
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            got += data
+    assert got.endswith(b"\n"), f"no answer before the close: {got[:200]!r}"
+    answer = json.loads(got.splitlines()[0])
+    assert answer["ok"] is False and "long" in answer["error"]
+    assert ctl_lines(server.ctl_sock, [b'{"cmd": "ping"}']) == [{"ok": True, "result": "pong"}]
+
+
 def test_control_socket_folders_are_not_world_writable_under_umask_0(ser, tmp_path):
     top = tmp_path / "run"
     path = top / "a" / "b" / "ser.sock"
