@@ -113,5 +113,4 @@ def main(argv=None):
     except StartError as exc:
         print(f"ser: {exc}", file=sys.stderr)
         return 1
-    server.run()
-    return 0
+    return server.run()

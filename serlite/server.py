@@ -33,6 +33,7 @@ class Server:
         self.core = None
         self.script = None
         self.control = None
+        self.exit_status = 0    # 1 when a module failed to stop cleanly (bindings not saved)
 
     # -- set-up -------------------------------------------------------------------------------
     def _configure_log(self, script):
@@ -82,11 +83,13 @@ class Server:
         if "server_header" in g:
             name, _, value = str(g["server_header"]).partition(":")
             self.core.server_header = (name.strip(), value.strip())
-        self.transport = Transport(self.loop, self.core.receive, self._oversize,
+        self.transport = Transport(self.loop, self.core.receive, self._bad_frame,
                                    max_message=int(g.get("max_message_size", 65535) or 65535),
-                                   max_connections=int(g.get("tcp_max_connections", 256) or 256),
-                                   idle_timeout=float(g.get("tcp_connection_lifetime", 120)
-                                                      or 120))
+                                   max_connections=int(g.get("tcp_max_connections", 256)),
+                                   idle_timeout=float(g.get("tcp_connection_lifetime", 120)),
+                                   per_address=int(g.get("tcp_accept_iplimit", 32)),
+                                   msg_read_timeout=float(g.get("tcp_msg_read_timeout", 10)),
+                                   msg_data_timeout=float(g.get("tcp_msg_data_timeout", 10)))
         self.core.transport = self.transport
         for proto, ip, port in self._listen_specs(script):
             try:
@@ -139,17 +142,26 @@ class Server:
                 started.append(module)
         except Exception:
             for module in started:
-                module.stop()
+                try:
+                    module.stop()
+                except Exception as exc:
+                    log.error(f"{module.name}: stop failed: {exc}")
             core.source_filters, core.response_handlers = hooks
             if previous is not None:
                 core.use_script(previous)
             raise
         self.script = script
 
-    def _oversize(self, head, source):
-        """RFC 3261 18.1.1/21.5.14: answer 513 to a TCP message over the size limit."""
+    def _bad_frame(self, head, source, exc):
+        """A TCP request that cannot be framed: 513 when over the size limit (RFC 3261
+        18.1.1/21.5.14), 400 for a Content-Length that is missing, negative, too large or not
+        a number (18.3); the transport closes the connection after."""
         from .sip.errors import ParseError
-        self.core._answer_unparsable(head, source, ParseError("Message Too Large", 513))
+        if head[:4] == b"SIP/":
+            return                  # a response is never answered
+        if exc.status == 513:
+            exc = ParseError("Message Too Large", 513)
+        self.core._answer_unparsable(head, source, exc)
 
     # -- signals ------------------------------------------------------------------------------
     def reload(self):
@@ -160,6 +172,10 @@ class Server:
         except ConfigError as exc:
             log.error(f"reload failed, keeping the running config: {exc}")
             return str(exc)
+        except (RecursionError, MemoryError, UnicodeError, OSError) as exc:
+            # what the parser's limits should have caught: still no reload and no crash
+            log.error(f"reload failed, keeping the running config: {self.cfg_path}: {exc!r}")
+            return f"{self.cfg_path}: {exc!r}"
         old = self.script
         try:
             self._start_script(script, old)
@@ -176,10 +192,13 @@ class Server:
 
     # -- running ------------------------------------------------------------------------------
     def run(self):
+        """Serve until SIGTERM/SIGINT; returns the exit status: 0, or 1 when the final save
+        failed (a full disk), so that procd and the owner learn of it."""
         try:
             self.loop.run()
         finally:
             self.shutdown()
+        return self.exit_status
 
     def shutdown(self):
         if self.script is not None:
@@ -188,6 +207,7 @@ class Server:
                     module.stop()
                 except Exception as exc:
                     log.error(f"{module.name}: stop failed: {exc}")
+                    self.exit_status = 1
             self.script = None
         if self.control is not None:
             self.control.close()
@@ -220,7 +240,8 @@ def _truthy(value):
 
 def _write_pidfile(path):
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        from .store.files import make_dirs
+        make_dirs(os.path.dirname(path) or ".", 0o755)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")

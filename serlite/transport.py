@@ -1,7 +1,15 @@
 """UDP and TCP sockets on IPv4 and IPv6: bytes in, bytes out (RFC 3261 18).
 
-Owns the listening sockets (``Listener``), the TCP connection table with its limits and idle
-timeout, and TCP framing by Content-Length.  Hands every complete message to ``on_message(data,
+Owns the listening sockets (``Listener``), the TCP connection table with its limits and
+deadlines, and TCP framing by Content-Length.
+
+The TCP table is bounded against slowloris (many connections that never finish a message), with
+Kamailio's core parameters: at most ``tcp_max_connections`` in all and ``tcp_accept_iplimit``
+from one source address; a new connection must send within ``tcp_msg_data_timeout`` s and a
+message must be whole ``tcp_msg_read_timeout`` s after its first byte, else the connection is
+closed; an idle one goes after ``tcp_connection_lifetime`` s.  When the table is full a new
+connection takes the place of one that has not yet delivered a whole message (from the address
+holding the most, the oldest first), so connections that only trickle cannot lock phones out.  Hands every complete message to ``on_message(data,
 source)`` and knows nothing of SIP beyond framing.
 """
 
@@ -105,7 +113,7 @@ def all_interface_specs(port):
 
 class TcpConnection:
     __slots__ = ("sock", "ip", "port", "listener", "inbuf", "outbuf", "last", "connecting",
-                 "closed")
+                 "closed", "opened", "started", "proven")
 
     def __init__(self, sock, ip, port, listener, now, connecting=False):
         self.sock = sock
@@ -117,6 +125,10 @@ class TcpConnection:
         self.last = now
         self.connecting = connecting
         self.closed = False
+        self.opened = now
+        self.started = 0.0      # when the first byte of the unfinished message came (0: none)
+        # a whole message came over it (or serlite opened it): never evicted for a newcomer
+        self.proven = connecting
 
 
 def _filled(sock, before):
@@ -141,18 +153,27 @@ def _filled(sock, before):
 
 class Transport:
     """All sockets of the server.  ``on_message(data: bytes, source: Source)`` gets each message;
-    ``on_oversize(head: bytes, source)`` gets the header part of a TCP message over the limit."""
+    ``on_bad_frame(head: bytes, source, error: ParseError)`` gets the header part of a TCP
+    message that cannot be framed (over the size limit: 513; a bad Content-Length: 400), just
+    before its connection is closed."""
 
-    def __init__(self, loop, on_message, on_oversize=None, max_message=65535,
-                 max_connections=256, idle_timeout=120.0):
+    def __init__(self, loop, on_message, on_bad_frame=None, max_message=65535,
+                 max_connections=256, idle_timeout=120.0, per_address=32,
+                 msg_read_timeout=10.0, msg_data_timeout=10.0):
         self.loop = loop
         self.on_message = on_message
-        self.on_oversize = on_oversize
+        self.on_bad_frame = on_bad_frame
         self.max_message = max_message
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.per_address = per_address
+        self.msg_read_timeout = msg_read_timeout
+        self.msg_data_timeout = msg_data_timeout
+        # the sweep looks at every connection this often: a deadline is kept within a quarter
+        self._sweep_every = max(0.25, min(idle_timeout, msg_read_timeout, msg_data_timeout) / 4)
         self.listeners = []
         self.connections = {}        # (ip, port) -> TcpConnection
+        self._per_ip = {}            # ip -> how many of the connections are with it
         # Listener -> {peer address: Source}: a phone sends every datagram from the same
         # address, so its Source is made once (Sources are never changed once made)
         self._udp_sources = {}
@@ -246,7 +267,13 @@ class Transport:
             except OSError as exc:
                 log.limited(("accept", listener.name), log.WARN, f"{listener.name}: accept: {exc}")
                 return
-            if len(self.connections) >= self.max_connections:
+            if self._per_ip.get(addr[0], 0) >= self.per_address:
+                log.limited(("tcp-iplimit", addr[0]), log.WARN,
+                            f"{listener.name}: {addr[0]} has {self.per_address} TCP connections "
+                            f"(tcp_accept_iplimit), refusing one more")
+                sock.close()
+                continue
+            if len(self.connections) >= self.max_connections and not self._evict_one():
                 log.limited("tcp-limit", log.WARN,
                             f"{listener.name}: {len(self.connections)} TCP connections open, "
                             f"refusing {addr[0]}:{addr[1]}")
@@ -261,9 +288,10 @@ class Transport:
         if old is not None:
             self._close_conn(old)
         self.connections[(conn.ip, conn.port)] = conn
+        self._per_ip[conn.ip] = self._per_ip.get(conn.ip, 0) + 1
         self.loop.add_reader(conn.sock.fileno(), lambda: self._read_tcp(conn))
         if self._sweep is None:
-            self._sweep = self.loop.call_later(self.idle_timeout / 4, self._sweep_idle)
+            self._sweep = self.loop.call_later(self._sweep_every, self._sweep_idle)
 
     def _close_conn(self, conn):
         if conn.closed:
@@ -275,15 +303,51 @@ class Transport:
         conn.sock.close()
         if self.connections.get((conn.ip, conn.port)) is conn:
             del self.connections[(conn.ip, conn.port)]
+            left = self._per_ip[conn.ip] - 1
+            if left:
+                self._per_ip[conn.ip] = left
+            else:
+                del self._per_ip[conn.ip]
+
+    def _evict_one(self):
+        """The table is full: close the connection that has not yet delivered a whole message,
+        from the address holding the most connections, the oldest first.  False when every
+        connection has (those are phones: the newcomer is refused instead)."""
+        per_ip = self._per_ip
+        victim, worst = None, None
+        for conn in self.connections.values():
+            if conn.proven:
+                continue
+            rank = (per_ip[conn.ip], -conn.opened)
+            if worst is None or rank > worst:
+                victim, worst = conn, rank
+        if victim is None:
+            return False
+        log.limited(("tcp-evict", victim.ip), log.WARN,
+                    f"TCP table full ({len(self.connections)}): closing {victim.ip}:{victim.port}, "
+                    f"which has not sent a whole message, for a new connection")
+        self._close_conn(victim)
+        return True
 
     def _sweep_idle(self):
         now = self.loop.time()
         for conn in list(self.connections.values()):
-            if now - conn.last > self.idle_timeout and not conn.outbuf:
-                log.debug(f"closing idle TCP connection {conn.ip}:{conn.port}")
-                self._close_conn(conn)
+            if conn.outbuf:
+                continue
+            if conn.started and now - conn.started > self.msg_read_timeout:
+                why = f"a message unfinished after {self.msg_read_timeout:g} s"
+            elif not conn.proven and not conn.started and \
+                    now - conn.opened > self.msg_data_timeout:
+                why = f"nothing sent for {self.msg_data_timeout:g} s"
+            elif now - conn.last > self.idle_timeout:
+                why = "idle"
+            else:
+                continue
+            log.limited(("tcp-deadline", conn.ip), log.DBG if why == "idle" else log.WARN,
+                        f"closing TCP connection {conn.ip}:{conn.port}: {why}")
+            self._close_conn(conn)
         # re-arm only while there are connections: an idle server must not wake up
-        self._sweep = (self.loop.call_later(self.idle_timeout / 4, self._sweep_idle)
+        self._sweep = (self.loop.call_later(self._sweep_every, self._sweep_idle)
                        if self.connections else None)
 
     def _read_tcp(self, conn):
@@ -298,17 +362,21 @@ class Transport:
             self._close_conn(conn)
             return
         conn.last = self.loop.time()
+        if not conn.inbuf:
+            conn.started = conn.last    # the first byte of a message: tcp_msg_read_timeout
         conn.inbuf += data
         source = Source("tcp", conn.ip, conn.port, conn.listener, conn)
         while conn.inbuf and not conn.closed:
             try:
                 size = frame(conn.inbuf, self.max_message)
             except ParseError as exc:
-                if exc.status == 513 and self.on_oversize is not None:
+                # framing is lost (too large: 513; Content-Length missing, negative, past
+                # 2**31, not a number: 400): answer, then close (RFC 3261 18.3)
+                if self.on_bad_frame is not None:
                     end = conn.inbuf.find(b"\r\n\r\n")
                     # the header section may itself be what is too large: answer from what came
                     head = bytes(conn.inbuf[:end + 4] if end >= 0 else conn.inbuf)
-                    self.on_oversize(head, source)
+                    self.on_bad_frame(head, source, exc)
                 log.limited(("tcp-frame", conn.ip), log.WARN,
                             f"TCP {conn.ip}:{conn.port}: {exc.reason}, closing")
                 self._close_conn(conn)
@@ -319,11 +387,14 @@ class Transport:
                 return
             msg = bytes(conn.inbuf[:size])
             del conn.inbuf[:size]
+            # what is left is the start of the next message: its deadline runs from now
+            conn.started = conn.last if conn.inbuf else 0.0
             if msg.strip():
+                conn.proven = True
                 self.on_message(msg, source)
 
     def _connect(self, ip, port):
-        if len(self.connections) >= self.max_connections:
+        if len(self.connections) >= self.max_connections and not self._evict_one():
             log.limited("tcp-limit-out", log.WARN, "too many TCP connections, cannot connect")
             return None
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET

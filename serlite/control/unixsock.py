@@ -13,6 +13,7 @@ import socket
 import stat
 
 from .. import log
+from ..store.files import make_dirs
 
 MAX_CLIENTS = 16
 MAX_LINE = 64 * 1024
@@ -52,7 +53,7 @@ class ControlSocket:
         a live one means another server runs: OSError."""
         directory = os.path.dirname(self.path)
         if directory:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
+            make_dirs(directory, 0o755)    # parents too: never 0777 under umask 0
         if os.path.exists(self.path):
             if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
                 raise OSError(errno.EEXIST, f"{self.path} exists and is not a socket")
@@ -141,7 +142,9 @@ class ControlSocket:
         while not client.closed:
             end = client.inbuf.find(b"\n")
             if end < 0:
-                if len(client.inbuf) > MAX_LINE:
+                if len(client.inbuf) > MAX_LINE:     # told why, then dropped: it never ends
+                    self._send(client, _answer(False, f"bad request: line longer than "
+                                                      f"{MAX_LINE} bytes"))
                     self._drop(client)
                 return
             line = bytes(client.inbuf[:end])
@@ -184,8 +187,10 @@ class ControlSocket:
             args = request.get("args") or []
             if not isinstance(name, str) or not isinstance(args, list):
                 raise ValueError('expected {"cmd": NAME, "args": [...]}')
-        except ValueError as exc:
+        except ValueError as exc:         # UnicodeDecodeError too
             return _answer(False, f"bad request: {exc}")
+        except RecursionError:      # json nests by recursion: 100 000 '[' must not kill the line
+            return _answer(False, "bad request: nested too deeply")
         command = self.commands.get(name)
         if command is None:
             return _answer(False, f"unknown command {name!r} (commands: "
@@ -196,6 +201,9 @@ class ControlSocket:
             return _answer(False, f"{name}: bad arguments ({exc})")
         except ControlError as exc:
             return _answer(False, f"{name}: {exc}")
+        except Exception as exc:    # a command's own fault: the client still gets its line
+            log.limited(("ctl-fail", name), log.ERR, f"control command {name}: {exc!r}")
+            return _answer(False, f"{name}: failed ({type(exc).__name__})")
 
 
 def _answer(ok, value):

@@ -44,7 +44,10 @@ class Usrloc(Module):
                 self.tables = previous.tables
                 previous.tables = {}
             else:
-                previous.stop()
+                try:
+                    previous.stop()
+                except OSError:
+                    pass        # logged by stop(); the reload goes on with the new files
             if previous._timer is not None:
                 previous._timer.cancel()
         else:
@@ -69,11 +72,15 @@ class Usrloc(Module):
         if self._timer is not None:
             self._timer.cancel()
         now = self.core.wall() if getattr(self, "core", None) else 0
+        failed = []
         for name, store in self.tables.items():
             try:
                 store.close(now)
             except OSError as exc:
                 log.error(f"usrloc: cannot save table {name}: {exc}")
+                failed.append(name)
+        if failed:      # the server's exit status must say so (SIGTERM after a full disk)
+            raise OSError(f"usrloc: table(s) {', '.join(failed)} not saved")
 
 
 EXPORTS = ModuleSpec(

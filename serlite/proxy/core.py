@@ -153,8 +153,15 @@ class Core:
             if msg.method == "ACK" and self._acks_our_reply(msg):
                 return      # SER's sl_filter_ACK: the ACK of a reply we sent ends here
             self.script.run_request(ctx)
-        except ParseError as exc:
-            # a header the script touched was malformed: the peer's fault, answer it
+        except Exception as exc:
+            # a header the script touched was malformed (a Route's port of 20 digits, its
+            # scheme smp:): the peer's fault, answer it (400, 416 ...), also when a module
+            # function met it (the script wraps that as a runtime error, the ParseError its
+            # cause); anything else is a fault of ours for the loop to report
+            if not isinstance(exc, ParseError):
+                if not isinstance(exc.__cause__, ParseError):
+                    raise
+                exc = exc.__cause__
             log.limited(("invalid-hdr", source.ip), log.NOTICE,
                         f"bad request from {source.ip}:{source.port}: {exc.reason}")
             self.stats.incr("drop_invalid")

@@ -80,6 +80,9 @@ GLOBALS = {
     "tcp_send_timeout": ("int", None),
     "tcp_connection_lifetime": ("int", None),
     "tcp_max_connections": ("int", None),
+    "tcp_accept_iplimit": ("int", None),
+    "tcp_msg_read_timeout": ("int", None),
+    "tcp_msg_data_timeout": ("int", None),
     "disable_tls": ("bool", "serlite has no TLS"),
     "tos": ("int", None),
     "user": ("str", _PROCD),
@@ -91,6 +94,18 @@ GLOBALS = {
     "disable_core_dump": ("bool", _PROCD),
     "open_files_limit": ("int", _PROCD),
 }
+# The numbers a core parameter may take (inclusive), checked at -c and start: a value out of
+# range would be cut to 32 bits, wrap, or mean "no limit" somewhere down the line.
+GLOBAL_RANGES = {
+    "port": (1, 65535),
+    "advertised_port": (1, 65535),
+    "tcp_max_connections": (1, 65535),
+    "tcp_accept_iplimit": (1, 65535),
+    "tcp_connection_lifetime": (1, 7 * 86400),
+    "tcp_msg_read_timeout": (1, 3600),
+    "tcp_msg_data_timeout": (1, 3600),
+}
+
 # Other spellings seen in SER configs -> SER's name (the value is stored under SER's name).
 GLOBAL_ALIASES = {"log_stderr": "log_stderror"}
 
@@ -308,6 +323,10 @@ class _Compiler:
             if v.kind != "int":
                 raise self.err(f"'{node.name}' takes a number", v)
             value = v.value
+            bounds = GLOBAL_RANGES.get(name)
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise self.err(f"'{node.name}' must be between {bounds[0]} and {bounds[1]}, "
+                               f"not {value}", v)
         elif gtype == "bool":
             if v.kind == "int":
                 value = v.value != 0

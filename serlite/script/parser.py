@@ -54,6 +54,11 @@ COMPARE_LEFT = frozenset(("method", "uri", "from_uri", "to_uri", "src_ip", "dst_
                           "src_port", "proto", "af", "status"))
 COMPARE_OPS = frozenset(("==", "!=", "=~", "!~", ">", "<", ">=", "<="))
 
+# How deep blocks, ifs, parentheses and '!' may nest (together).  Recursive descent uses the
+# Python stack, and so do the compiler and the compiled closures: past the limit a config gets
+# ``file:line:col: nested too deeply`` instead of a RecursionError (SER's own configs nest < 10).
+MAX_NESTING = 100
+
 # Token kinds that glue into an unquoted value when nothing separates them.
 _GLUE = frozenset(("id", "num", ".", ":", "[", "]", "-", "/", "*"))
 
@@ -83,6 +88,7 @@ class Parser:
         self.filename = filename
         self.tokens = tokenize(text, filename)
         self.i = 0
+        self.depth = 0          # blocks, ifs, parentheses and '!' open around the parse point
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -110,6 +116,14 @@ class Parser:
         """(line, col) just after the previous token: where a missing ';' belongs."""
         prev = self.tokens[self.i - 1]
         return prev.line, prev.col + (prev.end - prev.start)
+
+    def enter(self, tok):
+        """One level deeper (leave with ``self.depth -= 1``); refuses past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"nested too deeply (more than {MAX_NESTING} blocks, ifs, "
+                             f"parentheses and '!' inside each other)", tok,
+                             hint="split the logic into route blocks and call them with route(N)")
 
     def optional_semicolon(self):
         if self.peek().kind == ";":
@@ -239,11 +253,13 @@ class Parser:
 
     def parse_block(self):
         open_ = self.expect("{", "'{'")
+        self.enter(open_)
         stmts = []
         while True:
             tok = self.peek()
             if tok.kind == "}":
                 self.next()
+                self.depth -= 1
                 return N.Block(stmts, line=open_.line, col=open_.col)
             if tok.kind == "eof":
                 raise self.error("missing '}'", tok,
@@ -313,6 +329,7 @@ class Parser:
 
     def parse_if(self):
         tok = self.next()
+        self.enter(tok)
         cond = self.parse_cond()
         then = self.parse_stmt()
         orelse = None
@@ -320,6 +337,7 @@ class Parser:
         if nxt.kind == "id" and nxt.value == "else":
             self.next()
             orelse = self.parse_stmt()
+        self.depth -= 1
         return N.If(cond, then, orelse, line=tok.line, col=tok.col)
 
     def parse_return(self):
@@ -391,15 +409,20 @@ class Parser:
         tok = self.peek()
         if tok.kind == "!" or self._is_word("not"):
             self.next()
-            return N.Not(self.parse_unary(), line=tok.line, col=tok.col)
+            self.enter(tok)
+            operand = self.parse_unary()
+            self.depth -= 1
+            return N.Not(operand, line=tok.line, col=tok.col)
         return self.parse_primary()
 
     def parse_primary(self):
         tok = self.peek()
         if tok.kind == "(":
             self.next()
+            self.enter(tok)
             cond = self.parse_cond()
             self.expect(")", "')'")
+            self.depth -= 1
             return cond
         if tok.kind == "num" or tok.kind == "-" and self.peek(1).kind == "num":
             return N.Const(self.parse_int("a number"), line=tok.line, col=tok.col)

@@ -35,6 +35,26 @@ def replace_atomically(path, write, mode=0o600, tmp=None):
     return result
 
 
+def make_dirs(path, mode=0o755):
+    """``os.makedirs`` that gives every folder it makes ``mode`` (less what the umask takes),
+    parents included: ``os.makedirs`` makes the parents 0777 & ~umask, world-writable under
+    umask 0.  An existing folder is left as it is."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, mode)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+
+
 def fsync_dir(directory):
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -58,7 +78,7 @@ def read_or_make_secret(path, nbytes=32, shortest=16):
         secret = None
     if secret is None:
         directory = os.path.dirname(path) or "."
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        make_dirs(directory, 0o755)
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                      0o600)

@@ -35,7 +35,7 @@ import os
 import re
 import sys
 
-from .files import fsync_dir, replace_atomically
+from .files import fsync_dir, make_dirs, replace_atomically
 
 __all__ = ["Binding", "LocationStore", "parse_db_url", "FLAG_NAT",
            "DB_MEMORY", "DB_WRITE_THROUGH", "DB_WRITE_BACK"]
@@ -474,25 +474,43 @@ class LocationStore:
             return []
         if self._loaded:
             raise RuntimeError("location store already loaded")
-        os.makedirs(self.dir, 0o700, exist_ok=True)
+        make_dirs(self.dir, 0o700)
         try:
             os.unlink(self._tmp)       # a snapshot rewrite that a crash interrupted
         except FileNotFoundError:
             pass
         warnings = []
         snap_bad = self._read_snapshot(now, warnings)
-        jlines = self._read_journal(now, warnings)
+        jlines, jgood = self._read_journal(now, warnings)
         self._loaded = True
         if jlines or snap_bad:
             try:
                 self._compact(now)
             except OSError as e:
-                # Keep serving from memory.  The journal may end in a torn line that a new line
-                # must not be glued to: the next save() rewrites everything first (or fails).
+                # Keep serving from memory (a full disk: the snapshot does not fit).
                 warnings.append(f"{self._snap}: cannot rewrite ({e.strerror or e})")
-                self._jbroken = self.db_mode == DB_WRITE_THROUGH
                 self._dirty = True
+                if self.db_mode == DB_WRITE_THROUGH:
+                    self._keep_journal(jlines, jgood)
         return warnings
+
+    def _keep_journal(self, jlines, jgood):
+        """Mode 1, the snapshot could not be rewritten at load: append to the journal as it
+        is, cut after its last whole save (``jgood`` bytes: a torn line or an unfinished save
+        must not glue onto the next one).  If even that fails, the next save() rewrites
+        everything first (or fails)."""
+        try:
+            if self._jfd < 0:
+                self._open_journal()
+            if self._jsize != jgood:
+                os.ftruncate(self._jfd, jgood)
+                os.fsync(self._jfd)
+                self._jsize = jgood
+            self._jlines = jlines
+            self._jbroken = False
+        except OSError:
+            self._close_journal()
+            self._jbroken = True
 
     def _read_snapshot(self, now, warnings):
         """Load the snapshot into the (empty) table; returns the number of bad lines."""
@@ -569,21 +587,25 @@ class LocationStore:
         return bad
 
     def _read_journal(self, now, warnings):
-        """Replay the journal; returns the number of lines it had (header excluded)."""
+        """Replay the journal; returns the number of lines it had (header excluded) and the
+        length of its good part: up to the end of the last whole save (or of the header)."""
         name = self.table + ".journal"
         try:
             f = open(self._journal, "rb")
         except FileNotFoundError:
-            return 0
+            return 0, 0
         pending = []        # the ops of a save() whose last line has not been seen yet
         start = 0
         lines = 0
+        offset = good = 0
         with f:
             for lineno, raw in enumerate(f, 1):
+                offset += len(raw)
                 if lineno == 1 and raw.startswith(b"# "):
                     if raw.endswith(b"\n"):
                         self._check_header(raw.decode(_ENC, _ERR).rstrip("\r\n"),
                                            _JOURNAL_MAGIC, self._journal)
+                        good = offset
                     else:       # torn with the first save: must not be appended to
                         lines += 1
                         warnings.append(f"{name}:1: torn last line (interrupted write), "
@@ -619,10 +641,11 @@ class LocationStore:
                     for change in pending:
                         self._replay(change, now)
                     pending = []
+                    good = offset
         if pending:
             warnings.append(f"{name}:{start}: unfinished save ({len(pending)} of its changes "
                             f"at the end), discarded")
-        return lines
+        return lines, good
 
     @staticmethod
     def _check_header(line, magic, path):
@@ -735,20 +758,26 @@ class LocationStore:
         if self._jsize == 0:
             data = JOURNAL_HEADER.encode() + data
         fd = self._jfd
+        syncing = False
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            syncing = True
             os.fsync(fd)
         except OSError:
-            # Whatever reached the file must not glue onto the next line, and after a failed
-            # fsync the page cache cannot be trusted: rewrite everything before the next save.
-            self._jbroken = True
+            # Whatever reached the file must not glue onto the next line: cut it off.  A write
+            # that failed (ENOSPC, EDQUOT) leaves the journal as good as before once that cut is
+            # made, so the next save appends again as soon as its line fits (a full disk must
+            # not need room for a whole snapshot to recover).  After a failed fsync the page
+            # cache cannot be trusted: rewrite everything before the next save.
             try:
                 os.ftruncate(fd, self._jsize)
             except OSError:
-                pass
-            self._close_journal()
+                syncing = True
+            if syncing:
+                self._jbroken = True
+                self._close_journal()
             raise
         self._jsize += len(data)
         self._jlines += n

@@ -2,7 +2,8 @@
 TCP framing across and within writes, answers on the connection a request came on, and IPv6.
 
 Globals used (serlite/script/compiler.py GLOBALS, read by serlite/server.py):
-max_message_size, tcp_max_connections, tcp_connection_lifetime.
+max_message_size, tcp_max_connections, tcp_connection_lifetime (the slowloris limits:
+test_abuse.py).
 """
 
 import time
