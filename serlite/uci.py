@@ -272,6 +272,19 @@ def settings(sections, notes=None):
     return s
 
 
+def is_user_name(name):
+    """One SIP user name as an account's name: no ':', '@', white space, backslash or control
+    character (the table, the digest username and the AOR all hold it)."""
+    return isinstance(name, str) and bool(name) and not any(
+        c in ":@\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in name)
+
+
+def user_sections(sections):
+    """[(section, name, password)] of the ``config user`` sections, in file order."""
+    return [(sec, sec.options.get("name", sec.name or ""), sec.options.get("password", ""))
+            for sec in sections if sec.type == "user"]
+
+
 def _user(section, notes):
     where = f"section {section.label()}"
     for name in section.options:
@@ -280,7 +293,7 @@ def _user(section, notes):
                          f"(known: {', '.join(USER_OPTIONS)})")
     name = section.options.get("name", section.name or "")
     password = section.options.get("password", "")
-    if not isinstance(name, str) or not name or any(c in name for c in ":@ \t\r\n\\"):
+    if not is_user_name(name):
         raise UciError(f"{where}: option name must be one SIP user name "
                        f"(no ':', '@', spaces or backslashes)")
     if not isinstance(password, str) or not password:
