@@ -163,19 +163,24 @@ def test_preloaded_route_never_reaches_the_gateway(ser, tmp_path):
     house = House(ser, tmp_path, lan="127.0.0.1/32")      # 127.0.0.2 is outside
     server = house.server
     with UdpPeer() as gateway, RawUas(server, "bob") as bob:
+        gw = gateway.sock.getsockname()
+        challenges = {}
+        # no credentials, from outside and from the LAN: 407, and nothing for the gateway
+        for local in (OUTSIDE, "127.0.0.1"):
+            with UdpPeer(host=local) as caller:
+                caller.send(invite_with_route(server, caller, gw), server.addr)
+                finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+            assert finals and status_of(finals[0]) == 407, (local, finals)
+            challenges[local] = challenge_of(finals[0], "Proxy-Authenticate")
+        barrier(server.addr)
+        assert gateway.drain() == [], "an INVITE with a pre-loaded Route reached the gateway"
+        # with alice's credentials: the Route is not followed, bob gets the INVITE
         auth_register(server, tmp_path, "bob", bob.host, bob.port).assert_ok(1)
         for local in ("127.0.0.1", OUTSIDE):
             with UdpPeer(host=local) as caller:
-                # no credentials: 407, and nothing for the gateway
-                caller.send(invite_with_route(server, caller, gateway.sock.getsockname()),
-                            server.addr)
-                finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
-                assert finals and status_of(finals[0]) == 407, (local, finals)
-                # with alice's credentials: the Route is not followed, bob gets the INVITE
                 call_id = secrets.token_hex(8) + "@toll"
-                caller.send(invite_with_route(
-                    server, caller, gateway.sock.getsockname(), call_id=call_id,
-                    challenge=challenge_of(finals[0], "Proxy-Authenticate")), server.addr)
+                caller.send(invite_with_route(server, caller, gw, call_id=call_id,
+                                              challenge=challenges[local]), server.addr)
                 invite = bob.expect("INVITE")
                 assert call_id.encode() in invite
                 assert b"\r\nroute:" not in invite.lower(), invite
@@ -183,7 +188,7 @@ def test_preloaded_route_never_reaches_the_gateway(ser, tmp_path):
                 finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
                 assert finals and status_of(finals[0]) == 486, (local, finals)
         barrier(server.addr)
-        assert gateway.drain() == [], "a request with a pre-loaded Route reached the gateway"
+        assert gateway.drain() == [], "an INVITE with a pre-loaded Route reached the gateway"
 
 
 def test_in_dialog_bye_follows_its_route_set(ser, tmp_path):
