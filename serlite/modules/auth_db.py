@@ -60,7 +60,7 @@ class Accounts:
         self.has_domain = False
         self.has_password = False
         self.stamp = stamp          # the file's (mtime_ns, size, inode) when read; None: none
-        self.checked = None         # monotonic time of the last look at the file
+        self.checked = None         # when the file was last looked at (wall clock)
         if table is None:
             return
         self.has_domain = table.column("domain") is not None
@@ -129,7 +129,7 @@ class AuthDb(Module):
         accounts = self._read(name, path)
         accounts.stamp = stamp
         if self.core is not None:
-            accounts.checked = self.core.now()
+            accounts.checked = self.core.wall()
         return accounts
 
     def _read(self, name, path):
@@ -165,8 +165,8 @@ class AuthDb(Module):
         """The accounts of table ``name``, read again if its file changed since (looked at
         once a second at most)."""
         accounts = self.tables[name]
-        now = self.core.now()
-        if accounts.checked is not None and now - accounts.checked < CHECK_INTERVAL:
+        now = self.core.wall()      # a clock set back only makes the next look come sooner
+        if accounts.checked is not None and 0 <= now - accounts.checked < CHECK_INTERVAL:
             return accounts
         accounts.checked = now
         if _stamp(self._path(name)) == accounts.stamp:
