@@ -250,6 +250,15 @@ def test_user_add_registers_at_once_without_a_restart(ser, tmp_path):
         rows = client.call("accounts")
     assert [(r["user"], r["registered"] > 0) for r in rows] == [("100", False), ("101", True)]
     assert "ha1" not in repr(rows)
+    # ... as the status page gathers and shows it
+    from serlite import webui
+    from serlite.control import page
+    st = page.Status("/cgi-bin/ser", time.time())
+    webui.ask_server({"SER_UNIX_SOCK": server.ctl_sock}, st)
+    html = page.render(st, time.gmtime)
+    assert 'id="accounts"' in html and ">101<" in html and "not registered" in html
+    table = (house.run / "db" / "subscriber").read_text().splitlines()
+    assert all(row.split(":")[2] not in html for row in table[1:])     # no hash on the page
 
 
 def test_a_changed_table_is_noticed_without_being_told(ser, tmp_path):
