@@ -370,7 +370,7 @@ class UciAccounts:
                                 f"{_uci_quote(password)}"], what)
         if text and not text.endswith("\n"):
             text += "\n"
-        text += (f"\nconfig user\n\toption name {_uci_quote(name)}\n"
+        text += (("\n" if text else "") + f"config user\n\toption name {_uci_quote(name)}\n"
                  f"\toption password {_uci_quote(password)}\n")
         self._write(text, what)
 
@@ -535,13 +535,12 @@ def uci_user_list(args, io):
     if not names:
         io.err(f"user list: no accounts in {accounts.path} yet (ser-ctl user add 100 -)")
         return 0
-    registered = None
+    from .client import Client, CommandFailed, NotRunning
     try:
-        from .client import Client
         with Client(args.socket, timeout=2.0) as client:
             registered = {r["user"]: r["registered"] for r in client.call("accounts")}
-    except Exception:       # not running, or an older server: the names alone
-        registered = None
+    except (NotRunning, CommandFailed, OSError, ValueError, KeyError, TypeError):
+        registered = None       # not running, or without auth_db: the names alone
     if registered is None:
         _table(io, ("USER",), [(n,) for n in names])
     else:

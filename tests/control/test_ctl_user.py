@@ -359,3 +359,12 @@ def test_uci_through_the_uci_command_where_there_is_one(house, tmp_path):
         f"['-c', {conf!r}, 'batch']\nset ser.@user[0].password='n'\ncommit ser\n"
         f"['-c', {conf!r}, 'batch']\ndelete ser.@user[0]\ncommit ser\n")
     assert path.read_text() == UCI_TEXT, "uci itself writes the file"
+
+
+def test_uci_add_to_a_missing_file_makes_it_0600(tmp_path):
+    env = {"SER_UCI": str(tmp_path / "ser"), "SER_RUN_DIR": str(tmp_path / "run"),
+           "SER_UCI_BIN": ""}
+    assert uci_run(env, "user", "add", "100", "pw").code == 0
+    assert (tmp_path / "ser").read_text() == "config user\n\toption name '100'\n" \
+                                              "\toption password 'pw'\n"
+    assert stat.S_IMODE((tmp_path / "ser").stat().st_mode) == 0o600
