@@ -1,8 +1,8 @@
 """/etc/config/ser (UCI) -> the ser.cfg the router runs: ``python3 -m serlite.uci``.
 
 The init script calls this at every start and reload.  It reads the UCI file, writes the
-generated config (and, for users given in UCI, their ``subscriber`` table) to a directory in RAM
-(``/var/etc/ser``), and prints the path of the config to run: the generated one, or the expert's
+generated config and the accounts' ``subscriber`` table (the ``config user`` sections, as HA1
+only; the shipped ser.cfg reads it too) to a directory in RAM (``/var/etc/ser``), and prints the path of the config to run: the generated one, or the expert's
 own file when ``option config`` is set.  Notes go to stderr, one line each, and the init script
 sends them to the system log: an option this file does not know is reported, never dropped in
 silence.  A value it cannot use is an error (exit status 1), and the server is not started;
@@ -12,7 +12,11 @@ so it is not when no interface has an address yet (exit status 2, at boot).
 
 ``-a IFACE=ADDRESS[/PREFIX]`` gives the addresses of a UCI interface (the init script asks netifd
 for them): the server listens on the addresses of the listed interfaces, and the networks of the
-non-WAN ones are "the LAN", from which nobody needs a password.
+non-WAN ones are "the LAN": not rate-limited, no NAT handling, and, only with ``option
+trust_lan '1'``, no password.  Every other phone logs in.
+
+``ser-ctl user ...`` edits the same ``config user`` sections and rewrites the table with
+``write_accounts`` (the running server notices it; no reload).
 
 The pieces are pure functions: ``parse(text)`` (the UCI file syntax), ``settings(sections)``,
 ``generate(sections, addresses)`` (the config text) and ``subscribers(...)`` (the table text).
@@ -54,6 +58,8 @@ class Section:
         self.type = type_
         self.name = name
         self.line = line
+        self.end = line             # the line of its last option/list (for editing in place)
+        self.option_lines = {}      # option name -> the line numbers that set it
         self.options = {}
 
     def label(self):
@@ -87,6 +93,8 @@ def parse(text, filename="<uci>"):
             if len(args) != 2:
                 raise UciError(f"{filename}:{lineno}: write {keyword} NAME 'VALUE'")
             name, value = args
+            sections[-1].end = lineno
+            sections[-1].option_lines.setdefault(name, []).append(lineno)
             options = sections[-1].options
             if keyword == "option":
                 options[name] = value
@@ -108,7 +116,8 @@ MAIN_OPTIONS = {
     "interface": "UCI interfaces to listen on (lan, guest, ...)",
     "port": "SIP port, UDP and TCP",
     "domain": "the SIP domain the phones use; also the digest realm",
-    "wan_open": "also listen on the WAN interface; outsiders must authenticate",
+    "wan_open": "also listen on the WAN interface (every phone logs in, wherever it is)",
+    "trust_lan": "1: phones on the LAN call and register without a password (not safe)",
     "wan": "the UCI name of the WAN interface",
     "log_level": "SER's debug=: 2 notices, 3 info, 4 debug",
     "location_db": "where registrations are kept (dbtext:///dir)",
@@ -131,6 +140,7 @@ class Settings:
         self.port = 5060
         self.domain = ""
         self.wan_open = False
+        self.trust_lan = False
         self.wan = "wan"
         self.log_level = 2
         self.location_db = DEFAULT_LOCATION_DB
@@ -216,7 +226,7 @@ def settings(sections, notes=None):
                 if not _IFACE.match(n):
                     raise UciError(f"{where}: {n!r} is not an interface name")
             s.interfaces = names
-        elif name in ("enabled", "wan_open"):
+        elif name in ("enabled", "wan_open", "trust_lan"):
             setattr(s, name, _bool(where, _single(where, value)))
         elif name == "port":
             s.port = _int(where, _single(where, value), 1, 65535)
@@ -239,28 +249,40 @@ def settings(sections, notes=None):
     if not s.location_db:
         s.location_db = DEFAULT_LOCATION_DB
     if s.config:
-        ignored = [n for n in main.options if n in MAIN_OPTIONS and n not in ("enabled", "config",
-                                                                             "interface", "wan",
-                                                                             "wan_open")]
-        if ignored or s.users:
+        # the accounts (user sections, realm = domain) still fill the table the shipped
+        # ser.cfg reads; the rest is the config's business
+        ignored = [n for n in main.options if n in MAIN_OPTIONS and n not in (
+            "enabled", "config", "interface", "wan", "wan_open", "domain", "user_db")]
+        if ignored:
             notes.append(f"option config is set: {s.config} runs as it is; "
-                         + ", ".join([f"option {n}" for n in ignored]
-                                     + (["the user sections"] if s.users else []))
-                         + " ignored")
-    elif s.wan_open:
-        if s.user_db and s.users:
-            notes.append(f"option user_db is set: the user sections are ignored, "
-                         f"accounts come from {s.user_db}")
-        if not s.user_db and not s.users:
-            notes.append("wan_open is set but there are no users: nobody outside the LAN "
-                         "can register or call")
-        if not s.domain:
-            notes.append(f"option domain is not set: the digest realm is {DEFAULT_REALM!r}")
-    elif s.users:
-        notes.append("user sections are used only with wan_open 1 (the LAN needs no password)")
+                         + ", ".join(f"option {n}" for n in ignored) + " ignored")
+    elif s.wan_open and not s.domain:
+        notes.append(f"option domain is not set: the digest realm is {DEFAULT_REALM!r}")
+    if s.user_db and s.users:
+        notes.append(f"option user_db is set: the user sections are ignored, "
+                     f"accounts come from {s.user_db}")
+    elif not s.user_db and not s.users:
+        notes.append("no accounts yet: no phone can register or call until one is added "
+                     "(ser-ctl user add 100 PASSWORD, or a config user section)")
+    if s.trust_lan and not s.config:
+        notes.append("trust_lan is set: phones on the LAN register and call without a "
+                     "password (any device on the LAN can use any extension)")
     if s.wan in s.interfaces and not s.wan_open:
         notes.append(f"interface {s.wan!r} is the WAN and wan_open is 0: not listening on it")
     return s
+
+
+def is_user_name(name):
+    """One SIP user name as an account's name: no ':', '@', white space, backslash or control
+    character (the table, the digest username and the AOR all hold it)."""
+    return isinstance(name, str) and bool(name) and not any(
+        c in ":@\\" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in name)
+
+
+def user_sections(sections):
+    """[(section, name, password)] of the ``config user`` sections, in file order."""
+    return [(sec, sec.options.get("name", sec.name or ""), sec.options.get("password", ""))
+            for sec in sections if sec.type == "user"]
 
 
 def _user(section, notes):
@@ -271,7 +293,7 @@ def _user(section, notes):
                          f"(known: {', '.join(USER_OPTIONS)})")
     name = section.options.get("name", section.name or "")
     password = section.options.get("password", "")
-    if not isinstance(name, str) or not name or any(c in name for c in ":@ \t\r\n\\"):
+    if not is_user_name(name):
         raise UciError(f"{where}: option name must be one SIP user name "
                        f"(no ':', '@', spaces or backslashes)")
     if not isinstance(password, str) or not password:
@@ -364,11 +386,12 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     out += [f"listen={_listen_word(ip)}" for ip in listen]
     if s.domain:
         out.append(f'alias="{s.domain}"')
-    modules = ["sl", "tm", "rr", "maxfwd", "usrloc", "registrar"]
-    if s.wan_open:
-        modules += ["auth", "auth_db", "nathelper", "pike"]
+    # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
+    modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
+               "nathelper", "pike"]
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
+    user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
     out += [
         "",
         "# registrations are written through to a small journal: phones stay registered",
@@ -377,36 +400,15 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         f'modparam("usrloc", "db_url", "{s.location_db}")',
         'modparam("registrar", "max_expires", 3600)',
         'modparam("rr", "enable_full_rr", 1)',
+        "# the accounts: the user sections of /etc/config/ser (ser-ctl user ...), as HA1 only",
+        f'modparam("auth_db", "db_url", "{user_db}")',
+        f'modparam("auth", "secret_file", "{SECRET_FILE}")',
+        'modparam("nathelper", "natping_interval", 30)',
     ]
-    if s.wan_open:
-        user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
-        out += [
-            f'modparam("auth_db", "db_url", "{user_db}")',
-            f'modparam("auth", "secret_file", "{SECRET_FILE}")',
-            'modparam("nathelper", "natping_interval", 30)',
-        ]
-    out += _wan_routes(s, lan_networks(s, addresses)) if s.wan_open else _lan_route()
+    out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
 
 
-_HEAD = [
-    "",
-    "route {",
-    "    if (!mf_process_maxfwd_header(\"10\")) {",
-    "        sl_send_reply(\"483\", \"Too Many Hops\");",
-    "        exit;",
-    "    }",
-]
-_DIALOG = [
-    "    # requests inside a call follow the route set the INVITE recorded",
-    "    if (loose_route()) {",
-    "        t_relay();",
-    "        exit;",
-    "    }",
-    "    if (method == \"INVITE\" || method == \"SUBSCRIBE\") {",
-    "        record_route();",
-    "    }",
-]
 _KEEPALIVE = [
     "        # OPTIONS to the router itself (no user part): phones use it as a keepalive",
     "        if (method == \"OPTIONS\" && uri =~ \"^sips?:[^@]*$\") {",
@@ -414,41 +416,43 @@ _KEEPALIVE = [
     "            exit;",
     "        }",
 ]
-_LOOKUP = [
-    "    if (uri == myself) {",
-    "        if (!lookup(\"location\")) {",
-    "            sl_send_reply(\"404\", \"Not Found\");",
-    "            exit;",
-    "        }",
-    "    }",
-    "    t_relay();",
-    "}",
-]
 
 
-def _lan_route():
-    """The phones of the house only: the default ser.cfg's routing."""
-    return _HEAD + [""] + _DIALOG + [
-        "",
-        "    if (uri == myself && method == \"REGISTER\") {",
-        "        save(\"location\");",
-        "        exit;",
-        "    }",
-        "    if (uri == myself) {",
-    ] + _KEEPALIVE + ["    }"] + _LOOKUP
-
-
-def _wan_routes(s, nets):
-    """LAN and WAN: the LAN as in _lan_route; from anywhere else a REGISTER needs a
-    subscriber's password (www_authorize), and so does any other new request (proxy_authorize):
-    no free calls and no open relay.  Outsiders are rate-limited (pike) and their NATs handled
-    (nathelper)."""
+def _routes(s, nets):
+    """The routing: every REGISTER needs a subscriber's password (www_authorize), and so does
+    every other new request but ACK and CANCEL (proxy_authorize), from any address, unless
+    ``trust_lan`` exempts the LAN.  Requests inside a call follow their route set; a new
+    request's pre-loaded Route is never followed (toll fraud through a gateway).  Sources
+    outside the LAN are rate-limited (pike) and their NATs handled (nathelper)."""
     realm = s.realm
-    lan = ["", "# true for the phones of the house and the router itself: they need no password",
-           "route[from_lan] {"]
+    # with trust_lan the checks are skipped for the LAN: "if (!route(from_lan)) { ... }"
+    guard = "!route(from_lan) && " if s.trust_lan else ""
+    lan = ["", "# the phones of the house and the router itself (pike and NAT handling are for "
+           "the others)", "route[from_lan] {"]
     lan += [f"    if (src_ip == {_net_word(n)}) return(1);" for n in nets]
     lan += ["    return(-1);", "}"]
-    main = _HEAD + [
+    register = [
+        f"        if (!www_authorize(\"{realm}\", \"subscriber\")) {{",
+        f"            www_challenge(\"{realm}\", \"1\");",
+        "            exit;",
+        "        }",
+        "        # a subscriber registers its own name only",
+        "        if (!check_to()) {",
+        "            sl_send_reply(\"403\", \"Forbidden\");",
+        "            exit;",
+        "        }",
+        "        consume_credentials();",
+    ]
+    if s.trust_lan:
+        register = ["        if (!route(from_lan)) {    # trust_lan: the LAN needs no password"] \
+            + ["    " + line for line in register] + ["        }"]
+    main = [
+        "",
+        "route {",
+        "    if (!mf_process_maxfwd_header(\"10\")) {",
+        "        sl_send_reply(\"483\", \"Too Many Hops\");",
+        "        exit;",
+        "    }",
         "",
         "    if (!route(from_lan)) {",
         "        if (!pike_check_req()) {",
@@ -464,21 +468,16 @@ def _wan_routes(s, nets):
         "        }",
         "    }",
         "",
-    ] + _DIALOG + [
+        "    # requests inside a call (To tag) follow the route set the INVITE recorded",
+        "    if (has_totag()) {",
+        "        if (loose_route()) {",
+        "            t_relay();",
+        "            exit;",
+        "        }",
+        "    }",
         "",
         "    if (uri == myself && method == \"REGISTER\") {",
-        "        if (!route(from_lan)) {",
-        f"            if (!www_authorize(\"{realm}\", \"subscriber\")) {{",
-        f"                www_challenge(\"{realm}\", \"1\");",
-        "                exit;",
-        "            }",
-        "            # a subscriber registers its own name only",
-        "            if (!check_to()) {",
-        "                sl_send_reply(\"403\", \"Forbidden\");",
-        "                exit;",
-        "            }",
-        "            consume_credentials();",
-        "        }",
+    ] + register + [
         "        save(\"location\");",
         "        exit;",
         "    }",
@@ -486,16 +485,30 @@ def _wan_routes(s, nets):
     ] + _KEEPALIVE + [
         "    }",
         "",
-        "    # any other new request from outside: a subscriber's password, or nothing",
-        "    if (!route(from_lan) && method != \"ACK\" && method != \"CANCEL\") {",
+        "    # every other new request (calls, MESSAGE): a subscriber's password",
+        f"    if ({guard}method != \"ACK\" && method != \"CANCEL\") {{",
         f"        if (!proxy_authorize(\"{realm}\", \"subscriber\")) {{",
         f"            proxy_challenge(\"{realm}\", \"1\");",
         "            exit;",
         "        }",
         "        consume_credentials();",
         "    }",
+        "    # a new request's pre-loaded Route (a phone's outbound proxy, or a gateway someone",
+        "    # wants to reach through us) is not followed: the Request-URI decides (Kamailio's",
+        "    # default config does the same)",
+        "    remove_hf(\"Route\");",
+        "    if (method == \"INVITE\" || method == \"SUBSCRIBE\") {",
+        "        record_route();",
+        "    }",
         "",
-    ] + _LOOKUP + [
+        "    if (uri == myself) {",
+        "        if (!lookup(\"location\")) {",
+        "            sl_send_reply(\"404\", \"Not Found\");",
+        "            exit;",
+        "        }",
+        "    }",
+        "    t_relay();",
+        "}",
         "",
         "onreply_route {",
         "    # the answer of a phone behind a NAT: its Contact becomes where the answer came from",
@@ -528,6 +541,22 @@ def subscribers(users, realm):
                   _md5(f"{name}@{realm}:{realm}:{password}")]
         lines.append(":".join(_dbtext_escape(f) for f in fields))
     return "\n".join(lines) + "\n"
+
+
+def accounts_path(run_dir=RUN_DIR):
+    """The subscriber table the generated and the shipped config read."""
+    return os.path.join(run_dir, "db", "subscriber")
+
+
+def write_accounts(s, run_dir=RUN_DIR):
+    """Write the ``subscriber`` table of Settings ``s`` (mode 0600, directory 0700) and return
+    its path; None when ``user_db`` names the expert's own table instead."""
+    if s.user_db:
+        return None
+    os.makedirs(os.path.join(run_dir, "db"), mode=0o700, exist_ok=True)
+    path = accounts_path(run_dir)
+    _write(path, subscribers(s.users, s.realm), 0o600)
+    return path
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -583,12 +612,12 @@ def main(argv=None):
         else:
             text = generate(sections, addresses, run_dir=args.out, notes=notes)
             os.makedirs(args.out, exist_ok=True)
-            if s.wan_open and s.users and not s.user_db:
-                os.makedirs(os.path.join(args.out, "db"), mode=0o700, exist_ok=True)
-                _write(os.path.join(args.out, "db", "subscriber"),
-                       subscribers(s.users, s.realm), 0o600)
             path = os.path.join(args.out, "ser.cfg")
             _write(path, text)
+        try:
+            write_accounts(s, args.out)
+        except OSError as exc:
+            raise UciError(f"cannot write {accounts_path(args.out)}: {exc.strerror}") from None
     except UciError as exc:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)

@@ -51,6 +51,7 @@ DEFAULTS = {
     "SER_WEBUI_WAN": "wan wan6",
     "SER_WEBUI_LAN": "lan",
     "SER_WEBUI_UBUS": None,         # None: look in UBUS_PATHS
+    "SER_UCI": "/etc/config/ser",   # for option trust_lan (a warning on the page)
 }
 UBUS_PATHS = ("/bin/ubus", "/sbin/ubus", "/usr/bin/ubus", "/usr/sbin/ubus")
 
@@ -253,6 +254,10 @@ def ask_server(conf, st):
                 st.phones = client.call("ul", "show")
             except CommandFailed:           # usrloc not loaded: no phones to show
                 st.phones = []
+            try:
+                st.accounts = client.call("accounts")
+            except CommandFailed:           # auth_db not loaded (an expert's config)
+                st.accounts = None
         st.running = True
     except NotRunning as exc:
         st.running = False
@@ -263,6 +268,30 @@ def ask_server(conf, st):
     except (OSError, ValueError, CommandFailed) as exc:
         st.running = False
         st.down_reason = f"the control socket gave no usable answer: {exc}"
+
+
+def trust_lan(path):
+    """Whether the UCI file sets ``option trust_lan`` true in ``config ser 'main'`` (and no
+    ``option config``, which the option would not reach).  Read by hand, as serlite.uci
+    reads it, without importing the generator (the CGI starts at every request)."""
+    import shlex
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return False
+    main = False
+    found = {}
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if words[:1] == ["config"]:
+            main = words[1:] == ["ser", "main"]
+        elif main and len(words) == 3 and words[0] == "option":
+            found[words[1]] = words[2]
+    return truthy(found.get("trust_lan", "0")) and not found.get("config")
 
 
 def read_first_line(path):
@@ -631,6 +660,7 @@ def show(conf, script, user, anonymous_ok, query, now, started, perf):
     if query.get("done") in ACTIONS:
         st.notice = ("ok", ACTIONS[query["done"]])
     ask_server(conf, st)
+    st.trust_lan = trust_lan(conf["SER_UCI"])
     router_info(st)
     st.addresses, st.nets_unknown = addresses_and_reasons(conf)
     if user or anonymous_ok:

@@ -1,5 +1,6 @@
 """What the control socket can be asked: ps, uptime, version, stats, sl_stats, ul show/rm,
-reload, ping.  Each command returns plain data (dicts, lists, numbers, strings) that
+reload, ping; accounts (the auth_db accounts, registered or not: never a password or hash) and
+auth_reload (read the account tables again now: what ``ser-ctl user ...`` asks after a change).  Each command returns plain data (dicts, lists, numbers, strings) that
 ``ser-ctl`` and the status page turn into tables.
 """
 
@@ -79,8 +80,50 @@ def build(server):
             raise ControlError(error)
         return "reloaded"
 
+    def accounts():
+        return account_rows(core)
+
+    def auth_reload():
+        auth_db = core.module("auth_db")
+        if auth_db is None:
+            raise ControlError("auth_db is not loaded")
+        return {table: {k: [_text(u) for u in users] for k, users in changes.items()}
+                for table, changes in auth_db.reload_all().items()}
+
     return {"ping": ping, "version": version, "uptime": uptime, "ps": ps, "stats": stats,
-            "sl_stats": sl_stats, "ul": ul, "reload": reload}
+            "sl_stats": sl_stats, "ul": ul, "reload": reload, "accounts": accounts,
+            "auth_reload": auth_reload}
+
+
+def _text(octets):
+    """A name kept as octets (latin-1 str, as SIP reads it) as the text it is (UTF-8)."""
+    return octets.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def account_rows(core):
+    """The accounts of auth_db's tables: user, domain, table, how many contacts it has
+    registered now.  Never a password or a hash."""
+    auth_db = core.module("auth_db")
+    if auth_db is None:
+        raise ControlError("auth_db is not loaded")
+    registered = {}
+    usrloc = core.module("usrloc")
+    if usrloc is not None:
+        now = core.wall()
+        for store in usrloc.tables.values():
+            for aor in list(store.aors()):
+                n = len(store.lookup(aor, now))
+                if n:
+                    user = aor.partition("@")[0]
+                    registered[user] = registered.get(user, 0) + n
+    rows = []
+    for table in list(auth_db.tables):
+        accounts = auth_db.fresh(table)
+        for user, records in accounts.by_user.items():
+            for row in records:
+                rows.append({"user": _text(user), "domain": _text(row.get("domain") or ""),
+                             "table": table, "registered": registered.get(user, 0)})
+    return sorted(rows, key=lambda r: (r["user"], r["domain"]))
 
 
 def binding_row(table, b, now):

@@ -1,17 +1,23 @@
 """ser-ctl: the administrator's command line (SER's ``serctl``), ``python3 -m serlite.ctl``.
 
-    ser-ctl [-d DB_URL] [-t TABLE] user add USER@DOMAIN PASSWORD   (PASSWORD "-": read stdin)
-    ser-ctl [-d DB_URL] [-t TABLE] user passwd USER@DOMAIN PASSWORD
-    ser-ctl [-d DB_URL] [-t TABLE] user del USER@DOMAIN
-    ser-ctl [-d DB_URL] [-t TABLE] user list
+    ser-ctl [-c UCI_FILE] user add NAME PASSWORD         (PASSWORD "-": read stdin)
+    ser-ctl [-c UCI_FILE] user passwd NAME PASSWORD
+    ser-ctl [-c UCI_FILE] user del NAME
+    ser-ctl [-c UCI_FILE] user list
+    ser-ctl -d DB_URL [-t TABLE] user add|passwd|del|list USER@DOMAIN ...   (experts)
     ser-ctl [-s SOCKET] {ps,uptime,version,stats,sl_stats,reload,ping} [--json]
     ser-ctl [-s SOCKET] ul show [AOR] | ul rm AOR [--json]
 
-The database is ``-d``, else the environment's ``SER_DB``, else ``dbtext:///etc/ser/db`` (what
-auth_db's ``db_url`` says by default); the table ``subscriber``.  Commands are argparse
-sub-commands: each group (``user`` here; the control socket's ``ps``, ``stats``, ``ul`` ...
-later) is one ``add_*_commands(subparsers)`` function that sets ``func(args, io) -> exit status``
-on its parsers, and ``COMMAND_GROUPS`` lists them.  A command's failure is ``CtlError``: one line
+The accounts are the ``config user`` sections of /etc/config/ser (``-c``, else ``$SER_UCI``):
+``user ...`` changes them through the ``uci`` command where there is one (``$SER_UCI_BIN``),
+else rewrites the file itself (atomically, comments and other sections kept); then it writes
+the server's copy (the ``subscriber`` table, HA1 only, 0600, in /var/etc/ser or
+``$SER_RUN_DIR``: ``serlite.uci.write_accounts``) and tells a running server over the control
+socket (``auth_reload``), which takes the change at once: no restart, no reload, no call
+dropped.  ``-d`` (or ``$SER_DB``) instead edits an expert's own dbtext ``subscriber`` table
+(``USER@DOMAIN``, the domain being the realm).  Commands are argparse sub-commands: each group
+is one ``add_*_commands(subparsers)`` function that sets ``func(args, io) -> exit status`` on
+its parsers, and ``COMMAND_GROUPS`` lists them.  A command's failure is ``CtlError``: one line
 on stderr, exit status 1.
 """
 
@@ -27,6 +33,7 @@ from ..store import dbtext
 
 DEFAULT_DB = "dbtext:///etc/ser/db"
 DEFAULT_TABLE = "subscriber"
+DEFAULT_UCI = "/etc/config/ser"
 
 
 class CtlError(Exception):
@@ -209,7 +216,8 @@ def user_add(args, io):
         _set_credentials(row, table, user, domain, password)
         table.rows.append(row)
         subs.write(table, what)
-    io.out(f"{what}: {_text(user)}@{domain} added to {subs.path} (kill -HUP ser to load it)")
+    io.out(f"{what}: {_text(user)}@{domain} added to {subs.path}")
+    _tell_server(args, io)
     return 0
 
 
@@ -230,7 +238,8 @@ def user_passwd(args, io):
         for row in rows:
             _set_credentials(row, table, user, domain, password)
         subs.write(table, what)
-    io.out(f"{what}: password of {_text(user)}@{domain} changed (kill -HUP ser to load it)")
+    io.out(f"{what}: password of {_text(user)}@{domain} changed")
+    _tell_server(args, io)
     return 0
 
 
@@ -249,7 +258,8 @@ def user_del(args, io):
         if len(table.rows) == before:
             raise CtlError(f"{what}: no user {args.user} in {subs.path}")
         subs.write(table, what)
-    io.out(f"{what}: {_text(user)}@{domain} deleted (kill -HUP ser to forget it)")
+    io.out(f"{what}: {_text(user)}@{domain} deleted")
+    _tell_server(args, io)
     return 0
 
 
@@ -280,23 +290,263 @@ def user_list(args, io):
     return 0
 
 
+def _either(uci_func, db_func):
+    """The UCI account list, or with -d/$SER_DB the expert's dbtext table."""
+    return lambda args, io: (db_func if args.db else uci_func)(args, io)
+
+
 def add_user_commands(subparsers):
-    p = subparsers.add_parser("user", help="manage the subscriber table (digest accounts)")
+    p = subparsers.add_parser("user", help="manage the accounts (the config user sections of "
+                                           "/etc/config/ser; with -d a dbtext table)")
     sub = p.add_subparsers(dest="action", metavar="{add,passwd,del,list}")
     sub.required = True
-    a = sub.add_parser("add", help="add an account: user add alice@home PASSWORD|-")
-    a.add_argument("user", metavar="USER@DOMAIN")
+    a = sub.add_parser("add", help="add an account: user add 100 PASSWORD|-")
+    a.add_argument("user", metavar="NAME")
     a.add_argument("password", metavar="PASSWORD", help='"-" reads it from stdin')
-    a.set_defaults(func=user_add)
-    a = sub.add_parser("passwd", help="change a password: user passwd alice@home PASSWORD|-")
-    a.add_argument("user", metavar="USER@DOMAIN")
+    a.set_defaults(func=_either(uci_user_add, user_add))
+    a = sub.add_parser("passwd", help="change a password: user passwd 100 PASSWORD|-")
+    a.add_argument("user", metavar="NAME")
     a.add_argument("password", metavar="PASSWORD", help='"-" reads it from stdin')
-    a.set_defaults(func=user_passwd)
-    a = sub.add_parser("del", help="delete an account: user del alice@home")
-    a.add_argument("user", metavar="USER@DOMAIN")
-    a.set_defaults(func=user_del)
-    a = sub.add_parser("list", help="list the accounts (no password hashes)")
-    a.set_defaults(func=user_list)
+    a.set_defaults(func=_either(uci_user_passwd, user_passwd))
+    a = sub.add_parser("del", help="delete an account (and its registrations): user del 100")
+    a.add_argument("user", metavar="NAME")
+    a.set_defaults(func=_either(uci_user_del, user_del))
+    a = sub.add_parser("list", help="list the accounts (never a password)")
+    a.set_defaults(func=_either(uci_user_list, user_list))
+
+
+# --- the accounts as UCI sections --------------------------------------------------------------
+
+def _uci_quote(value):
+    """A UCI word in single quotes, as uci itself writes one ('it'\\''s')."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+class UciAccounts:
+    """The ``config user`` sections of the UCI file: read, changed through the ``uci`` command
+    where there is one, else by rewriting the file (atomically, the rest kept as it was)."""
+
+    def __init__(self, args, io):
+        self.path = args.uci
+        self.run_dir = args.run_dir
+        self.uci_bin = args.uci_bin
+        self.io = io
+
+    def read(self, what):
+        """(text, sections) of the file; a missing file is an empty one."""
+        from .. import uci
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        except OSError as exc:
+            raise CtlError(f"{what}: cannot read {self.path}: {exc.strerror}") from None
+        try:
+            sections = uci.parse(text, self.path)
+            settings = uci.settings(sections)
+        except uci.UciError as exc:
+            raise CtlError(f"{what}: {exc}") from None
+        if settings.user_db:
+            raise CtlError(f"{what}: option user_db is set in {self.path}: the accounts are in "
+                           f"{settings.user_db} (ser-ctl -d {settings.user_db} user ...)")
+        return text, sections
+
+    def find(self, sections, name):
+        from .. import uci
+        found = [(i, sec) for i, (sec, n, _) in enumerate(uci.user_sections(sections))
+                 if n == name]
+        return found[-1] if found else (None, None)
+
+    def locked(self, what):
+        return _DirLock(os.path.dirname(os.path.abspath(self.path)), what)
+
+    # -- changing ------------------------------------------------------------------------------
+    def add(self, text, name, password, what):
+        if self.uci_bin:
+            return self._batch([f"add {self._package} user",
+                                f"set {self._package}.@user[-1].name={_uci_quote(name)}",
+                                f"set {self._package}.@user[-1].password="
+                                f"{_uci_quote(password)}"], what)
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += (("\n" if text else "") + f"config user\n\toption name {_uci_quote(name)}\n"
+                 f"\toption password {_uci_quote(password)}\n")
+        self._write(text, what)
+
+    def passwd(self, text, index, section, password, what):
+        if self.uci_bin:
+            return self._batch([f"set {self._package}.@user[{index}].password="
+                                f"{_uci_quote(password)}"], what)
+        lines = text.split("\n")
+        at = section.option_lines.get("password", [])
+        new = f"\toption password {_uci_quote(password)}"
+        if at:
+            lines[at[0] - 1] = new
+            for n in reversed(at[1:]):
+                del lines[n - 1]
+        else:
+            lines.insert(section.end, new)
+        self._write("\n".join(lines), what)
+
+    def delete(self, text, index, section, what):
+        if self.uci_bin:
+            return self._batch([f"delete {self._package}.@user[{index}]"], what)
+        lines = text.split("\n")
+        del lines[section.line - 1:section.end]
+        # the blank line that separated it goes too
+        at = section.line - 1
+        if 0 < at <= len(lines) and lines[at - 1].strip() == "" and (
+                at == len(lines) or lines[at].strip() == ""):
+            del lines[at - 1]
+        self._write("\n".join(lines), what)
+
+    @property
+    def _package(self):
+        return os.path.basename(self.path)
+
+    def _write(self, text, what):
+        from ..store.files import replace_atomically
+        try:
+            mode = os.stat(self.path).st_mode & 0o700   # it holds passwords: nobody else
+        except FileNotFoundError:
+            mode = 0o600
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            replace_atomically(self.path, lambda f: f.write(data), mode)
+        except OSError as exc:
+            raise CtlError(f"{what}: cannot write {self.path}: {exc.strerror}") from None
+
+    def _batch(self, commands, what):
+        """``uci -c DIR batch``, the commands on stdin (passwords stay out of ps), then
+        ``commit``."""
+        import subprocess
+        script = "\n".join(commands + [f"commit {self._package}"]) + "\n"
+        cmd = [self.uci_bin, "-c", os.path.dirname(os.path.abspath(self.path)), "batch"]
+        try:
+            done = subprocess.run(cmd, input=script.encode("utf-8", "surrogateescape"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise CtlError(f"{what}: {self.uci_bin}: {exc}") from None
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
+            raise CtlError(f"{what}: {self.uci_bin} batch failed: {why or done.returncode}")
+
+    # -- the server's copy ---------------------------------------------------------------------
+    def publish(self, what):
+        """Write the server's table from the file as it is now; returns its path."""
+        from .. import uci
+        _, sections = self.read(what)
+        try:
+            return uci.write_accounts(uci.settings(sections), self.run_dir)
+        except uci.UciError as exc:
+            raise CtlError(f"{what}: {exc}") from None
+        except OSError as exc:
+            raise CtlError(f"{what}: cannot write {uci.accounts_path(self.run_dir)}: "
+                           f"{exc.strerror}") from None
+
+
+def _tell_server(args, io):
+    """Ask a running server to read its account tables now (it would notice within a second
+    of the next login anyway).  Not running is fine: it reads them when it starts."""
+    from .client import Client, CommandFailed, NotRunning
+    try:
+        with Client(args.socket) as client:
+            client.call("auth_reload")
+    except NotRunning:
+        io.out("(serlite is not running: it reads the accounts when it starts)")
+    except (CommandFailed, OSError, ValueError) as exc:
+        io.err(f"warning: the server did not take the change now ({exc}); it reads the "
+               f"table again within a second of the next login")
+
+
+def _uci_name(spec, what):
+    from .. import uci
+    if "@" in spec:
+        raise CtlError(f"{what}: give the user name alone ({spec.partition('@')[0]!r}): the "
+                       f"domain, the digest realm, is option domain of the UCI file")
+    if not uci.is_user_name(spec):
+        raise CtlError(f"{what}: {spec!r} is not a user name (no ':', '@', spaces or "
+                       f"backslashes)")
+    return spec
+
+
+def _uci_password(value, io, what):
+    password = read_password(value, io, what)
+    # back to the text typed: the UCI file is UTF-8 text, serlite.uci hashes its octets
+    return password.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def uci_user_add(args, io):
+    what = "user add"
+    name = _uci_name(args.user, what)
+    password = _uci_password(args.password, io, what)
+    accounts = UciAccounts(args, io)
+    with accounts.locked(what):
+        text, sections = accounts.read(what)
+        if accounts.find(sections, name)[1] is not None:
+            raise CtlError(f"{what}: {name} exists (change its password with 'user passwd', "
+                           f"or 'user del' it first)")
+        accounts.add(text, name, password, what)
+        accounts.publish(what)
+    io.out(f"{what}: {name} added to {accounts.path}")
+    _tell_server(args, io)
+    return 0
+
+
+def uci_user_passwd(args, io):
+    what = "user passwd"
+    name = _uci_name(args.user, what)
+    password = _uci_password(args.password, io, what)
+    accounts = UciAccounts(args, io)
+    with accounts.locked(what):
+        text, sections = accounts.read(what)
+        index, section = accounts.find(sections, name)
+        if section is None:
+            raise CtlError(f"{what}: no user {name} in {accounts.path}")
+        accounts.passwd(text, index, section, password, what)
+        accounts.publish(what)
+    io.out(f"{what}: password of {name} changed")
+    _tell_server(args, io)
+    return 0
+
+
+def uci_user_del(args, io):
+    what = "user del"
+    name = _uci_name(args.user, what)
+    accounts = UciAccounts(args, io)
+    with accounts.locked(what):
+        text, sections = accounts.read(what)
+        index, section = accounts.find(sections, name)
+        if section is None:
+            raise CtlError(f"{what}: no user {name} in {accounts.path}")
+        accounts.delete(text, index, section, what)
+        accounts.publish(what)
+    io.out(f"{what}: {name} deleted (its registrations go too)")
+    _tell_server(args, io)
+    return 0
+
+
+def uci_user_list(args, io):
+    from .. import uci
+    accounts = UciAccounts(args, io)
+    _, sections = accounts.read("user list")
+    names = [name for _, name, _ in uci.user_sections(sections)]
+    if not names:
+        io.err(f"user list: no accounts in {accounts.path} yet (ser-ctl user add 100 -)")
+        return 0
+    from .client import Client, CommandFailed, NotRunning
+    try:
+        with Client(args.socket, timeout=2.0) as client:
+            registered = {r["user"]: r["registered"] for r in client.call("accounts")}
+    except (NotRunning, CommandFailed, OSError, ValueError, KeyError, TypeError):
+        registered = None       # not running, or without auth_db: the names alone
+    if registered is None:
+        _table(io, ("USER",), [(n,) for n in names])
+    else:
+        _table(io, ("USER", "REGISTERED"),
+               [(n, registered.get(n, 0) or "no") for n in names])
+    return 0
 
 
 # --- a running server, over its control socket -------------------------------------------------
@@ -427,9 +677,15 @@ def build_parser(environ=None):
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
         prog="ser-ctl", description="Manage serlite (SER's serctl).",
-        epilog="The database is -d, else $SER_DB, else " + DEFAULT_DB + ".")
-    parser.add_argument("-d", "--db", default=environ.get("SER_DB") or DEFAULT_DB,
-                        metavar="DB_URL", help="database: dbtext:///dir (default: %(default)s)")
+        epilog="The accounts are the config user sections of -c, else $SER_UCI, else "
+               + DEFAULT_UCI + "; the server's copy goes to $SER_RUN_DIR (default "
+               "/var/etc/ser).  -d (or $SER_DB) edits a dbtext table instead.")
+    parser.add_argument("-c", "--uci", default=environ.get("SER_UCI") or DEFAULT_UCI,
+                        metavar="FILE", help="the UCI file whose config user sections are the "
+                                             "accounts (default: $SER_UCI, else %(default)s)")
+    parser.add_argument("-d", "--db", default=environ.get("SER_DB") or None,
+                        metavar="DB_URL", help="experts: a dbtext:///dir subscriber table of "
+                                               "your own instead of the UCI accounts")
     parser.add_argument("-t", "--table", default=DEFAULT_TABLE,
                         help="subscriber table name (default: %(default)s)")
     parser.add_argument("-s", "--socket", default=None, metavar="PATH",
@@ -445,7 +701,15 @@ def build_parser(environ=None):
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, environ=None):
     """Run one command; returns the exit status (argparse exits 2 itself on a usage error)."""
     io = IO(stdin, stdout, stderr)
+    environ = os.environ if environ is None else environ
     args = build_parser(environ).parse_args(argv)
+    from .. import uci
+    args.run_dir = environ.get("SER_RUN_DIR") or uci.RUN_DIR
+    uci_bin = environ.get("SER_UCI_BIN")
+    if uci_bin is None:
+        import shutil
+        uci_bin = shutil.which("uci", path=environ.get("PATH"))
+    args.uci_bin = uci_bin or None
     try:
         return args.func(args, io)
     except CtlError as exc:

@@ -31,7 +31,7 @@ class Status:
     __slots__ = ("script", "now", "running", "down_reason", "version", "procs", "stats",
                  "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
-                 "token", "actions_note", "made_ms")
+                 "token", "actions_note", "made_ms", "accounts", "trust_lan")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -51,6 +51,9 @@ class Status:
         self.token = None               # CSRF token for the forms; None: actions disabled
         self.actions_note = ""          # why actions are disabled
         self.made_ms = None             # a callable returning the milliseconds spent so far
+        self.accounts = None            # ``accounts`` rows (user, registered; never a secret);
+                                        # None: the server has no auth_db, no section
+        self.trust_lan = False          # UCI option trust_lan: the LAN needs no password
 
 
 class Address:
@@ -144,9 +147,15 @@ def render(st, localtime):
     if not st.running:
         parts.append(f'<p class="notice error" id="down"><b>serlite is not running</b>: '
                      f'{esc(st.down_reason)}. Restart SIP starts it again.</p>')
+    if st.trust_lan:
+        parts.append('<p class="notice error" id="trust-lan"><b>The LAN is trusted</b>: '
+                     'phones on the LAN register and call without a password, so any device '
+                     'on it (a guest\'s phone, a gadget on the Wi-Fi) can take over any '
+                     'extension. Set <code>option trust_lan \'0\'</code> in /etc/config/ser '
+                     'and give each phone its password.</p>')
     parts.append(_cards(st, localtime))
     if st.running:
-        parts += [_phones(st), _messages(st), _procs(st)]
+        parts += [_phones(st), _accounts(st), _messages(st), _procs(st)]
     parts.append(_foot(st, localtime))
     return "".join(parts)
 
@@ -279,6 +288,24 @@ def _phones(st):
     table = _table("phones", ("AOR", "Contact", "Source", "NAT", "User agent", "Expires in"),
                    rows, "No phone is registered.")
     return (f'<section><h2>Registered phones <span class="count">{len(st.phones)}</span></h2>'
+            f'{table}</section>')
+
+
+def _accounts(st):
+    """The accounts (UCI config user sections, as the server has them): names and whether
+    each has a phone registered now.  Never a password or a hash."""
+    if st.accounts is None:
+        return ""
+    rows = []
+    for a in sorted(st.accounts, key=lambda a: (a.get("user", ""), a.get("domain", ""))):
+        n = int(a.get("registered") or 0)
+        state = (f'<span class="tag">registered{f" ({n})" if n > 1 else ""}</span>' if n
+                 else '<span class="tag warn">not registered</span>')
+        rows.append("<tr>" + _td("User", esc(a.get("user", "")), "strong")
+                    + _td("State", state) + "</tr>")
+    table = _table("accounts", ("User", "State"), rows,
+                   "No account yet: ser-ctl user add 100 PASSWORD.")
+    return (f'<section><h2>Accounts <span class="count">{len(st.accounts)}</span></h2>'
             f'{table}</section>')
 
 

@@ -210,13 +210,15 @@ def test_a_bad_header_is_not_overwritten(db):
     assert table_text(db) == "garbage header\n"
 
 
-def test_db_from_environment_and_default(tmp_path):
+def test_db_from_environment_else_the_uci_accounts(tmp_path):
     env_db = tmp_path / "envdb"
     r = run(None, "user", "add", "alice@home", "x", environ={"SER_DB": f"dbtext://{env_db}"})
     assert r.code == 0 and (env_db / "subscriber").exists()
     parser = ctl.build_parser({})
-    assert parser.parse_args(["user", "list"]).db == "dbtext:///etc/ser/db"
+    args = parser.parse_args(["user", "list"])
+    assert args.db is None and args.uci == "/etc/config/ser"       # the UCI accounts
     assert parser.parse_args(["-d", "dbtext:///x", "user", "list"]).db == "dbtext:///x"
+    assert ctl.build_parser({"SER_UCI": "/x/ser"}).parse_args(["user", "list"]).uci == "/x/ser"
 
 
 def test_other_table_name(db):
@@ -236,3 +238,133 @@ def test_python_m_serlite_ctl(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "exists" in out.stderr
+
+
+# --- the UCI accounts (the default) ----------------------------------------------------------
+
+UCI_TEXT = """# the house's SIP server
+config ser 'main'
+	option enabled '1'
+	option domain 'home.lan'
+
+# the first phone
+config user
+	option name '100'
+	option password 'old'
+
+config other 'x'
+	option keep 'me'
+"""
+
+
+@pytest.fixture
+def house(tmp_path):
+    """A UCI file, the run directory for the server's table, no server, no uci command."""
+    path = tmp_path / "config" / "ser"
+    path.parent.mkdir()
+    path.write_text(UCI_TEXT)
+    path.chmod(0o644)
+    env = {"SER_UCI": str(path), "SER_RUN_DIR": str(tmp_path / "run"), "SER_UCI_BIN": ""}
+    return path, env, tmp_path / "run" / "db" / "subscriber"
+
+
+def uci_run(env, *argv, stdin=""):
+    return run(None, *argv, stdin=stdin, environ=env)
+
+
+def table_rows(table):
+    return [(r["username"], r["domain"], r["ha1"], r["ha1b"])
+            for r in dbtext.read_table(table)[0].records()]
+
+
+def test_uci_add_appends_a_section_and_writes_the_servers_table(house):
+    path, env, table = house
+    r = uci_run(env, "user", "add", "101", "-", stdin="it's #1\n")
+    assert r.code == 0, r.err
+    assert "101 added" in r.out and "not running" in r.out
+    text = path.read_text()
+    assert text.startswith(UCI_TEXT), "comments and the other sections are kept as they were"
+    assert text[len(UCI_TEXT):] == "\nconfig user\n\toption name '101'\n" \
+                                   "\toption password 'it'\\''s #1'\n"
+    from serlite import uci
+    assert [(n, p) for _, n, p in uci.user_sections(uci.parse(text))] == [
+        ("100", "old"), ("101", "it's #1")]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600, "the file holds passwords"
+    # the server's copy: HA1 only, realm = option domain, 0600
+    assert table_rows(table) == [
+        ("100", "home.lan", md5("100:home.lan:old"), md5("100@home.lan:home.lan:old")),
+        ("101", "home.lan", md5("101:home.lan:it's #1"), md5("101@home.lan:home.lan:it's #1"))]
+    assert stat.S_IMODE(table.stat().st_mode) == 0o600
+    assert "old" not in table.read_text() and "#1" not in table.read_text()
+
+
+def test_uci_passwd_and_del_edit_only_that_section(house):
+    path, env, table = house
+    assert uci_run(env, "user", "add", "101", "pw").code == 0
+    r = uci_run(env, "user", "passwd", "100", "new")
+    assert r.code == 0 and "password of 100 changed" in r.out
+    assert "\toption password 'new'\n" in path.read_text()
+    assert "'old'" not in path.read_text()
+    assert table_rows(table)[0][2] == md5("100:home.lan:new")
+    r = uci_run(env, "user", "del", "100")
+    assert r.code == 0 and "100 deleted" in r.out
+    text = path.read_text()
+    assert "'100'" not in text and "# the first phone" in text and "option keep 'me'" in text
+    assert [row[0] for row in table_rows(table)] == ["101"]
+    r = uci_run(env, "user", "list")
+    assert r.code == 0 and r.out.split() == ["USER", "101"]
+    assert "pw" not in r.out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("user", "add", "100", "x"), "user add: 100 exists"),
+    (("user", "del", "999"), "user del: no user 999 in"),
+    (("user", "passwd", "999", "x"), "user passwd: no user 999 in"),
+    (("user", "add", "1@home", "x"), "give the user name alone ('1')"),
+    (("user", "add", "a:b", "x"), "is not a user name"),
+    (("user", "add", "101", ""), "empty password"),
+])
+def test_uci_errors_one_line_exit_1(house, argv, message):
+    path, env, _ = house
+    r = uci_run(env, *argv)
+    assert r.code == 1 and message in r.err and r.err.count("\n") == 1, r.err
+    assert path.read_text() == UCI_TEXT
+
+
+def test_uci_user_db_means_the_experts_table(house):
+    path, env, _ = house
+    path.write_text(UCI_TEXT.replace("option enabled '1'",
+                                     "option user_db 'dbtext:///etc/ser/db'"))
+    r = uci_run(env, "user", "add", "101", "x")
+    assert r.code == 1 and "ser-ctl -d dbtext:///etc/ser/db user" in r.err
+
+
+def test_uci_through_the_uci_command_where_there_is_one(house, tmp_path):
+    # OpenWrt's uci, recorded: ser-ctl gives it a batch on stdin (passwords stay out of ps)
+    path, env, _ = house
+    fake = tmp_path / "uci"
+    fake.write_text(f"#!{sys.executable}\nimport sys\n"
+                    f"open({str(tmp_path / 'calls')!r}, 'a').write("
+                    f"repr(sys.argv[1:]) + '\\n' + sys.stdin.read())\n")
+    fake.chmod(0o755)
+    env = dict(env, SER_UCI_BIN=str(fake))
+    assert uci_run(env, "user", "add", "101", "a'b").code == 0
+    assert uci_run(env, "user", "passwd", "100", "n").code == 0
+    assert uci_run(env, "user", "del", "100").code == 0
+    calls = (tmp_path / "calls").read_text()
+    conf = str(path.parent)
+    assert calls == (
+        f"['-c', {conf!r}, 'batch']\nadd ser user\nset ser.@user[-1].name='101'\n"
+        "set ser.@user[-1].password='a'\\''b'\ncommit ser\n"
+        f"['-c', {conf!r}, 'batch']\nset ser.@user[0].password='n'\ncommit ser\n"
+        f"['-c', {conf!r}, 'batch']\ndelete ser.@user[0]\ncommit ser\n")
+    assert path.read_text() == UCI_TEXT, "uci itself writes the file"
+
+
+def test_uci_add_to_a_missing_file_makes_it_0600(tmp_path):
+    env = {"SER_UCI": str(tmp_path / "ser"), "SER_RUN_DIR": str(tmp_path / "run"),
+           "SER_UCI_BIN": ""}
+    assert uci_run(env, "user", "add", "100", "pw").code == 0
+    assert (tmp_path / "ser").read_text() == "config user\n\toption name '100'\n" \
+                                              "\toption password 'pw'\n"
+    assert stat.S_IMODE((tmp_path / "ser").stat().st_mode) == 0o600

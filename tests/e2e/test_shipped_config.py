@@ -4,25 +4,29 @@ installed, with only its file paths moved into the test's directory.
 What the config promises (see its header) and what is checked here, with sipp and raw UDP
 peers on loopback:
 - every REGISTER is authenticated (www_authorize/www_challenge) and a phone may register its
-  own address only (check_to); calls inside the house need no credentials;
+  own address only (check_to); every call needs credentials, from the house too (407, then
+  sipp's retry); a pre-loaded Route never takes a call to a gateway;
 - tm: a call CANCELled while it rings ends with 200 for the CANCEL and 487;
 - calls from outside the house must authenticate (proxy_authorize), but CANCEL and ACK are
   never challenged (RFC 3261 22.1);
 - pike throttles outside sources, never the house;
 - bindings are written through (usrloc db_mode 1) and survive a restart.
 
-Accounts are made with ser-ctl as alice@127.0.0.1 and bob@127.0.0.1: the realm of a
-challenge is the To host (REGISTER) or the From host (INVITE), the server's address here.
+The accounts are what the router has: the config user sections of a UCI file whose
+option config names the shipped ser.cfg, turned into the table by `python3 -m serlite.uci`
+(as the init script does), realm "serlite".
 """
 
 import re
 import secrets
+import subprocess
+import sys
 
 import pytest
 
 from . import sipnet
 from .sipnet import UdpPeer, barrier, is_final, is_request, make_request, status_of
-from .test_auth import Phone, authorization, bindings, challenge_of, ser_ctl
+from .test_auth import Phone, authorization, bindings, challenge_of
 from .test_stateful import RawUas
 
 SHIPPED = sipnet.REPO / "files" / "etc" / "ser" / "ser.cfg"
@@ -47,8 +51,8 @@ def shipped_config(tmp_path, *, outside=False):
     text = SHIPPED.read_text()
     swaps = [('modparam("usrloc", "db_url", "dbtext:///etc/ser/usrloc")',
               f'modparam("usrloc", "db_url", "dbtext://{tmp_path}/usrloc")'),
-             ('modparam("auth_db", "db_url", "dbtext:///etc/ser/db")',
-              f'modparam("auth_db", "db_url", "dbtext://{tmp_path}/db")'),
+             ('modparam("auth_db", "db_url", "dbtext:///var/etc/ser/db")',
+              f'modparam("auth_db", "db_url", "dbtext://{tmp_path}/run/db")'),
              ('modparam("auth", "secret_file", "/etc/ser/auth_secret")',
               f'modparam("auth", "secret_file", "{tmp_path}/auth_secret")')]
     if outside:
@@ -63,10 +67,21 @@ def shipped_config(tmp_path, *, outside=False):
 
 
 def start(ser, tmp_path, *, outside=False):
-    for user, password in USERS.items():
-        out = ser_ctl("user", "add", f"{user}@127.0.0.1", password, db=tmp_path / "db")
-        assert out.returncode == 0, out.stderr
+    uci = tmp_path / "ser.uci"
+    uci.write_text(f"config ser 'main'\n\toption config '{SHIPPED}'\n" + "".join(
+        f"config user\n\toption name '{u}'\n\toption password '{p}'\n"
+        for u, p in USERS.items()))
+    gen = subprocess.run([sys.executable, "-m", "serlite.uci", "-c", str(uci),
+                          "-o", str(tmp_path / "run")], cwd=sipnet.REPO, capture_output=True,
+                         text=True, timeout=30)
+    assert gen.returncode == 0 and gen.stdout.strip() == str(SHIPPED), gen.stderr
     return ser(shipped_config(tmp_path, outside=outside))
+
+
+def auth_args(server, user="alice"):
+    """sipp's [authentication] as `user`, the digest uri the Request-URI (sip:bob@SERVER)."""
+    return ["-au", user, "-ap", USERS[user],
+            "-auth_uri", f"bob@{sipnet.hostport(*server.addr)}"]
 
 
 def auth_register(server, workdir, user, contact_host, contact_port, transport="udp"):
@@ -109,22 +124,48 @@ def test_registered_callee_gets_calls_from_the_house(ser, tmp_path, transport):
     # the REGISTER itself goes over UDP from the port it names in its Via, so that nathelper
     # sees no NAT: a TCP REGISTER from this short-lived sipp would be bound (fix_nated_register)
     # to its own connection, gone when it exits. The calls go over `transport` from
-    # 127.0.0.1, inside the house: no proxy authentication.
+    # 127.0.0.1, inside the house: 407, then sipp's retry with alice's credentials.
     server = start(ser, tmp_path)
     with sipnet.start_uas(workdir=tmp_path, transport=transport, calls=CALLS) as uas:
         auth_register(server, tmp_path, "bob", uas.host, uas.port, transport).assert_ok(1)
         uac = sipnet.run_uac(server.addr, workdir=tmp_path, service="bob", transport=transport,
-                             calls=CALLS, rate=50)
+                             calls=CALLS, rate=50, scenario="auth_invite.xml",
+                             extra=auth_args(server))
         uas_result = uas.wait(timeout=grace(uac, CALLS))
     uac.assert_ok(CALLS)
     uas_result.assert_ok(CALLS)
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_unknown_user_gets_404(ser, tmp_path, transport):
+def test_unknown_callee_gets_404_once_the_caller_logged_in(ser, tmp_path):
     server = start(ser, tmp_path)
-    sipnet.run_uac(server.addr, workdir=tmp_path, service="nobody", transport=transport,
-                   calls=5, rate=50, scenario="uac_invite_404.xml").assert_ok(5)
+    uri = f"sip:nobody@{sipnet.hostport(*server.addr)}"
+    with UdpPeer() as caller:
+        invite = make_request("INVITE", uri, via=(caller.host, caller.port), to=uri,
+                              from_=f"sip:alice@{sipnet.hostport(*server.addr)}")
+        caller.send(invite, server.addr)
+        got = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+        assert got and status_of(got[0]) == 407, got
+        creds = authorization(challenge_of(got[0], "Proxy-Authenticate"), "alice",
+                              USERS["alice"], "INVITE", uri, nc=1)
+        caller.send(make_request("INVITE", uri, via=(caller.host, caller.port), to=uri,
+                                 from_=f"sip:alice@{sipnet.hostport(*server.addr)}",
+                                 headers=["Proxy-" + creds]), server.addr)
+        got = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+    assert got and status_of(got[0]) == 404, got
+
+
+def test_wrong_password_or_unknown_user_is_never_200(ser, tmp_path):
+    server = start(ser, tmp_path)
+    for user, password in (("alice", "wrong"), ("mallory", "secret")):
+        phone = Phone(server, user)
+        try:
+            ch = challenge_of(phone.register())
+            reply = phone.register(authorization(ch, user, password, "REGISTER", phone.ruri,
+                                                 nc=1))
+        finally:
+            phone.close()
+        assert status_of(reply) == 401, reply
+    assert bindings(server, "alice", USERS["alice"]) == []
 
 
 def test_register_without_credentials_gets_401_and_binds_nothing(ser, tmp_path):
@@ -136,7 +177,7 @@ def test_register_without_credentials_gets_401_and_binds_nothing(ser, tmp_path):
         phone.close()
     assert status_of(reply) == 401, reply
     challenge = challenge_of(reply)
-    assert challenge["realm"] == "127.0.0.1" and challenge["nonce"], challenge
+    assert challenge["realm"] == "serlite" and challenge["nonce"], challenge
     assert bindings(server, "alice", USERS["alice"]) == []
 
 
@@ -160,8 +201,8 @@ def test_cancel_while_ringing(ser, tmp_path):
     with sipnet.start_uas(workdir=tmp_path, scenario="uas_ring_cancel.xml",
                           trace_msg=True) as uas:
         auth_register(server, tmp_path, "bob", uas.host, uas.port).assert_ok(1)
-        uac = sipnet.run_uac(server.addr, workdir=tmp_path, scenario="uac_cancel.xml",
-                             trace_msg=True)
+        uac = sipnet.run_uac(server.addr, workdir=tmp_path, scenario="auth_cancel.xml",
+                             trace_msg=True, extra=auth_args(server))
         uas_result = uas.wait(timeout=grace(uac))
     uac.assert_ok(1)            # 180, 200 for the CANCEL, 487
     uas_result.assert_ok(1)     # 180 sent, the CANCEL and the ACK for its 487 received
@@ -197,7 +238,7 @@ def start_caller(server, workdir, scenario):
                              name=f"outside-{scenario.split('.')[0]}")
 
 
-def test_outside_invite_without_credentials_gets_407(ser, tmp_path):
+def test_invite_without_credentials_gets_407_from_outside_and_from_the_house(ser, tmp_path):
     # The same INVITE for bob, without credentials, from outside and from the house.
     server = start(ser, tmp_path, outside=True)
     uri = f"sip:bob@{sipnet.hostport(*server.addr)}"
@@ -209,17 +250,34 @@ def test_outside_invite_without_credentials_gets_407(ser, tmp_path):
                         server.addr)
             got = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
         assert got and status_of(got[0]) == 407, got
-        assert challenge_of(got[0], "Proxy-Authenticate")["realm"] == "127.0.0.1"
-        barrier(server.addr)
-        assert bob.drain() == [], "the unauthenticated INVITE from outside reached bob"
+        assert challenge_of(got[0], "Proxy-Authenticate")["realm"] == "serlite"
         with UdpPeer(host="127.0.0.1") as caller:
             caller.send(make_request("INVITE", uri, via=(caller.host, caller.port), to=uri,
                                      from_=f"sip:alice@{sipnet.hostport(*server.addr)}"),
                         server.addr)
-            invite = bob.expect("INVITE")       # from the house: straight through
-            bob.reply(invite, 486, "Busy Here")
             got = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
-        assert got and status_of(got[0]) == 486, got
+        assert got and status_of(got[0]) == 407, got     # the house logs in too
+        barrier(server.addr)
+        assert bob.drain() == [], "an unauthenticated INVITE reached bob"
+
+
+def test_preloaded_route_never_reaches_the_gateway(ser, tmp_path):
+    # Toll fraud: an INVITE with Route: <sip:GATEWAY;lr> and no credentials, from outside
+    # and from the house, is challenged and never relayed to the gateway.
+    server = start(ser, tmp_path, outside=True)
+    uri = f"sip:bob@{sipnet.hostport(*server.addr)}"
+    with UdpPeer() as gateway:
+        for local in (OUTSIDE, "127.0.0.1"):
+            with UdpPeer(host=local) as caller:
+                caller.send(make_request(
+                    "INVITE", uri, via=(caller.host, caller.port), to=uri,
+                    from_=f"sip:alice@{sipnet.hostport(*server.addr)}",
+                    headers=[f"Route: <sip:{sipnet.hostport(gateway.host, gateway.port)};lr>"]),
+                    server.addr)
+                got = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+            assert got and status_of(got[0]) == 407, (local, got)
+        barrier(server.addr)
+        assert gateway.drain() == [], "an INVITE with a pre-loaded Route reached the gateway"
 
 
 def test_outside_call_with_credentials_reaches_the_callee(ser, tmp_path):

@@ -26,6 +26,10 @@ config ser 'main'
 	list interface 'lan'
 	option port '5060'
 	option wan_open '0'
+
+config user
+	option name '100'
+	option password 'pw'
 """
 
 UCI_WAN = """
@@ -218,11 +222,15 @@ def test_the_wan_is_triggered_on_once_and_only_when_open(tmp_path, shell):
 @pytest.mark.parametrize("shell", SHELLS[:1])
 def test_expert_config(tmp_path, shell):
     expert = REPO / "files" / "etc" / "ser" / "ser.cfg"
-    router = Router(tmp_path, shell, UCI_LAN + f"\toption config '{expert}'\n",
-                    lan=["192.168.1.1/24"])
+    router = Router(tmp_path, shell, UCI_LAN.replace(
+        "option wan_open '0'", f"option wan_open '0'\n\toption config '{expert}'"),
+        lan=["192.168.1.1/24"])
     calls = router.run("start")
     assert params(calls, "command") == [["/usr/bin/ser", "-D", "-E", "-f", str(expert)]]
     assert not (router.run_dir / "ser.cfg").exists()
+    # the accounts the shipped ser.cfg reads are written all the same
+    assert (router.run_dir / "db" / "subscriber").read_text().startswith(
+        "username(str) domain(str) ha1(str) ha1b(str)\n100:serlite:")
 
 
 @pytest.mark.parametrize("shell", SHELLS[:1])

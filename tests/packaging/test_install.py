@@ -55,6 +55,9 @@ def test_installed_ser_ctl_runs(installed):
         assert run.returncode == 1 and "no control tool" in run.stderr
 
 
+USERS = {"alice": "secret", "bob": "bobpw"}
+
+
 def installed_uci(root, tmp_path, port, db):
     """The installed /etc/config/ser with a test port and a scratch registration table,
     translated by the installed generator; returns the config's path."""
@@ -62,13 +65,15 @@ def installed_uci(root, tmp_path, port, db):
     uci = uci.replace("option port '5060'", f"option port '{port}'")
     uci = uci.replace("dbtext:///etc/ser/usrloc", f"dbtext://{db}")
     assert f"'{port}'" in uci and str(db) in uci
+    uci += "".join(f"\nconfig user\n\toption name '{u}'\n\toption password '{p}'\n"
+                   for u, p in USERS.items())
     (tmp_path / "ser.uci").write_text(uci)
     run = subprocess.run([str(PYTHON3_LIGHT), "-m", "serlite.uci", "-c", str(tmp_path / "ser.uci"),
                           "-o", str(tmp_path / "run"), "-a", "lan=127.0.0.1/8"],
                          capture_output=True, text=True, cwd="/", timeout=60,
                          env=dict(os.environ, PYTHONPATH=str(root / SITE)))
     assert run.returncode == 0, run.stderr
-    assert run.stderr == "", "the shipped /etc/config/ser should need no notes"
+    assert run.stderr == "", "the shipped /etc/config/ser and two users should need no notes"
     return Path(run.stdout.strip())
 
 
@@ -95,13 +100,27 @@ def test_installed_server_registers_and_calls(installed, tmp_path, sipp):
     port = sipnet.free_port_pair()
     cfg = installed_uci(installed, tmp_path, port, tmp_path / "usrloc")
     assert installed_check(installed, cfg).returncode == 0
-    server = InstalledServer(installed, tmp_path / "server", cfg.read_text(), port)
+    # the nonce secret of the router's /etc/ser, in the test's directory
+    text = cfg.read_text()
+    assert text.count('"/etc/ser/auth_secret"') == 1
+    text = text.replace('"/etc/ser/auth_secret"', f'"{tmp_path}/auth_secret"')
+    server = InstalledServer(installed, tmp_path / "server", text, port)
     try:
         server.start()
         assert "listening on udp:127.0.0.1:" in server.log()
         with sipnet.start_uas(workdir=tmp_path) as uas:
-            sipnet.register(server.addr, "bob", uas.host, uas.port, workdir=tmp_path).assert_ok(1)
-            uac = sipnet.run_uac(server.addr, workdir=tmp_path, service="bob", calls=1)
+            # every phone logs in: bob registers with his password, alice calls with hers
+            row = ("bob", sipnet.contact_uri("bob", uas.host, uas.port), "udp", 600)
+            inf = sipnet.users_csv(tmp_path / "bob.csv", [row])
+            sipnet.run_sipp(["-sf", sipnet.SCENARIOS / "auth_register.xml", "-inf", inf,
+                             "-au", "bob", "-ap", USERS["bob"], "-t", "u1", "-i", "127.0.0.1",
+                             "-p", sipnet.free_port("udp"), "-m", 1,
+                             sipnet.hostport(*server.addr)],
+                            workdir=tmp_path, timeout=10).assert_ok(1)
+            uac = sipnet.run_uac(server.addr, workdir=tmp_path, service="bob", calls=1,
+                                 scenario="auth_invite.xml",
+                                 extra=["-au", "alice", "-ap", USERS["alice"], "-auth_uri",
+                                        f"bob@{sipnet.hostport(*server.addr)}"])
             uas_result = uas.wait(timeout=None if uac.ok(1) else 5)
         uac.assert_ok(1)
         uas_result.assert_ok(1)

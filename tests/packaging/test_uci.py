@@ -20,6 +20,10 @@ config ser 'main'
 	list interface 'lan'
 	option port '5060'
 	option wan_open '0'
+
+config user
+	option name '100'
+	option password 'pw'
 """
 
 LAN_WAN_UCI = """
@@ -91,12 +95,12 @@ def test_parse_errors_say_where(text, message):
     assert str(exc.value).startswith(message)
 
 
-def test_the_shipped_uci_file_parses_without_notes():
+def test_the_shipped_uci_file_parses_with_one_note_no_accounts_yet():
     notes = []
     s = uci.settings(uci.parse((REPO / "files/etc/config/ser").read_text()), notes)
-    assert notes == []
-    assert (s.enabled, s.interfaces, s.port, s.wan_open, s.config) == (True, ["lan"], 5060,
-                                                                        False, "")
+    assert [n.split(":")[0] for n in notes] == ["no accounts yet"], notes
+    assert (s.enabled, s.interfaces, s.port, s.wan_open, s.trust_lan, s.config) == (
+        True, ["lan"], 5060, False, False, "")
 
 
 # --- settings: defaults, errors, what is reported -----------------------------------------
@@ -110,12 +114,13 @@ def test_unknown_options_and_sections_are_reported_not_dropped():
     assert any("'prot'" in n and "not understood" in n for n in notes), notes
     assert any("phone 'x'" in n and "unknown type" in n for n in notes), notes
     assert any("'pin'" in n for n in notes), notes
-    assert any("only with wan_open" in n for n in notes), notes
+    assert not any("no accounts" in n for n in notes), notes
 
 
 @pytest.mark.parametrize("option, value, message", [
     ("port", "70000", "option port: '70000' is not a number from 1 to 65535"),
     ("wan_open", "maybe", "option wan_open: 'maybe' is not a boolean"),
+    ("trust_lan", "2", "option trust_lan: '2' is not a boolean"),
     ("log_level", "9", "option log_level"),
     ("domain", "home lan", "option domain: 'home lan' is not a domain name"),
     ("location_db", "mysql://x", "option location_db: 'mysql://x' is neither"),
@@ -134,6 +139,40 @@ def test_a_user_needs_a_name_and_a_password():
         uci.settings(uci.parse("config user\n\toption name 'a:b'\n\toption password 'x'\n"))
 
 
+# --- every phone logs in ------------------------------------------------------------------------
+
+def assert_every_phone_logs_in(text, realm):
+    """REGISTER challenged (401), every other new request but ACK/CANCEL (407), from any
+    source; only in-dialog requests follow loose_route; a pre-loaded Route is dropped."""
+    lines = [line.strip() for line in text.splitlines()]
+    for call in (f'www_authorize("{realm}", "subscriber")', f'www_challenge("{realm}", "1")',
+                 f'proxy_authorize("{realm}", "subscriber")', f'proxy_challenge("{realm}", "1")',
+                 "check_to()", "consume_credentials();", "pike_check_req()",
+                 'nat_uac_test("19")'):
+        assert call in text, call
+    assert 'if (method != "ACK" && method != "CANCEL") {' in lines
+    assert "route(from_lan)) {    # trust_lan" not in text
+    # loose_route only inside "if (has_totag())", before any authentication
+    assert lines.index("if (has_totag()) {") + 1 == lines.index("if (loose_route()) {")
+    assert lines.index('remove_hf("Route");') > lines.index(
+        f'if (!proxy_authorize("{realm}", "subscriber")) {{')
+    assert 'modparam("auth", "secret_file", "/etc/ser/auth_secret")' in lines
+
+
+def test_trust_lan_exempts_the_lan_only(tmp_path):
+    notes = []
+    text = uci.generate(uci.parse(LAN_ONLY_UCI.replace("option wan_open '0'",
+                                                       "option trust_lan '1'")),
+                        LAN, notes=notes)
+    assert any(n.startswith("trust_lan is set") for n in notes), notes
+    lines = [line.strip() for line in text.splitlines()]
+    assert "if (!route(from_lan)) {    # trust_lan: the LAN needs no password" in lines
+    assert 'if (!route(from_lan) && method != "ACK" && method != "CANCEL") {' in lines
+    (tmp_path / "trust.cfg").write_text(text)
+    check = ser_check(tmp_path / "trust.cfg")
+    assert check.returncode == 0, check.stderr + text
+
+
 # --- LAN only ---------------------------------------------------------------------------------
 
 def test_lan_only(tmp_path):
@@ -145,9 +184,11 @@ def test_lan_only(tmp_path):
     assert [line for line in lines if line.startswith("listen=")] == [
         "listen=192.168.1.1", "listen=[fd00:1::1]"]
     assert "port=5060" in lines and "debug=2" in lines
-    for absent in ("auth", "nathelper", "pike", "203.0.113.7", "alias="):
+    for absent in ("203.0.113.7", "alias="):
         assert absent not in text
     assert 'modparam("usrloc", "db_url", "dbtext:///etc/ser/usrloc")' in lines
+    # the LAN logs in too: the checks are not skipped for route(from_lan)
+    assert_every_phone_logs_in(text, "serlite")
     (tmp_path / "lan.cfg").write_text(text)
     check = ser_check(tmp_path / "lan.cfg")
     assert check.returncode == 0, check.stderr + text
@@ -159,7 +200,11 @@ def test_lan_only_command_writes_to_the_run_dir(tmp_path):
     assert run.stdout == f"{tmp_path / 'run' / 'ser.cfg'}\n"
     assert (tmp_path / "run" / "ser.cfg").read_text() == uci.generate(uci.parse(LAN_ONLY_UCI),
                                                                        LAN, run_dir=tmp_path / "run")
-    assert not (tmp_path / "run" / "db").exists()
+    # the accounts, for the generated config (and the shipped one): HA1 only, 0600
+    table = tmp_path / "run" / "db" / "subscriber"
+    assert table.stat().st_mode & 0o777 == 0o600
+    assert table.read_text().splitlines()[1].startswith(
+        f"100:serlite:{hashlib.md5(b'100:serlite:pw').hexdigest()}:")
 
 
 def test_no_address_yet_is_an_error_the_init_script_logs(tmp_path):
@@ -185,7 +230,8 @@ def test_lan_wan(tmp_path):
     assert "    if (src_ip == fd00:1::/64) return(1);" in lines
     assert "    if (src_ip == 127.0.0.0/8) return(1);" in lines
     assert "fe80" not in text and "203.0.113.0" not in text
-    # digest auth from anywhere else: REGISTER, then every other new request
+    assert_every_phone_logs_in(text, "home.example")
+    # digest auth from anywhere: REGISTER, then every other new request
     for call in ('www_authorize("home.example", "subscriber")',
                  'www_challenge("home.example", "1")', "check_to()", "consume_credentials()",
                  'proxy_authorize("home.example", "subscriber")',
@@ -223,7 +269,7 @@ def test_lan_wan_writes_the_subscribers(tmp_path):
 def test_wan_open_notes(tmp_path):
     notes = []
     uci.generate(uci.parse("config ser 'main'\n\toption wan_open '1'\n"), LAN_WAN, notes=notes)
-    assert any("no users" in n for n in notes)
+    assert any("no accounts yet" in n for n in notes)
     assert any("realm is 'serlite'" in n for n in notes)
 
 
@@ -252,7 +298,10 @@ def test_expert_config_runs_as_it_is(tmp_path):
     path = run.stdout.strip()
     assert path == f"{REPO}/files/etc/ser/ser.cfg"
     assert "option port ignored" in run.stderr
-    assert not (tmp_path / "run").exists(), "nothing generated"
+    assert not (tmp_path / "run" / "ser.cfg").exists(), "no config generated"
+    # but the accounts, which the shipped ser.cfg reads: none here
+    assert (tmp_path / "run" / "db" / "subscriber").read_text() == \
+        "username(str) domain(str) ha1(str) ha1b(str)\n"
     check = ser_check(path)
     assert check.returncode == 0, check.stderr
 
