@@ -4,6 +4,8 @@
 from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, \
     Param
 
+PRELOADED = -3      # loose_route: the next hop comes from a route set we did not record
+
 
 class Rr(Module):
     name = "rr"
@@ -46,7 +48,12 @@ class Rr(Module):
         return 1
 
     def loose_route(self, ctx):
-        """True (1) when the request carries a route set that now decides its next hop."""
+        """True (1) when the request carries a route set that we recorded and that now decides
+        its next hop.  A route set whose top entry is not ours was pre-loaded by the sender
+        (an outbound proxy, or a gateway someone wants to reach through us): it still decides
+        the next hop when the request is relayed, but the answer is false (-3, Kamailio's
+        RR_PRELOADED), so that ``if (has_totag()) { if (loose_route()) t_relay(); }`` never
+        relays a request with a forged To tag straight to a gateway without credentials."""
         msg = ctx.msg
         routes = msg.routes         # parsed once, cached on the lines: next_hop reads them too
         if not routes:
@@ -60,13 +67,14 @@ class Rr(Module):
             _remove_last_route(msg)
             return 1
         first = routes[0].uri
-        if core.is_myself(first.host, first.port):
-            msg.remove_first_value("Route")
-            # our own second entry when we record-routed twice (transport change)
-            if len(routes) > 1:
-                second = routes[1].uri
-                if core.is_myself(second.host, second.port):
-                    msg.remove_first_value("Route")
+        if not core.is_myself(first.host, first.port):
+            return PRELOADED
+        msg.remove_first_value("Route")
+        # our own second entry when we record-routed twice (transport change)
+        if len(routes) > 1:
+            second = routes[1].uri
+            if core.is_myself(second.host, second.port):
+                msg.remove_first_value("Route")
         return 1
 
 
@@ -86,7 +94,8 @@ EXPORTS = ModuleSpec(
         Function("record_route_preset", "record_route_preset", (1,), REQUEST_ROUTE |
                  BRANCH_ROUTE | FAILURE_ROUTE, doc="add a Record-Route with the given address"),
         Function("loose_route", "loose_route", (0,), REQUEST_ROUTE,
-                 doc="route by the Route header; true if it did"),
+                 doc="route by the Route header; true if it was ours (-3: a pre-loaded route "
+                 "set, whose top entry is not ours, decides the next hop)"),
     ),
     params={
         "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr"),

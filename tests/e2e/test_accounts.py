@@ -191,6 +191,28 @@ def test_preloaded_route_never_reaches_the_gateway(ser, tmp_path):
         assert gateway.drain() == [], "an INVITE with a pre-loaded Route reached the gateway"
 
 
+def test_forged_to_tag_with_a_preloaded_route_never_reaches_the_gateway(ser, tmp_path):
+    # The same INVITE dressed as a re-INVITE (a To tag nobody gave it): it passes has_totag(),
+    # but its route set was not recorded by us, so loose_route() is false (-3, Kamailio's
+    # RR_PRELOADED) and the request is challenged like any new one, from outside and the LAN.
+    house = House(ser, tmp_path, lan="127.0.0.1/32")      # 127.0.0.2 is outside
+    server = house.server
+    with UdpPeer() as gateway:
+        gw = gateway.sock.getsockname()
+        for local in (OUTSIDE, "127.0.0.1"):
+            with UdpPeer(host=local) as caller:
+                invite = invite_with_route(server, caller, gw)
+                head, sep, rest = invite.partition(b"\r\nTo: ")
+                line, crlf, tail = rest.partition(b"\r\n")
+                forged = head + sep + line + b";tag=forged1" + crlf + tail
+                assert b";tag=forged1" in forged
+                caller.send(forged, server.addr)
+                finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+            assert finals and status_of(finals[0]) == 407, (local, finals)
+        barrier(server.addr)
+        assert gateway.drain() == [], "a forged in-dialog INVITE reached the gateway"
+
+
 def test_in_dialog_bye_follows_its_route_set(ser, tmp_path):
     # A BYE of a dialog this proxy record-routed: To tag, Route = the proxy; no credentials.
     house = House(ser, tmp_path)
