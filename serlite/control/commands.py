@@ -79,8 +79,24 @@ def build(server):
             raise ControlError(error)
         return "reloaded"
 
+    def calls(n=50):
+        return calls_of(server, n)
+
     return {"ping": ping, "version": version, "uptime": uptime, "ps": ps, "stats": stats,
-            "sl_stats": sl_stats, "ul": ul, "reload": reload}
+            "sl_stats": sl_stats, "ul": ul, "reload": reload, "calls": calls}
+
+
+def calls_of(server, n):
+    """The active calls and the newest ``n`` of the call history (acc's ``history_file``)."""
+    core = server.core
+    acc = core.module("acc")
+    if acc is None:
+        raise ControlError("acc is not loaded (the call history is acc's history_file)")
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise ControlError(f"calls N: a number, not {n!r}")
+    return acc.calls(max(0, min(n, 100000)), core.now())
 
 
 def binding_row(table, b, now):
