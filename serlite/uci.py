@@ -367,6 +367,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     modules = ["sl", "tm", "rr", "maxfwd", "usrloc", "registrar"]
     if s.wan_open:
         modules += ["auth", "auth_db", "nathelper", "pike"]
+    modules += ["acc"]
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     out += [
@@ -378,6 +379,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         'modparam("registrar", "max_expires", 3600)',
         'modparam("rr", "enable_full_rr", 1)',
     ]
+    out += _ACC_PARAMS
     if s.wan_open:
         user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
         out += [
@@ -389,9 +391,26 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     return "\n".join(out) + "\n"
 
 
+# the call log (syslog) and the call history (the status page, ser-ctl calls): see ser.cfg
+CALL_HISTORY = "/etc/ser/calls"
+_ACC_PARAMS = [
+    'modparam("acc", "log_flag", 10)',
+    'modparam("acc", "log_missed_flag", 11)',
+    'modparam("acc", "failed_transaction_flag", 12)',
+    f'modparam("acc", "history_file", "{CALL_HISTORY}")',
+    'modparam("acc", "history_size", 500)',
+]
 _HEAD = [
     "",
     "route {",
+    "    # the call log (acc): new calls, missed calls, hang-ups",
+    "    if (method == \"INVITE\" && !has_totag()) {",
+    "        setflag(10);",
+    "        setflag(11);",
+    "    } else if (method == \"BYE\") {",
+    "        setflag(10);",
+    "        setflag(12);",
+    "    }",
     "    if (!mf_process_maxfwd_header(\"10\")) {",
     "        sl_send_reply(\"483\", \"Too Many Hops\");",
     "        exit;",

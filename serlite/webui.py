@@ -249,6 +249,10 @@ def ask_server(conf, st):
                 st.phones = client.call("ul", "show")
             except CommandFailed:           # usrloc not loaded: no phones to show
                 st.phones = []
+            try:
+                st.calls = client.call("calls", 50)
+            except CommandFailed:           # acc not loaded: no calls to show
+                st.calls = None
         st.running = True
     except NotRunning as exc:
         st.running = False

@@ -30,7 +30,8 @@ class Status:
 
     __slots__ = ("script", "now", "running", "down_reason", "version", "procs", "stats",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
-                 "token", "actions_note", "made_ms")
+                 "token", "actions_note", "made_ms",
+                 "calls")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -49,6 +50,7 @@ class Status:
         self.token = None               # CSRF token for the forms; None: actions disabled
         self.actions_note = ""          # why actions are disabled
         self.made_ms = None             # a callable returning the milliseconds spent so far
+        self.calls = None               # ``calls``: {"active": [...], "history": [...]}; None: no acc
 
 
 class Address:
@@ -143,6 +145,8 @@ def render(st, localtime):
         parts.append(f'<p class="notice error" id="down"><b>serlite is not running</b>: '
                      f'{esc(st.down_reason)}. Restart SIP starts it again.</p>')
     parts.append(_cards(st, localtime))
+    if st.running and st.calls is not None:
+        parts.append(_calls(st, localtime))
     if st.running:
         parts += [_phones(st), _messages(st), _procs(st)]
     parts.append(_foot(st, localtime))
@@ -275,6 +279,56 @@ def _phones(st):
                    rows, "No phone is registered.")
     return (f'<section><h2>Registered phones <span class="count">{len(st.phones)}</span></h2>'
             f'{table}</section>')
+
+
+def _party(uri):
+    """A caller or callee as people read it: the URI without its scheme and parameters."""
+    text = str(uri or "")
+    if text[:4].lower() == "sip:":
+        text = text[4:]
+    elif text[:5].lower() == "sips:":
+        text = text[5:]
+    return text.split(";", 1)[0] or "—"
+
+
+_RESULT_TAGS = {"missed": "tag bad", "busy": "tag warn", "failed": "tag warn",
+                "answered": "tag ok"}
+
+
+def _calls(st, localtime):
+    """The calls going on (caller, callee, state, since) and the last calls of acc's history,
+    missed ones marked."""
+    calls = st.calls
+    active, history = calls.get("active", []), calls.get("history", [])
+    rows = ["<tr>" + _td("Caller", esc(_party(c.get("caller"))), "strong")
+            + _td("Callee", esc(_party(c.get("callee"))), "strong")
+            + _td("State", f'<span class="tag">{esc(c.get("state", ""))}</span>')
+            + _td("Since", esc(duration(c.get("since", 0))), "num") + "</tr>"
+            for c in active]
+    now = _table("active-calls", ("Caller", "Callee", "State", "Since"), rows,
+                 "No call going on.")
+    if not calls.get("history_on", True):
+        last = ('<p class="empty" id="calls-off">No call history: set '
+                'modparam("acc", "history_file", ...).</p>')
+    else:
+        rows = []
+        for c in history:
+            result = str(c.get("result", ""))
+            talked = duration(c.get("duration", 0)) if c.get("answer") is not None else "—"
+            rows.append(f'<tr class="call-{esc(result)}">'
+                        + _td("When", esc(clock(c.get("start", 0), localtime)[5:16]), "num")
+                        + _td("Caller", esc(_party(c.get("caller"))), "strong")
+                        + _td("Callee", esc(_party(c.get("callee"))), "strong")
+                        + _td("Result", f'<span class="{_RESULT_TAGS.get(result, "tag")}">'
+                                        f'{esc(result)}</span>')
+                        + _td("Talked", esc(talked), "num") + "</tr>")
+        last = _table("call-history", ("When", "Caller", "Callee", "Result", "Talked"), rows,
+                      "No call yet.")
+    missed = sum(1 for c in history if c.get("result") == "missed")
+    note = f' <span class="tag bad">{missed} missed</span>' if missed else ""
+    return (f'<section id="calls"><h2>Calls now <span class="count">{len(active)}</span></h2>'
+            f'{now}<h2>Last calls <span class="count">{len(history)}</span>{note}</h2>'
+            f'{last}</section>')
 
 
 def _count_cell(label, entry):
@@ -445,6 +499,9 @@ overflow-wrap:anywhere}
 .tag{display:inline-block;font-size:.75rem;padding:1px 8px;border-radius:999px;
 background:var(--zebra);border:1px solid var(--line);color:var(--muted)}
 .tag.warn{background:var(--warnbg);color:var(--warn);border-color:currentColor}
+.tag.bad{background:var(--badbg);color:var(--bad);border-color:currentColor;font-weight:600}
+.tag.ok{background:var(--okbg);color:var(--ok)}
+tr.call-missed td{color:var(--bad)}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:12px;align-items:start}
 .empty{background:var(--card);border:1px dashed var(--line);border-radius:10px;
 padding:14px;color:var(--muted);margin:0}
