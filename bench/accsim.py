@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -91,5 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    t0 = time.time()
     main(sys.argv)

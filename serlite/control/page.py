@@ -50,7 +50,7 @@ class Status:
         self.token = None               # CSRF token for the forms; None: actions disabled
         self.actions_note = ""          # why actions are disabled
         self.made_ms = None             # a callable returning the milliseconds spent so far
-        self.calls = None               # ``calls``: {"active": [...], "history": [...]}; None: no acc
+        self.calls = None               # ``calls``: {"active", "history"}; None: no acc
 
 
 class Address:

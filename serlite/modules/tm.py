@@ -111,9 +111,10 @@ class Tm(Module):
 
     def start(self, core, previous=None):
         super().start(core, previous)
+        if previous is not None:
+            previous.watchers = ()      # retired: the new modules watch this instance
         if previous is not None and previous.dialogs is not None:
             # SIGHUP: the calls go on; the new modules subscribe again (dialog_tracker())
-            previous.unwatch(previous._dialog_feed)
             if previous._dialog_timer is not None:
                 previous._dialog_timer.cancel()
             self._previous_dialogs = previous.dialogs

@@ -217,3 +217,29 @@ def test_an_unanswered_call_whose_transaction_times_out_is_missed(tmp_path):
         p.loop.run_due(p.clock)
     hist = p.acc.calls(5, p.clock)["history"]
     assert [(c["call_id"], c["result"], c["code"]) for c in hist] == [("c7", "missed", 408)]
+
+
+def test_a_call_in_progress_goes_on_across_a_reload_and_is_kept_once(tmp_path, acc_lines):
+    path = tmp_path / "calls"
+    text = config(FLAGS + f'modparam("acc", "history_file", "{path}")\n')
+    p = Phone(text)
+    invite = p.relayed(p.alice, req("INVITE", "r1", "i1"))[0]
+    p.answer(invite, 200, "OK")
+    old = p.core.script
+    new = compile_config(text, str(SEED_CFG))        # SIGHUP: Server._start_script
+    p.core.use_script(new)
+    for name, module in new.modules.items():
+        module.start(p.core, old.modules.get(name))
+    p.acc = new.modules["acc"]
+    assert [c["state"] for c in p.acc.calls(5, p.clock)["active"]] == ["confirmed"]
+    acc_lines()
+    p.clock += 10
+    rr = re.search(rb"Record-Route: <([^>]*)>", invite).group(1).decode()
+    bye = p.relayed(p.alice, req("BYE", "r1", "y1", "sip:bob@127.0.0.1:7000",
+                                 (f"Route: <{rr}>",), to_tag="b1", cseq=2))[0]
+    p.answer(bye, 200, "OK")
+    assert len(acc_lines()) == 1                     # the old acc no longer hears tm
+    hist = p.acc.calls(5, p.clock)["history"]
+    assert [(c["call_id"], c["duration"]) for c in hist] == [("r1", 10.0)]
+    assert len(path.read_text().splitlines()) == 1
+    assert old.modules["tm"].watchers == ()
