@@ -207,7 +207,9 @@ class Acc(Module):
         active = self.tracker.active(now) if self.tracker is not None else []
         history = self.history.last(n) if self.history is not None else []
         return {"active": active, "history": history,
-                "history_on": self.history is not None}
+                "history_on": self.history is not None,
+                # calls relayed but not followed: the tracker was full (tm's max_dialogs)
+                "untracked": self.tracker.refused if self.tracker is not None else 0}
 
 
 EXPORTS = ModuleSpec(
