@@ -22,7 +22,7 @@ from .. import log
 from ..dialog.tracker import TERMINATED, call_result
 from ..sip.errors import ParseError
 from ..store.calls import CallHistory, make_record
-from .export import ANY_ROUTE, Function, Module, ModuleSpec, Param
+from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, Param
 
 ANSWERED = "ACC: transaction answered: "
 MISSED = "ACC: call missed: "
@@ -216,7 +216,10 @@ EXPORTS = ModuleSpec(
     name="acc",
     factory=Acc,
     functions=(
-        Function("acc_log_request", "acc_log_request", (1,), ANY_ROUTE, _fix_comment,
+        # Kamailio: ANY_ROUTE; here where the script works on a request (in onreply_route
+        # it holds a response)
+        Function("acc_log_request", "acc_log_request", (1,),
+                 REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE, _fix_comment,
                  "log the request now: acc_log_request(\"200 comment\")"),
     ),
     params={

@@ -243,3 +243,21 @@ def test_a_call_in_progress_goes_on_across_a_reload_and_is_kept_once(tmp_path, a
     assert [(c["call_id"], c["duration"]) for c in hist] == [("r1", 10.0)]
     assert len(path.read_text().splitlines()) == 1
     assert old.modules["tm"].watchers == ()
+
+
+@pytest.mark.parametrize("wan_open", ["0", "1"])
+def test_the_shipped_configs_turn_the_call_log_and_history_on(wan_open):
+    from pathlib import Path
+
+    from serlite import uci
+    from serlite.script.compiler import compile_file
+    shipped = Path(__file__).resolve().parents[2] / "files" / "etc" / "ser" / "ser.cfg"
+    generated = uci.generate(uci.parse(f"config ser 'main'\n\tlist interface 'lan'\n"
+                                       f"\toption wan_open '{wan_open}'\n"),
+                             {"lan": ["192.168.1.1/24"]})
+    for script in (compile_file(str(shipped)), compile_config(generated, "uci.cfg")):
+        params = script.modules["acc"].params
+        assert params["history_file"] == "/etc/ser/calls"
+        assert (params["log_flag"], params["log_missed_flag"],
+                params["failed_transaction_flag"]) == (10, 11, 12)
+    assert "setflag(10);" in generated and "setflag(11);" in generated
