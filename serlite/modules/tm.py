@@ -104,6 +104,10 @@ class Tm(Module):
         # watchers are told what passes (Kamailio's tm callbacks): a tuple, empty unless a
         # module asked, so that each hook costs one test when nothing listens (watch())
         self.watchers = ()
+        if not 60 <= params["dialog_timeout"] <= 30 * 86400:
+            raise ValueError("dialog_timeout must be between 60 and 2592000 seconds")
+        if not 1 <= params["max_dialogs"] <= 1000000:
+            raise ValueError("max_dialogs must be between 1 and 1000000")
         self.dialogs = None         # the DialogTracker, made on the first dialog_tracker()
         self._dialog_feed = None
         self._dialog_timer = None

@@ -261,3 +261,10 @@ def test_the_shipped_configs_turn_the_call_log_and_history_on(wan_open):
         assert (params["log_flag"], params["log_missed_flag"],
                 params["failed_transaction_flag"]) == (10, 11, 12)
     assert "setflag(10);" in generated and "setflag(11);" in generated
+
+
+@pytest.mark.parametrize("param, value", [("dialog_timeout", 0), ("dialog_timeout", 10 ** 29),
+                                          ("max_dialogs", 0)])
+def test_tms_dialog_parameters_are_range_checked(param, value):
+    with pytest.raises(ConfigError, match=param):
+        compile_config(config(f'modparam("tm", "{param}", {value})\n'), "t.cfg")
