@@ -268,3 +268,43 @@ def test_the_shipped_configs_turn_the_call_log_and_history_on(wan_open):
 def test_tms_dialog_parameters_are_range_checked(param, value):
     with pytest.raises(ConfigError, match=param):
         compile_config(config(f'modparam("tm", "{param}", {value})\n'), "t.cfg")
+
+
+def test_a_forked_call_is_one_call_answered_by_one_branch_and_hung_up_by_the_callee(
+        tmp_path, acc_lines):
+    path = tmp_path / "calls"
+    p = Phone(config(FLAGS + f'modparam("acc", "history_file", "{path}")\n'))
+    p.send(p.bob, req("REGISTER", "reg", "r2", "sip:127.0.0.1:5060",
+                      ("Contact: <sip:bob@127.0.0.1:7001>", "Expires: 600"), cseq=2))
+    sent = []
+    orig = p.tr.send
+    p.tr.send = lambda proto, ip, port, data, local=None, conn=None: (
+        sent.append((port, data)), orig(proto, ip, port, data, local, conn))[1]
+    p.send(p.alice, req("INVITE", "f1", "i1"))
+    branches = {port: d for port, d in sent if port in (7000, 7001) and d.startswith(b"INV")}
+    assert set(branches) == {7000, 7001}
+    acc_lines()
+    p.send(p.bob, resp(branches[7000], 180, "Ringing", "b1"))
+    p.send(Source("udp", "127.0.0.1", 7001, p.tr.listeners[0]),
+           resp(branches[7001], 180, "Ringing", "b2"))
+    p.clock += 2
+    p.send(Source("udp", "127.0.0.1", 7001, p.tr.listeners[0]),
+           resp(branches[7001], 200, "OK", "b2"))
+    p.send(p.bob, resp(branches[7000], 487, "Request Terminated", "b1"))   # the CANCELled one
+    assert [c["state"] for c in p.acc.calls(5, p.clock)["active"]] == ["confirmed"]
+    p.clock += 7
+    # the callee hangs up: From and To swapped, its own tag in From
+    rr = re.search(rb"Record-Route: <([^>]*)>", branches[7001]).group(1).decode()
+    sent.clear()
+    p.send(Source("udp", "127.0.0.1", 7001, p.tr.listeners[0]),
+           ("BYE sip:alice@127.0.0.1:6001 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bK-bye2\r\nMax-Forwards: 70\r\n"
+            f"Route: <{rr}>\r\nFrom: <sip:bob@127.0.0.1>;tag=b2\r\n"
+            "To: \"Alice\" <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: f1\r\n"
+            "CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n").encode())
+    bye = [d for port, d in sent if port == 6001 and d.startswith(b"BYE")]
+    assert bye, sent
+    lines = acc_lines()
+    assert len(lines) == 1 and ";code=200;" in lines[0] and ";to_tag=b2;" in lines[0]
+    hist = p.acc.calls(5, p.clock)["history"]
+    assert [(c["call_id"], c["result"], c["duration"]) for c in hist] == [("f1", "answered", 7.0)]
