@@ -388,7 +388,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         out.append(f'alias="{s.domain}"')
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
     modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
-               "nathelper", "pike"]
+               "nathelper", "pike", "acc"]
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -405,10 +405,30 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         f'modparam("auth", "secret_file", "{SECRET_FILE}")',
         'modparam("nathelper", "natping_interval", 30)',
     ]
+    out += _ACC_PARAMS
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
 
 
+# the call log (syslog) and the call history (the status page, ser-ctl calls): see ser.cfg
+CALL_HISTORY = "/etc/ser/calls"
+_ACC_PARAMS = [
+    'modparam("acc", "log_flag", 10)',
+    'modparam("acc", "log_missed_flag", 11)',
+    'modparam("acc", "failed_transaction_flag", 12)',
+    f'modparam("acc", "history_file", "{CALL_HISTORY}")',
+    'modparam("acc", "history_size", 500)',
+]
+_ACC_FLAGS = [
+    "    # the call log (acc): new calls, missed calls, hang-ups",
+    "    if (method == \"INVITE\" && !has_totag()) {",
+    "        setflag(10);",
+    "        setflag(11);",
+    "    } else if (method == \"BYE\") {",
+    "        setflag(10);",
+    "        setflag(12);",
+    "    }",
+]
 _KEEPALIVE = [
     "        # OPTIONS to the router itself (no user part): phones use it as a keepalive",
     "        if (method == \"OPTIONS\" && uri =~ \"^sips?:[^@]*$\") {",
@@ -449,6 +469,7 @@ def _routes(s, nets):
     main = [
         "",
         "route {",
+    ] + _ACC_FLAGS + [
         "    if (!mf_process_maxfwd_header(\"10\")) {",
         "        sl_send_reply(\"483\", \"Too Many Hops\");",
         "        exit;",

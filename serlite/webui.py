@@ -258,6 +258,10 @@ def ask_server(conf, st):
                 st.accounts = client.call("accounts")
             except CommandFailed:           # auth_db not loaded (an expert's config)
                 st.accounts = None
+            try:
+                st.calls = client.call("calls", 50)
+            except CommandFailed:           # acc not loaded: no calls to show
+                st.calls = None
         st.running = True
     except NotRunning as exc:
         st.running = False

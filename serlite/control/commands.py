@@ -80,6 +80,9 @@ def build(server):
             raise ControlError(error)
         return "reloaded"
 
+    def calls(n=50):
+        return calls_of(server, n)
+
     def accounts():
         return account_rows(core)
 
@@ -92,7 +95,7 @@ def build(server):
 
     return {"ping": ping, "version": version, "uptime": uptime, "ps": ps, "stats": stats,
             "sl_stats": sl_stats, "ul": ul, "reload": reload, "accounts": accounts,
-            "auth_reload": auth_reload}
+            "auth_reload": auth_reload, "calls": calls}
 
 
 def _text(octets):
@@ -124,6 +127,19 @@ def account_rows(core):
                 rows.append({"user": _text(user), "domain": _text(row.get("domain") or ""),
                              "table": table, "registered": registered.get(user, 0)})
     return sorted(rows, key=lambda r: (r["user"], r["domain"]))
+
+
+def calls_of(server, n):
+    """The active calls and the newest ``n`` of the call history (acc's ``history_file``)."""
+    core = server.core
+    acc = core.module("acc")
+    if acc is None:
+        raise ControlError("acc is not loaded (the call history is acc's history_file)")
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise ControlError(f"calls N: a number, not {n!r}")
+    return acc.calls(max(0, min(n, 100000)), core.now())
 
 
 def binding_row(table, b, now):

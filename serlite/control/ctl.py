@@ -7,6 +7,7 @@
     ser-ctl -d DB_URL [-t TABLE] user add|passwd|del|list USER@DOMAIN ...   (experts)
     ser-ctl [-s SOCKET] {ps,uptime,version,stats,sl_stats,reload,ping} [--json]
     ser-ctl [-s SOCKET] ul show [AOR] | ul rm AOR [--json]
+    ser-ctl [-s SOCKET] calls [N] [--json]
 
 The accounts are the ``config user`` sections of /etc/config/ser (``-c``, else ``$SER_UCI``):
 ``user ...`` changes them through the ``uci`` command where there is one (``$SER_UCI_BIN``),
@@ -667,6 +668,37 @@ def add_server_commands(subparsers):
     ul = command("ul", "the location table: ul show [AOR], ul rm AOR", _show_ul)
     ul.add_argument("action", choices=("show", "rm"))
     ul.add_argument("aor", nargs="?", metavar="AOR")
+    calls = subparsers.add_parser("calls", help="the calls going on and the last N calls "
+                                                "(acc's call history; N: 20)")
+    calls.add_argument("count", nargs="?", type=int, default=20, metavar="N")
+    calls.add_argument("--json", action="store_true", help="print the answer as JSON")
+    calls.set_defaults(func=_calls)
+
+
+def _calls(args, io):
+    result = _call(args, "calls", max(0, args.count))
+    if args.json:
+        import json
+        io.out(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    import time
+    io.out(f"active calls: {len(result['active'])}")
+    if result["active"]:
+        _table(io, ("CALLER", "CALLEE", "STATE", "SINCE"),
+               [(c["caller"], c["callee"], c["state"], _duration(c["since"]))
+                for c in result["active"]])
+    io.out("")
+    if not result.get("history_on", True):
+        io.out("no call history (modparam(\"acc\", \"history_file\", ...) is not set)")
+        return 0
+    io.out(f"last calls: {len(result['history'])}")
+    if result["history"]:
+        _table(io, ("START", "CALLER", "CALLEE", "RESULT", "DURATION", "CODE"),
+               [(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c["start"])), c["caller"],
+                 c["callee"], c["result"].upper() if c["result"] == "missed" else c["result"],
+                 _duration(c["duration"]) if c["answer"] is not None else "-",
+                 f"{c['code']} {c['reason']}") for c in result["history"]])
+    return 0
 
 
 # Each adds its sub-commands to the top-level parser.

@@ -31,7 +31,8 @@ class Status:
     __slots__ = ("script", "now", "running", "down_reason", "version", "procs", "stats",
                  "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
-                 "token", "actions_note", "made_ms", "accounts", "trust_lan")
+                 "token", "actions_note", "made_ms", "accounts", "trust_lan",
+                 "calls")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -54,6 +55,7 @@ class Status:
         self.accounts = None            # ``accounts`` rows (user, registered; never a secret);
                                         # None: the server has no auth_db, no section
         self.trust_lan = False          # UCI option trust_lan: the LAN needs no password
+        self.calls = None               # ``calls``: {"active", "history"}; None: no acc
 
 
 class Address:
@@ -154,6 +156,8 @@ def render(st, localtime):
                      'extension. Set <code>option trust_lan \'0\'</code> in /etc/config/ser '
                      'and give each phone its password.</p>')
     parts.append(_cards(st, localtime))
+    if st.running and st.calls is not None:
+        parts.append(_calls(st, localtime))
     if st.running:
         parts += [_phones(st), _accounts(st), _messages(st), _procs(st)]
     parts.append(_foot(st, localtime))
@@ -307,6 +311,56 @@ def _accounts(st):
                    "No account yet: ser-ctl user add 100 PASSWORD.")
     return (f'<section><h2>Accounts <span class="count">{len(st.accounts)}</span></h2>'
             f'{table}</section>')
+
+
+def _party(uri):
+    """A caller or callee as people read it: the URI without its scheme and parameters."""
+    text = str(uri or "")
+    if text[:4].lower() == "sip:":
+        text = text[4:]
+    elif text[:5].lower() == "sips:":
+        text = text[5:]
+    return text.split(";", 1)[0] or "—"
+
+
+_RESULT_TAGS = {"missed": "tag bad", "busy": "tag warn", "failed": "tag warn",
+                "answered": "tag ok"}
+
+
+def _calls(st, localtime):
+    """The calls going on (caller, callee, state, since) and the last calls of acc's history,
+    missed ones marked."""
+    calls = st.calls
+    active, history = calls.get("active", []), calls.get("history", [])
+    rows = ["<tr>" + _td("Caller", esc(_party(c.get("caller"))), "strong")
+            + _td("Callee", esc(_party(c.get("callee"))), "strong")
+            + _td("State", f'<span class="tag">{esc(c.get("state", ""))}</span>')
+            + _td("Since", esc(duration(c.get("since", 0))), "num") + "</tr>"
+            for c in active]
+    now = _table("active-calls", ("Caller", "Callee", "State", "Since"), rows,
+                 "No call going on.")
+    if not calls.get("history_on", True):
+        last = ('<p class="empty" id="calls-off">No call history: set '
+                'modparam("acc", "history_file", ...).</p>')
+    else:
+        rows = []
+        for c in history:
+            result = str(c.get("result", ""))
+            talked = duration(c.get("duration", 0)) if c.get("answer") is not None else "—"
+            rows.append(f'<tr class="call-{esc(result)}">'
+                        + _td("When", esc(clock(c.get("start", 0), localtime)[5:16]), "num")
+                        + _td("Caller", esc(_party(c.get("caller"))), "strong")
+                        + _td("Callee", esc(_party(c.get("callee"))), "strong")
+                        + _td("Result", f'<span class="{_RESULT_TAGS.get(result, "tag")}">'
+                                        f'{esc(result)}</span>')
+                        + _td("Talked", esc(talked), "num") + "</tr>")
+        last = _table("call-history", ("When", "Caller", "Callee", "Result", "Talked"), rows,
+                      "No call yet.")
+    missed = sum(1 for c in history if c.get("result") == "missed")
+    note = f' <span class="tag bad">{missed} missed</span>' if missed else ""
+    return (f'<section id="calls"><h2>Calls now <span class="count">{len(active)}</span></h2>'
+            f'{now}<h2>Last calls <span class="count">{len(history)}</span>{note}</h2>'
+            f'{last}</section>')
 
 
 def _count_cell(label, entry):
@@ -477,6 +531,9 @@ overflow-wrap:anywhere}
 .tag{display:inline-block;font-size:.75rem;padding:1px 8px;border-radius:999px;
 background:var(--zebra);border:1px solid var(--line);color:var(--muted)}
 .tag.warn{background:var(--warnbg);color:var(--warn);border-color:currentColor}
+.tag.bad{background:var(--badbg);color:var(--bad);border-color:currentColor;font-weight:600}
+.tag.ok{background:var(--okbg);color:var(--ok)}
+tr.call-missed td{color:var(--bad)}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:12px;align-items:start}
 .empty{background:var(--card);border:1px dashed var(--line);border-radius:10px;
 padding:14px;color:var(--muted);margin:0}

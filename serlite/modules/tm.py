@@ -101,9 +101,31 @@ class Tm(Module):
         self._branch_prefix = ""
         self._shed_at = float("inf")    # shed_backlog as a fraction (start)
         self._branch_seq = 0
+        # watchers are told what passes (Kamailio's tm callbacks): a tuple, empty unless a
+        # module asked, so that each hook costs one test when nothing listens (watch())
+        self.watchers = ()
+        if not 60 <= params["dialog_timeout"] <= 30 * 86400:
+            raise ValueError("dialog_timeout must be between 60 and 2592000 seconds")
+        if not 1 <= params["max_dialogs"] <= 1000000:
+            raise ValueError("max_dialogs must be between 1 and 1000000")
+        self.dialogs = None         # the DialogTracker, made on the first dialog_tracker()
+        self._dialog_feed = None
+        self._dialog_timer = None
+        self._previous_dialogs = None
 
     def start(self, core, previous=None):
         super().start(core, previous)
+        if previous is not None:
+            previous.watchers = ()      # retired: the new modules watch this instance
+        if previous is not None and previous.dialogs is not None:
+            # SIGHUP: the calls go on; the new modules subscribe again (dialog_tracker())
+            if previous._dialog_timer is not None:
+                previous._dialog_timer.cancel()
+            self._previous_dialogs = previous.dialogs
+            if self.dialogs is not None:
+                self._adopt_dialogs()
+        if self.dialogs is not None:
+            self._arm_dialog_timer()
         if previous is not None:    # SIGHUP: transactions in flight go on
             self.table = previous.table
             self.due, self._due_seq = previous.due, previous._due_seq
@@ -114,6 +136,61 @@ class Tm(Module):
             self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
         self._shed_at = self.params["shed_backlog"] / 100 or float("inf")
+
+    # -- watchers and the dialog tracker -----------------------------------------------------
+    def watch(self, watcher):
+        """``watcher`` is told, with the loop's time: ``request(st, ctx, now)`` when a request
+        was relayed (st None for ACK and CANCEL), ``response_out(st, status, reason, msg,
+        now)`` for each response going upstream (msg None when tm made it),
+        ``failure(st, now)`` when every branch failed (before failure_route), ``ended(st,
+        now)`` when a server transaction ends."""
+        if watcher not in self.watchers:
+            self.watchers = self.watchers + (watcher,)
+
+    def unwatch(self, watcher):
+        self.watchers = tuple(w for w in self.watchers if w is not watcher)
+
+    def dialog_tracker(self):
+        """The server's one DialogTracker (serlite.dialog), fed from here; made, and tm's
+        hooks turned on, by the first module that asks (acc, the call history)."""
+        if self.dialogs is None:
+            from ..dialog.feed import DialogFeed
+            from ..dialog.tracker import DialogTracker
+            self.dialogs = DialogTracker(self.params["dialog_timeout"],
+                                         self.params["max_dialogs"])
+            self._dialog_feed = DialogFeed(self.dialogs)
+            self.watch(self._dialog_feed)
+            self._adopt_dialogs()
+            if self.core is not None:
+                self._arm_dialog_timer()
+        return self.dialogs
+
+    def _adopt_dialogs(self):
+        old, self._previous_dialogs = self._previous_dialogs, None
+        if old is not None:
+            old.dialogs.update(self.dialogs.dialogs)
+            self.dialogs.dialogs = old.dialogs
+
+    def _arm_dialog_timer(self):
+        if self._dialog_timer is not None:
+            self._dialog_timer.cancel()
+        # a lost BYE is noticed within a minute (or a quarter of a short dialog_timeout)
+        period = max(1.0, min(60.0, self.dialogs.max_lifetime / 4))
+
+        def expire():
+            self.dialogs.expire(self.core.now())
+            self._dialog_timer = self.core.loop.call_at(self.core.now() + period, expire)
+        self._dialog_timer = self.core.loop.call_at(self.core.now() + period, expire)
+
+    def stop(self):
+        if self._dialog_timer is not None:
+            self._dialog_timer.cancel()
+            self._dialog_timer = None
+
+    def _tell_response(self, st, status, reason, msg):
+        now = self.core.now()
+        for w in self.watchers:
+            w.response_out(st, status, reason, msg, now)
 
     # -- timers ----------------------------------------------------------------------------
     def _schedule(self, tx):
@@ -186,6 +263,10 @@ class Tm(Module):
                 del self.table.server[tx.key]
                 if tx.status < 200:
                     self.unanswered -= 1
+                if self.watchers:
+                    now = self.core.now()
+                    for w in self.watchers:
+                        w.ended(tx, now)
             # ServerTransaction <-> ResponseContext is a reference cycle: broken here, the
             # ended transaction is freed at once rather than by a full garbage collection
             # (which by then walks every transaction kept; tests/modules/test_tm_lifetime.py)
@@ -293,6 +374,8 @@ class Tm(Module):
         if status >= 200:
             rc.answered = status
             rc.ctx.replied = True
+        if self.watchers:
+            self._tell_response(st, status, reason, None)
         self._respond(st, status, data)
 
     def t_newtran(self, ctx):
@@ -323,6 +406,10 @@ class Tm(Module):
         msg = ctx.msg
         if msg.method == "ACK":
             # an ACK for a 2xx is its own transaction and never answered: forward statelessly
+            if self.watchers:
+                now = self.core.now()
+                for w in self.watchers:
+                    w.request(None, ctx, now)
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
         if msg.method == "CANCEL":
             return self._relay_cancel(ctx, host, port, proto)
@@ -348,6 +435,10 @@ class Tm(Module):
         if first:
             rc.relayed = True
             rc.max_forwards = msg.max_forwards
+            if self.watchers:
+                now = self.core.now()
+                for w in self.watchers:
+                    w.request(st, ctx, now)
             if msg.method == "INVITE" and st.status == 0:
                 # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
                 self._local_reply(st, 100, "Trying")
@@ -456,6 +547,10 @@ class Tm(Module):
             # no transaction to cancel: forward statelessly (16.10)
             return 1 if self.core.forward_stateless(ctx, proto, host, port) else -1
         self.core.reply(ctx, 200, "OK")
+        if self.watchers:
+            now = self.core.now()
+            for w in self.watchers:
+                w.request(None, ctx, now)
         rc = st.data
         rc.cancelled = True
         for branch in rc.pending():
@@ -570,6 +665,10 @@ class Tm(Module):
     def _finish(self, rc):
         """All branches are final and none was a 2xx: the armed failure_route (which may relay
         to new branches, and arm itself again), then the best response goes upstream."""
+        if self.watchers:
+            now = self.core.now()
+            for w in self.watchers:
+                w.failure(rc.server, now)
         best = None
         for _ in range(MAX_FAILURE_ROUNDS):
             best = best_response(rc.branches)
@@ -609,6 +708,8 @@ class Tm(Module):
         data = msg.to_bytes()
         if status >= 200:
             rc.answered = max(rc.answered, status)
+        if self.watchers:
+            self._tell_response(rc.server, status, msg.reason, msg)
         self._respond(rc.server, status, data)
 
     # -- script hooks ----------------------------------------------------------------------
@@ -727,6 +828,10 @@ EXPORTS = ModuleSpec(
                                        "MESSAGE/PUBLISH get 503 before the script (0: never)"),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
                                             "provisional (seconds if < 300)"),
+        "dialog_timeout": Param(int, 43200, "seconds a call is tracked at most when no BYE "
+                                            "ends it (Kamailio dialog's default_timeout)"),
+        "max_dialogs": Param(int, 10000, "calls tracked at once at most (about 0.5 kB each); "
+                                         "past it a new call is relayed but not tracked"),
     },
     depends=("sl",),
 )

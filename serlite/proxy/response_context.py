@@ -32,7 +32,7 @@ class ResponseContext:
 
     __slots__ = ("server", "ctx", "branches", "answered", "failure_route", "reply_route",
                  "branch_route", "fr_timer", "fr_inv_timer", "max_forwards", "relayed",
-                 "cancelled", "in_failure", "contact_groups")
+                 "cancelled", "in_failure", "contact_groups", "dialog")
 
     def __init__(self, server, ctx):
         self.server = server
@@ -49,6 +49,7 @@ class ResponseContext:
         self.cancelled = False      # a CANCEL for it came in (t_was_cancelled)
         self.in_failure = False     # its failure_route is running
         self.contact_groups = ()    # t_load_contacts: the destinations left, by q (serial fork)
+        self.dialog = None          # the call an INVITE started (serlite.dialog), if tracked
 
     def release(self):
         """A final response went upstream: nothing reads the request, its context or the

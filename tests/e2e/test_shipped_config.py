@@ -54,7 +54,9 @@ def shipped_config(tmp_path, *, outside=False):
              ('modparam("auth_db", "db_url", "dbtext:///var/etc/ser/db")',
               f'modparam("auth_db", "db_url", "dbtext://{tmp_path}/run/db")'),
              ('modparam("auth", "secret_file", "/etc/ser/auth_secret")',
-              f'modparam("auth", "secret_file", "{tmp_path}/auth_secret")')]
+              f'modparam("auth", "secret_file", "{tmp_path}/auth_secret")'),
+             ('modparam("acc", "history_file", "/etc/ser/calls")',
+              f'modparam("acc", "history_file", "{tmp_path}/calls")')]
     if outside:
         swaps.append(("src_ip == 127.0.0.0/8", "src_ip == 127.0.0.1"))
     for old, new in swaps:
