@@ -169,6 +169,7 @@ class AuthDb(Module):
 
 EXPORTS = ModuleSpec(
     name="auth_db",
+    doc="Digest logins against the accounts table (dbtext `subscriber`).",
     factory=AuthDb,
     functions=(
         Function("www_authorize", "www_authorize", (2,), REQUEST_ROUTE, _fix_authorize,
