@@ -1,14 +1,16 @@
 """docs/phones.md, tried: real phones set up from the doc's own lines register and call through
 serlite with digest logins.
 
-The account lines are read from docs/phones.md (only the router's address and the password
-are replaced), so the doc and this test cannot drift apart. The server runs a config that does
-what the UCI-generated one does for every phone: REGISTER challenged with the realm `serlite`
-(the UCI default) and a `check_to`, every other new request challenged with 407; the accounts
-are the subscriber table that UCI `config user` sections become (serlite.uci.subscribers).
+The account lines are read from docs/phones.md (only the router's address, the extension and
+the password are replaced), so the doc and this test cannot drift apart. The server runs a
+config that does what the UCI-generated one does for every phone: REGISTER challenged with the
+realm `serlite` (the UCI default) and a `check_to`, every other new request challenged with
+407; the accounts are the subscriber table that UCI `config user` sections become
+(serlite.uci.subscribers).
 
 baresip (headless: no sound card, audio from a wav file, driven over its ctrl_tcp socket) is
-the phone of the doc's section 4; linphonec (Debian's linphone-cli) the one of section 5.
+the phone of the doc's section 4; linphonec (Debian's linphone-cli) the one of section 5, which
+also calls a baresip.
 """
 
 import json
@@ -421,3 +423,23 @@ def test_linphonec_with_a_wrong_password_is_asked_again(ser, tmp_path, phones):
     phone = phones(Linphonec, tmp_path, block, "linphonec-wrong")
     phone.output.wait(rf"Password for 100 on \"?{REALM}\"?:")
     assert bindings(server) == []
+
+
+def test_linphonec_calls_baresip_through_serlite(ser, tmp_path, phones):
+    need("linphonec")
+    need("baresip")
+    server = start_server(ser, tmp_path)
+    bob = phones(Baresip, tmp_path, baresip_account(server, "100"), "baresip-100")
+    bob.output.wait(r"100@127\.0\.0\.1: \{0/UDP/v4\} 200 OK \(serlite\)")
+    bob.connect()
+    block = from_doc(doc_block(5), server, "101", USERS["101"])
+    alice = phones(Linphonec, tmp_path, block, "linphonec-101")
+    alice.wait_registered(f"sip:101@{sipnet.hostport(*server.addr)}")
+    alice.send("call 100")                       # the doc's `call NNN` at its prompt
+    bob.wait_event("CALL_INCOMING")
+    bob.command("accept")
+    bob.wait_event("CALL_ESTABLISHED")
+    bob_uri = re.escape(f"sip:100@{sipnet.hostport(*server.addr)}")
+    alice.output.wait(rf"Call \d+ with {bob_uri} connected\.")
+    bob.command("hangup")                        # the BYE from the other side, through serlite
+    alice.output.wait(rf"Call \d+ with {bob_uri} ended")
