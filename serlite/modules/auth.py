@@ -335,6 +335,7 @@ def load_secret(path):
 
 EXPORTS = ModuleSpec(
     name="auth",
+    doc="Digest authentication (RFC 2617): challenges, and checks after a login.",
     factory=Auth,
     functions=(
         Function("www_challenge", "www_challenge", (2,), REQUEST_ROUTE, _fix_challenge,

@@ -282,6 +282,7 @@ def _show(user):
 
 EXPORTS = ModuleSpec(
     name="auth_db",
+    doc="Digest logins against the accounts table (dbtext `subscriber`).",
     factory=AuthDb,
     functions=(
         Function("www_authorize", "www_authorize", (2,), REQUEST_ROUTE, _fix_authorize,

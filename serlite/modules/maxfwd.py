@@ -36,6 +36,7 @@ class Maxfwd(Module):
 
 EXPORTS = ModuleSpec(
     name="maxfwd",
+    doc="The Max-Forwards check that stops loops (RFC 3261 16.3).",
     factory=Maxfwd,
     functions=(
         Function("mf_process_maxfwd_header", "process", (1,), REQUEST_ROUTE, _fix_max,

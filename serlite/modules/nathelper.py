@@ -485,6 +485,7 @@ class Nathelper(Module):
 
 EXPORTS = ModuleSpec(
     name="nathelper",
+    doc="Phones behind NAT (outside the house): detect, fix Contact and SDP, ping.",
     factory=Nathelper,
     functions=(
         Function("nat_uac_test", "nat_uac_test", (1,),

@@ -226,6 +226,7 @@ class Pike(Module):
 
 EXPORTS = ModuleSpec(
     name="pike",
+    doc="Flood protection per source address.",
     factory=Pike,
     functions=(
         Function("pike_check_req", "pike_check_req", (0,), REQUEST_ROUTE, None,
@@ -235,6 +236,7 @@ EXPORTS = ModuleSpec(
         "sampling_time_unit": Param(int, 2, "seconds of the sliding window"),
         "reqs_density_per_unit": Param(int, 30, "requests a source may send per window"),
         "remove_latency": Param(int, 120, "seconds an idle address is remembered"),
-        "pike_log_level": Param(int, log.WARN, "log level of the block/unblock lines"),
+        "pike_log_level": Param(int, log.WARN,
+                             "log level of block/unblock lines (-1 error, 1 warn, 3 info)"),
     },
 )

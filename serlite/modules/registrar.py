@@ -235,6 +235,7 @@ def _q_param(q):
 
 EXPORTS = ModuleSpec(
     name="registrar",
+    doc="REGISTER (RFC 3261 10.3): store bindings, look them up for calls.",
     factory=Registrar,
     functions=(
         Function("save", "save", (1,), REQUEST_ROUTE | FAILURE_ROUTE, _fix_table,

@@ -87,6 +87,7 @@ def _remove_last_route(msg):
 
 EXPORTS = ModuleSpec(
     name="rr",
+    doc="Record-routing (RFC 3261 16.4): stay in a dialog's path, route in-dialog requests.",
     factory=Rr,
     functions=(
         Function("record_route", "record_route", (0,), REQUEST_ROUTE | BRANCH_ROUTE |

@@ -52,6 +52,7 @@ def redirect_contacts(ctx):
 
 EXPORTS = ModuleSpec(
     name="sl",
+    doc="Stateless replies.",
     factory=Sl,
     functions=(
         Function("sl_send_reply", "send_reply", (2,), REQUEST_ROUTE | FAILURE_ROUTE, fix_reply,

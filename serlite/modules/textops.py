@@ -136,6 +136,7 @@ class Textops(Module):
 
 EXPORTS = ModuleSpec(
     name="textops",
+    doc="Regular expressions and header edits on the message text.",
     factory=Textops,
     functions=(
         Function("search", "search", (1,), ANY_ROUTE, _fix_re, "true if the message matches"),
@@ -149,6 +150,7 @@ EXPORTS = ModuleSpec(
                  "sed-like /re/repl/flags on the Request-URI's user part"),
         Function("remove_hf", "remove_hf", (1,), ANY_ROUTE, _fix_name,
                  "remove every header of that name"),
-        Function("is_present_hf", "is_present_hf", (1,), ANY_ROUTE, _fix_name),
+        Function("is_present_hf", "is_present_hf", (1,), ANY_ROUTE, _fix_name,
+                 "true if the header is there"),
     ),
 )

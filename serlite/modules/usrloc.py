@@ -85,6 +85,7 @@ class Usrloc(Module):
 
 EXPORTS = ModuleSpec(
     name="usrloc",
+    doc="The location table (who is registered where), in memory and on disk.",
     factory=Usrloc,
     params={
         "db_mode": Param(int, 0, "0 memory only, 1 write-through, 2 write-back"),
