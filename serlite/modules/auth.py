@@ -28,6 +28,7 @@ from ..store.files import read_or_make_secret
 from .export import REQUEST_ROUTE, Function, Module, ModuleSpec, Param
 
 DEFAULT_SECRET_FILE = "/etc/ser/auth_secret"
+MAX_NONCE_EXPIRE = 86400   # a day: longer only widens what a captured nonce is good for
 NONCE_COUNTS = 10000        # nonces whose nc is tracked at most (NonceCounts' capacity)
 SECRET_BYTES = 32
 
@@ -354,6 +355,7 @@ EXPORTS = ModuleSpec(
     params={
         "secret_file": Param(str, DEFAULT_SECRET_FILE,
                              "the nonce secret; made (0600) at the first start"),
-        "nonce_expire": Param(int, 300, "seconds a nonce is good for"),
+        "nonce_expire": Param(int, 300, "seconds a nonce is good for", min=1,
+                              max=MAX_NONCE_EXPIRE),
     },
 )

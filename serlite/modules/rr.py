@@ -89,7 +89,7 @@ EXPORTS = ModuleSpec(
                  doc="route by the Route header; true if it did"),
     ),
     params={
-        "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr"),
-        "append_fromtag": Param(int, 1, "add ;ftag= with the From tag"),
+        "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr", min=0, max=1),
+        "append_fromtag": Param(int, 1, "add ;ftag= with the From tag", min=0, max=1),
     },
 )

@@ -718,15 +718,20 @@ EXPORTS = ModuleSpec(
                  doc="the next q-group becomes the destination set; false when none is left"),
     ),
     params={
-        "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)"),
+        "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)",
+                          min=1, max=3600000),
         "max_transactions": Param(int, 2000, "this many requests waiting for an answer: new "
-                                             "ones get 503 (overload)"),
-        "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503"),
+                                             "ones get 503 (overload)",
+                                  min=1, max=1000000),
+        "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503",
+                             min=0, max=86400),
         "shed_backlog": Param(int, 50, "% of a UDP socket's receive buffer filled with unread "
                                        "datagrams past which new INVITE/REGISTER/SUBSCRIBE/"
-                                       "MESSAGE/PUBLISH get 503 before the script (0: never)"),
+                                       "MESSAGE/PUBLISH get 503 before the script (0: never)",
+                              min=0, max=100),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
-                                            "provisional (seconds if < 300)"),
+                                            "provisional (seconds if < 300)",
+                              min=1, max=3600000),
     },
     depends=("sl",),
 )
