@@ -285,7 +285,8 @@ def test_invite_gets_407_then_reaches_the_registered_callee(ser, tmp_path):
 
 
 def test_sipp_stock_register_whose_uri_is_not_the_request_uri(ser, tmp_path):
-    # REGISTER sip:127.0.0.1 answered with sipp's uri sip:127.0.0.1:PORT (issue 13, item 4)
+    # REGISTER sip:127.0.0.1:PORT;transport=UDP answered with sipp's uri sip:127.0.0.1:PORT
+    # (issue 13, item 4)
     server = start(ser, tmp_path)
     auth_register(server, tmp_path, "alice", "secret", "127.0.0.1", 7003,
                   scenario="auth_register_stock.xml").assert_ok(1)
