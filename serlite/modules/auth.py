@@ -38,12 +38,13 @@ SECRET_BYTES = 32
 # Return values of authorize (www_authorize/proxy_authorize), Kamailio's numbers: every one
 # but AUTHORIZED is false for the script; 0 (after a 400 was sent) stops it.
 AUTHORIZED = 1
-ERROR = -1                  # not a nonce of ours, or an algorithm/qop we did not offer
+ERROR = -1                  # not a nonce of ours, an algorithm/qop we did not offer, or no
+                            # qop although the challenge offered it
 INVALID_PASSWORD = -2
 USER_UNKNOWN = -3
 STALE_NONCE = -4
 NO_CREDENTIALS = -5
-NONCE_REUSED = -6
+NONCE_REUSED = -6           # nc not higher than before; a no-qop nonce's second REGISTER
 STOP = 0
 
 WWW = ("Authorization", 401, "Unauthorized", "WWW-Authenticate")
