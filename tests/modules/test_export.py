@@ -1,5 +1,9 @@
 """Module parameters' bounds (export.Param min/max), checked by the compiler at ``ser -c``."""
 
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from serlite import modules
@@ -72,3 +76,16 @@ def test_a_huge_number_is_shown_shortened():
     with pytest.raises(ConfigError) as info:
         compile_config(_cfg(10 ** 29), "x.cfg")
     assert "100000000000... (30 digits)" in str(info.value)
+
+
+def test_ser_dash_c_refuses_a_huge_nonce_expire(tmp_path):
+    # issue 13: modparam("auth", "nonce_expire", 1e29 as digits) passed -c, then every login
+    # failed (the expiry is 32 bits in the nonce)
+    cfg = tmp_path / "big.cfg"
+    cfg.write_text(_cfg(10 ** 29))
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "serlite", "-c", "-f", str(cfg)], cwd=repo,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert f'{cfg}:2:34: modparam("auth", "nonce_expire"): 100000000000... (30 digits) is ' \
+           "out of range 1..86400" in out.stderr
