@@ -41,13 +41,10 @@ def _fix_comment(module, args, script):
     return (0, text)
 
 
-def _flag_bit(value, name):
+def _flag_bit(value):
+    """The flag's bit in the message flags (0: off); the range is the Param's (-1..31)."""
     value = int(value)
-    if value == -1:
-        return 0
-    if not 0 <= value <= 31:
-        raise ValueError(f"{name} must be a flag 0-31 or -1 (off), not {value}")
-    return 1 << value
+    return 0 if value == -1 else 1 << value
 
 
 def _clean(text):
@@ -63,13 +60,10 @@ class Acc(Module):
 
     def __init__(self, params):
         super().__init__(params)
-        self.log_bit = _flag_bit(params["log_flag"], "log_flag")
-        self.missed_bit = _flag_bit(params["log_missed_flag"], "log_missed_flag")
-        self.failed_bit = _flag_bit(params["failed_transaction_flag"],
-                                    "failed_transaction_flag")
+        self.log_bit = _flag_bit(params["log_flag"])
+        self.missed_bit = _flag_bit(params["log_missed_flag"])
+        self.failed_bit = _flag_bit(params["failed_transaction_flag"])
         self.level = int(params["log_level"])
-        if not log.ALERT <= self.level <= log.DBG:
-            raise ValueError(f"log_level must be between {log.ALERT} and {log.DBG}")
         try:
             self.failed_filter = frozenset(int(c) for c in
                                            str(params["failed_filter"]).split(",") if c.strip())
@@ -77,8 +71,6 @@ class Acc(Module):
             raise ValueError(f"failed_filter: codes separated by commas, not "
                              f"{params['failed_filter']!r}")
         self.history_size = int(params["history_size"])
-        if not 1 <= self.history_size <= 100000:
-            raise ValueError("history_size must be between 1 and 100000")
         self.history = None
         self.tracker = None
         self.lines = 0          # acc lines logged (tests, ser-ctl stats)
@@ -223,17 +215,19 @@ EXPORTS = ModuleSpec(
                  "log the request now: acc_log_request(\"200 comment\")"),
     ),
     params={
-        "log_flag": Param(int, -1, "flag (0-31) that logs a transaction answered 2xx; -1 off"),
+        "log_flag": Param(int, -1, "flag (0-31) that logs a transaction answered 2xx; -1 off",
+                          min=-1, max=31),
         "log_missed_flag": Param(int, -1, "flag that logs an INVITE every branch failed "
-                                          "(a missed call); -1 off"),
+                                          "(a missed call); -1 off", min=-1, max=31),
         "failed_transaction_flag": Param(int, -1, "flag that logs a transaction answered "
-                                                  ">= 300; -1 off"),
+                                                  ">= 300; -1 off", min=-1, max=31),
         "failed_filter": Param(str, "", "codes, comma-separated, never logged as failed"),
-        "log_level": Param(int, log.NOTICE, "SER level of the acc lines (2: notice)"),
+        "log_level": Param(int, log.NOTICE, "SER level of the acc lines (2: notice)",
+                           min=log.ALERT, max=log.DBG),
         "history_file": Param(str, "", "serlite's call history: a flat file of the last "
                                        "calls (empty: none, no call tracking)"),
         "history_size": Param(int, 500, "calls the history keeps (the file holds at most "
-                                        "twice as many lines)"),
+                                        "twice as many lines)", min=1, max=100000),
     },
     depends=("tm",),
 )

@@ -28,18 +28,23 @@ from ..store.files import read_or_make_secret
 from .export import REQUEST_ROUTE, Function, Module, ModuleSpec, Param
 
 DEFAULT_SECRET_FILE = "/etc/ser/auth_secret"
+MAX_NONCE_EXPIRE = 86400   # a day: longer only widens what a captured nonce is good for
 NONCE_COUNTS = 10000        # nonces whose nc is tracked at most (NonceCounts' capacity)
+# the count recorded for a REGISTER answered without qop: above every 8-hex nc, so that nonce
+# is spent (one-time; docs/auth.md "Replays")
+ONE_TIME = 1 << 32
 SECRET_BYTES = 32
 
 # Return values of authorize (www_authorize/proxy_authorize), Kamailio's numbers: every one
 # but AUTHORIZED is false for the script; 0 (after a 400 was sent) stops it.
 AUTHORIZED = 1
-ERROR = -1                  # not a nonce of ours, or an algorithm/qop we did not offer
+ERROR = -1                  # not a nonce of ours, an algorithm/qop we did not offer, or no
+                            # qop although the challenge offered it
 INVALID_PASSWORD = -2
 USER_UNKNOWN = -3
 STALE_NONCE = -4
 NO_CREDENTIALS = -5
-NONCE_REUSED = -6
+NONCE_REUSED = -6           # nc not higher than before; a no-qop nonce's second REGISTER
 STOP = 0
 
 WWW = ("Authorization", 401, "Unauthorized", "WWW-Authenticate")
@@ -157,6 +162,13 @@ class Auth(Module):
         if state == digest.NONCE_BAD:
             log.debug(f"auth: {p['username']!r}: not a nonce of ours")
             return ERROR
+        if not qop and digest.nonce_offered_qop(nonce):
+            # RFC 2617 3.2.2: a client that got qop-options must answer with qop; without it
+            # there is no nc and the answer could be replayed (a downgrade): not accepted
+            log.limited(("auth-noqop", p["username"]), log.INFO,
+                        f"auth: {p['username']!r}: no qop in the answer to a challenge that "
+                        f"offered qop=auth (from {ctx.source.ip})")
+            return ERROR
         account = lookup(p["username"], realm)
         if account is None:
             log.limited(("auth-unknown", p["username"]), log.INFO,
@@ -176,11 +188,20 @@ class Auth(Module):
             self.results[ctx] = Authorized(realm, stale=True)
             return STALE_NONCE
         if qop:
-            seen = self.counts.check(nonce, int(p["nc"], 16), digest.nonce_expiry(nonce), now)
+            count = int(p["nc"], 16)
+        elif msg.method == "REGISTER":
+            # no qop, no nc: a REGISTER could be replayed with another Contact and bind the
+            # account to the replayer's address; such a nonce is good for one REGISTER
+            count = ONE_TIME
+        else:
+            count = None
+        if count is not None:
+            seen = self.counts.check(nonce, count, digest.nonce_expiry(nonce), now)
             if seen != digest.COUNT_OK:
                 log.limited(("auth-replay", p["username"]), log.INFO,
-                            f"auth: {p['username']!r}: nonce count {p['nc']} already used "
-                            f"({seen})")
+                            f"auth: {p['username']!r}: nonce "
+                            f"{'count ' + p['nc'] if qop else 'of a REGISTER without qop'} "
+                            f"already used ({seen})")
                 self.results[ctx] = Authorized(realm, stale=True)
                 return NONCE_REUSED
         user, _ = split_username(p["username"])
@@ -204,8 +225,13 @@ class Auth(Module):
         return None
 
     def _well_formed(self, ctx, p):
-        """RFC 2617 3.2.2 required directives, their syntax, and 3.2.2.5: the digest uri must
-        be the Request-URI.  Answers 400 (SER does) and returns False when not."""
+        """RFC 2617 3.2.2 required directives and their syntax; with ``strict_digest_uri`` 1
+        also 3.2.2.5, the digest uri must be the Request-URI.  Answers 400 (SER does) and
+        returns False when not.
+
+        By default the uri is not compared (SER's and Kamailio's auth do not): sipp puts the
+        server's address there, some ALGs rewrite the Request-URI but not the credentials.
+        The response is computed over the uri the client sent, so it is still proven."""
         kind = "credentials"
         for name in ("username", "nonce", "uri", "response"):
             if not p.get(name):
@@ -217,6 +243,8 @@ class Auth(Module):
                 return self._bad(ctx, f"{kind}: qop without an 8-digit nc")
             if not p.get("cnonce"):
                 return self._bad(ctx, f"{kind}: qop without cnonce")
+        if not self.params["strict_digest_uri"]:
+            return True
         ruri = ctx.msg.ruri
         uri = p["uri"]
         if uri != ruri:
@@ -248,7 +276,7 @@ class Auth(Module):
         result = self.results.get(ctx)
         stale = result is not None and result.stale and result.realm == realm
         nonce = digest.make_nonce(self.nonce_expiry(self.core.wall()), self.secret,
-                                  os.urandom(6))
+                                  os.urandom(6), qop)
         return digest.build_challenge(realm, nonce, qop, stale)
 
     def nonce_expiry(self, now):
@@ -355,6 +383,9 @@ EXPORTS = ModuleSpec(
     params={
         "secret_file": Param(str, DEFAULT_SECRET_FILE,
                              "the nonce secret; made (0600) at the first start"),
-        "nonce_expire": Param(int, 300, "seconds a nonce is good for"),
+        "nonce_expire": Param(int, 300, "seconds a nonce is good for", min=1,
+                              max=MAX_NONCE_EXPIRE),
+        "strict_digest_uri": Param(int, 0, "1: credentials whose uri is not the Request-URI "
+                                   "get 400 (RFC 2617 3.2.2.5)", min=0, max=1),
     },
 )

@@ -293,8 +293,10 @@ EXPORTS = ModuleSpec(
     ),
     params={
         "db_url": Param(str, "dbtext:///etc/ser/db", "the directory of the tables"),
-        "use_domain": Param(int, 0, "1: the account's domain must be the realm"),
-        "calculate_ha1": Param(int, 0, "1: compute HA1 from the clear password column"),
+        "use_domain": Param(int, 0, "1: the account's domain must be the realm",
+                            min=0, max=1),
+        "calculate_ha1": Param(int, 0, "1: compute HA1 from the clear password column",
+                               min=0, max=1),
     },
     depends=("auth",),
 )

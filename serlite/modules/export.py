@@ -59,14 +59,35 @@ class Param:
 
     ``int`` accepts integers and ``yes``/``no`` (as 1/0, SER does the same); ``bool`` accepts
     ``yes``/``no``/``true``/``false``/``on``/``off``/0/1; ``str`` accepts strings only.
+
+    ``min``/``max`` (ints, inclusive, either may be None) bound an ``int`` param: the compiler
+    refuses a value outside them at ``ser -c``, so a number the module would only choke on at
+    run time (a 30-digit ``nonce_expire``) is a config error with its position.
     """
 
-    __slots__ = ("type", "default", "doc")
+    __slots__ = ("type", "default", "doc", "min", "max")
 
-    def __init__(self, type_, default, doc=""):
+    def __init__(self, type_, default, doc="", min=None, max=None):
         self.type = type_
         self.default = default
         self.doc = doc
+        self.min = min
+        self.max = max
+
+    def out_of_range(self, value):
+        """True when the int ``value`` is outside ``min``..``max``."""
+        return (self.min is not None and value < self.min) or \
+            (self.max is not None and value > self.max)
+
+    def range_text(self):
+        """``"1..86400"``, ``"at least 0"``, ``"at most 9"``, or "" when unbounded."""
+        if self.min is not None and self.max is not None:
+            return f"{self.min}..{self.max}"
+        if self.min is not None:
+            return f"at least {self.min}"
+        if self.max is not None:
+            return f"at most {self.max}"
+        return ""
 
 
 class ModuleSpec:

@@ -505,10 +505,13 @@ EXPORTS = ModuleSpec(
                  "ip), 4 add a=nortpproxy:yes, 8 o= address too", dynamic=True),
     ),
     params={
-        "natping_interval": Param(int, 0, "seconds between keepalive pings (0: none)"),
+        "natping_interval": Param(int, 0, "seconds between keepalive pings (0: none)",
+                                  min=0, max=3600),
         "natping_method": Param(str, "OPTIONS",
                                 'ping request method; "NULL": a 4-byte CRLF CRLF ping'),
-        "natping_timeout": Param(int, 0, "remove a binding silent this many seconds (0: never)"),
-        "ping_nated_only": Param(int, 1, "0: ping bindings that are not NATed too"),
+        "natping_timeout": Param(int, 0, "remove a binding silent this many seconds (0: never)",
+                                 min=0, max=86400),
+        "ping_nated_only": Param(int, 1, "0: ping bindings that are not NATed too",
+                                 min=0, max=1),
     },
 )

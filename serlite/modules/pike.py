@@ -233,10 +233,14 @@ EXPORTS = ModuleSpec(
                  "count the request against its source address; false if it is flooding"),
     ),
     params={
-        "sampling_time_unit": Param(int, 2, "seconds of the sliding window"),
-        "reqs_density_per_unit": Param(int, 30, "requests a source may send per window"),
-        "remove_latency": Param(int, 120, "seconds an idle address is remembered"),
+        "sampling_time_unit": Param(int, 2, "seconds of the sliding window",
+                                    min=1, max=3600),
+        "reqs_density_per_unit": Param(int, 30, "requests a source may send per window",
+                                       min=1, max=1000000),
+        "remove_latency": Param(int, 120, "seconds an idle address is remembered",
+                                min=1, max=86400),
         "pike_log_level": Param(int, log.WARN,
-                             "log level of block/unblock lines (-1 error, 1 warn, 3 info)"),
+                                "log level of block/unblock lines (-1 error, 1 warn, 3 info)",
+                                min=log.ALERT, max=log.DBG),
     },
 )

@@ -99,7 +99,7 @@ EXPORTS = ModuleSpec(
                  "set, whose top entry is not ours, decides the next hop)"),
     ),
     params={
-        "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr"),
-        "append_fromtag": Param(int, 1, "add ;ftag= with the From tag"),
+        "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr", min=0, max=1),
+        "append_fromtag": Param(int, 1, "add ;ftag= with the From tag", min=0, max=1),
     },
 )

@@ -104,10 +104,6 @@ class Tm(Module):
         # watchers are told what passes (Kamailio's tm callbacks): a tuple, empty unless a
         # module asked, so that each hook costs one test when nothing listens (watch())
         self.watchers = ()
-        if not 60 <= params["dialog_timeout"] <= 30 * 86400:
-            raise ValueError("dialog_timeout must be between 60 and 2592000 seconds")
-        if not 1 <= params["max_dialogs"] <= 1000000:
-            raise ValueError("max_dialogs must be between 1 and 1000000")
         self.dialogs = None         # the DialogTracker, made on the first dialog_tracker()
         self._dialog_feed = None
         self._dialog_timer = None
@@ -828,19 +824,26 @@ EXPORTS = ModuleSpec(
                  doc="the next q-group becomes the destination set; false when none is left"),
     ),
     params={
-        "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)"),
+        "fr_timer": Param(int, 30000, "ms to wait for a first response (seconds if < 300)",
+                          min=1, max=3600000),
         "max_transactions": Param(int, 2000, "this many requests waiting for an answer: new "
-                                             "ones get 503 (overload)"),
-        "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503"),
+                                             "ones get 503 (overload)",
+                                  min=1, max=1000000),
+        "retry_after": Param(int, 5, "seconds in the Retry-After of an overload 503",
+                             min=0, max=86400),
         "shed_backlog": Param(int, 50, "% of a UDP socket's receive buffer filled with unread "
                                        "datagrams past which new INVITE/REGISTER/SUBSCRIBE/"
-                                       "MESSAGE/PUBLISH get 503 before the script (0: never)"),
+                                       "MESSAGE/PUBLISH get 503 before the script (0: never)",
+                              min=0, max=100),
         "fr_inv_timer": Param(int, 120000, "ms to wait for a final response to INVITE after a "
-                                            "provisional (seconds if < 300)"),
+                                            "provisional (seconds if < 300)",
+                              min=1, max=3600000),
         "dialog_timeout": Param(int, 43200, "seconds a call is tracked at most when no BYE "
-                                            "ends it (Kamailio dialog's default_timeout)"),
+                                            "ends it (Kamailio dialog's default_timeout)",
+                                min=60, max=30 * 86400),
         "max_dialogs": Param(int, 10000, "calls tracked at once at most (about 0.5 kB each); "
-                                         "past it a new call is relayed but not tracked"),
+                                         "past it a new call is relayed but not tracked",
+                             min=1, max=1000000),
     },
     depends=("sl",),
 )

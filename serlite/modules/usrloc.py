@@ -88,9 +88,12 @@ EXPORTS = ModuleSpec(
     doc="The location table (who is registered where), in memory and on disk.",
     factory=Usrloc,
     params={
-        "db_mode": Param(int, 0, "0 memory only, 1 write-through, 2 write-back"),
+        "db_mode": Param(int, 0, "0 memory only, 1 write-through, 2 write-back",
+                         min=0, max=2),
         "db_url": Param(str, "dbtext:///var/lib/ser", "where the table files are"),
-        "timer_interval": Param(int, 60, "seconds between expiry runs (and db_mode 2 saves)"),
-        "use_domain": Param(int, 0, "1: the AOR is user@domain; 0: the user part alone"),
+        "timer_interval": Param(int, 60, "seconds between expiry runs (and db_mode 2 saves)",
+                                min=1, max=3600),
+        "use_domain": Param(int, 0, "1: the AOR is user@domain; 0: the user part alone",
+                            min=0, max=1),
     },
 )

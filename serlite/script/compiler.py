@@ -413,12 +413,21 @@ class _Compiler:
         what = f"modparam '{pname}' of module '{module}'"
         if ptype == "int":
             if v.kind == "int":
-                return v.value
-            if v.kind == "word" and v.value.lower() in ("yes", "no"):
-                return 1 if v.value.lower() == "yes" else 0
-            hint = f"write {v.value} without quotes" if v.kind == "str" and \
-                v.value.lstrip("-").isdigit() else None
-            raise self.err(f"{what} takes a number", v, hint=hint)
+                value = v.value
+            elif v.kind == "word" and v.value.lower() in ("yes", "no"):
+                value = 1 if v.value.lower() == "yes" else 0
+            else:
+                hint = f"write {v.value} without quotes" if v.kind == "str" and \
+                    v.value.lstrip("-").isdigit() else None
+                raise self.err(f"{what} takes a number", v, hint=hint)
+            if param.out_of_range(value):
+                shown = str(value) if len(str(value)) <= 24 else \
+                    f"{str(value)[:12]}... ({len(str(value))} digits)"
+                hint = f"write a number in {param.range_text()}" + \
+                    (f" ({pname}: {param.doc})" if param.doc else "")
+                raise self.err(f'modparam("{module}", "{pname}"): {shown} is out of range '
+                               f"{param.range_text()}", v, hint=hint)
+            return value
         if ptype == "bool":
             if v.kind == "int" and v.value in (0, 1):
                 return bool(v.value)

@@ -22,6 +22,8 @@ import re
 
 from .errors import ConfigError
 
+MAX_NUMBER_CHARS = 100      # far above any setting's range; bounds int() and its error text
+
 # Longest first: "==" before "=", "&&" before a lone "&" (which is an error).
 _PUNCT = ("==", "!=", "=~", "!~", ">=", "<=", "&&", "||",
           "=", "!", ">", "<", "(", ")", "{", "}", "[", "]", ";", ",", ":", ".", "/", "-", "*", "+")
@@ -94,10 +96,13 @@ def tokenize(text, filename):
         elif kind == "nl":
             line += 1
             line_start = end
-        elif kind == "num":
-            append(Token("num", int(m.group()), line, pos - line_start + 1, pos, end))
-        elif kind == "hex":
-            append(Token("num", int(m.group(), 16), line, pos - line_start + 1, pos, end))
+        elif kind in ("num", "hex"):
+            if end - pos > MAX_NUMBER_CHARS:    # int() of 4300+ digits raises; none is needed
+                raise ConfigError(f"a number of {end - pos} characters", filename, line,
+                                  pos - line_start + 1,
+                                  f"numbers here are at most {MAX_NUMBER_CHARS} characters")
+            append(Token("num", int(m.group(), 10 if kind == "num" else 16), line,
+                         pos - line_start + 1, pos, end))
         elif kind == "id":
             append(Token("id", m.group(), line, pos - line_start + 1, pos, end))
         elif kind == "pv":

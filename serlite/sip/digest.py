@@ -19,8 +19,8 @@ from .errors import ParseError
 from .grammar import HEXDIGITS, TOKEN_CHARS, WSP
 
 __all__ = ["parse_credentials", "build_challenge", "ha1", "ha2", "response", "make_nonce",
-           "check_nonce", "nonce_expiry", "NonceCounts", "NONCE_OK", "NONCE_STALE",
-           "NONCE_BAD"]
+           "check_nonce", "nonce_expiry", "nonce_offered_qop", "NonceCounts", "NONCE_OK",
+           "NONCE_STALE", "NONCE_BAD"]
 
 NONCE_OK = "ok"
 NONCE_STALE = "stale"
@@ -218,30 +218,41 @@ def is_lhex(text, length):
 # RFC 2617 3.2.1 leaves the nonce's content to the server and suggests
 #   time-stamp H(time-stamp ":" ETag ":" private-key)
 # serlite's nonce is self-validating, so the server keeps no table of the nonces it gave out:
-#   nonce  =  expiry salt mac
+#   nonce  =  expiry flags salt mac
 #   expiry =  8LHEX                 ; epoch second from which the nonce is stale
-#   salt   =  *LHEX                 ; random, so that two challenges never share a nonce
-#   mac    =  32LHEX                ; HMAC-SHA256(secret, expiry salt), first 16 octets
-# An attacker cannot make a nonce, nor move its expiry, without the secret.
+#   flags  =  LHEX                  ; bit 0: the challenge offered qop="auth"
+#   salt   =  *(2LHEX)              ; random, so that two challenges never share a nonce
+#   mac    =  32LHEX                ; HMAC-SHA256(secret, expiry flags salt), first 16 octets
+# An attacker cannot make a nonce, nor move its expiry or its flags, without the secret.  The
+# qop flag lets the server refuse an answer without qop to a challenge that offered it (a
+# downgrade to RFC 2069's replayable digest) without remembering its challenges.
 
 _MAC_LEN = 32
 _EXPIRY_LEN = 8
+_FLAG_QOP = 1
 
 
 def _mac(secret, body):
     return hmac.new(_octets(secret), body.encode("ascii"), "sha256").hexdigest()[:_MAC_LEN]
 
 
-def make_nonce(expiry, secret, salt=b""):
+def make_nonce(expiry, secret, salt=b"", qop=False):
     """A nonce that ``check_nonce`` accepts until the epoch second ``expiry`` (an int);
-    ``salt`` (bytes, e.g. 6 from ``os.urandom``) makes it unique."""
-    body = "%08x%s" % (int(expiry) & 0xFFFFFFFF, salt.hex())
+    ``salt`` (bytes, e.g. 6 from ``os.urandom``) makes it unique; ``qop``: the challenge it
+    goes in offers qop (``nonce_offered_qop`` tells later)."""
+    body = "%08x%x%s" % (int(expiry) & 0xFFFFFFFF, _FLAG_QOP if qop else 0, salt.hex())
     return body + _mac(secret, body)
+
+
+def nonce_offered_qop(nonce):
+    """True when the challenge that carried ``nonce`` (one ``check_nonce`` accepted) offered
+    qop."""
+    return bool(int(nonce[_EXPIRY_LEN], 16) & _FLAG_QOP)
 
 
 def nonce_expiry(nonce):
     """The expiry written in a nonce of ours (not checked: see ``check_nonce``), or None."""
-    if len(nonce) < _EXPIRY_LEN + _MAC_LEN or nonce.strip(_LHEX):
+    if len(nonce) < _EXPIRY_LEN + 1 + _MAC_LEN or nonce.strip(_LHEX):
         return None
     return int(nonce[:_EXPIRY_LEN], 16)
 
@@ -254,7 +265,7 @@ def check_nonce(nonce, now, secret):
     expiry = nonce_expiry(nonce)
     if expiry is None:
         return NONCE_BAD
-    if (len(nonce) - _EXPIRY_LEN - _MAC_LEN) % 2:
+    if (len(nonce) - _EXPIRY_LEN - 1 - _MAC_LEN) % 2:
         return NONCE_BAD
     body, mac = nonce[:-_MAC_LEN], nonce[-_MAC_LEN:]
     if not hmac.compare_digest(mac, _mac(secret, body)):

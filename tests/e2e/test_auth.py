@@ -269,11 +269,10 @@ def test_invite_gets_407_then_reaches_the_registered_callee(ser, tmp_path):
     server = start(ser, tmp_path)
     with sipnet.start_uas(workdir=tmp_path, calls=1, trace_msg=True) as uas:
         auth_register(server, tmp_path, "bob", "bobpw", uas.host, uas.port).assert_ok(1)
-        # sipp's digest uri is sip:HOST:PORT unless -auth_uri says otherwise ("sip:" is
-        # prepended); serlite wants the Request-URI (RFC 2617 3.2.2.5), so tell it
+        # sipp's own [authentication], as it comes: its digest uri is sip:HOST:PORT, not the
+        # Request-URI sip:bob@HOST:PORT; SER and Kamailio accept that, so does serlite
         args = ["-sf", sipnet.SCENARIOS / "auth_invite.xml", "-s", "bob", "-au", "alice",
-                "-ap", "secret", "-auth_uri", f"bob@{sipnet.hostport(*server.addr)}",
-                "-t", "u1", "-i", "127.0.0.1", "-p", sipnet.free_port("udp"),
+                "-ap", "secret", "-t", "u1", "-i", "127.0.0.1", "-p", sipnet.free_port("udp"),
                 "-m", 1, sipnet.hostport(*server.addr)]
         uac = sipnet.run_sipp(args, workdir=tmp_path, timeout=15)
         uas_result = uas.wait(timeout=None if uac.ok(1) else 5)
@@ -283,6 +282,89 @@ def test_invite_gets_407_then_reaches_the_registered_callee(ser, tmp_path):
     log = uas_result.path("messages.log").read_text(errors="replace")
     assert "INVITE sip:" in log
     assert "proxy-authorization" not in log.lower()
+
+
+def test_sipp_stock_register_whose_uri_is_not_the_request_uri(ser, tmp_path):
+    # REGISTER sip:127.0.0.1:PORT;transport=UDP answered with sipp's uri sip:127.0.0.1:PORT
+    # (issue 13, item 4)
+    server = start(ser, tmp_path)
+    auth_register(server, tmp_path, "alice", "secret", "127.0.0.1", 7003,
+                  scenario="auth_register_stock.xml").assert_ok(1)
+    assert bindings(server, "alice", "secret") == ["sip:alice@127.0.0.1:7003;transport=udp"]
+    assert " 400 " not in server.log()
+
+
+def test_strict_digest_uri_gives_400_to_another_uri(ser, tmp_path):
+    db = tmp_path / "db"
+    assert ser_ctl("user", "add", "alice@127.0.0.1", "secret", db=db).returncode == 0
+    server = ser(CONFIG.format(db=db, secret=tmp_path / "secret", expire=NONCE_EXPIRE)
+                 .replace('loadmodule "auth_db"\n',
+                          'loadmodule "auth_db"\nmodparam("auth", "strict_digest_uri", 1)\n'))
+    phone = Phone(server, "alice")
+    try:
+        ch = challenge_of(phone.register())
+        other = "sip:alice@127.0.0.1:1"
+        assert sipnet.status_of(phone.register(
+            authorization(ch, "alice", "secret", "REGISTER", other, nc=1))) == 400
+        assert sipnet.status_of(phone.register(
+            authorization(ch, "alice", "secret", "REGISTER", phone.ruri, nc=2))) == 200
+    finally:
+        phone.close()
+
+
+def authorization_without_qop(challenge, user, password, method, uri):
+    """RFC 2069 credentials (no qop, no nc): KD(HA1, nonce ":" HA2)."""
+    realm, nonce = challenge["realm"], challenge["nonce"]
+    resp = md5(f"{md5(f'{user}:{realm}:{password}')}:{nonce}:{md5(f'{method}:{uri}')}")
+    return (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce}", '
+            f'uri="{uri}", response="{resp}", algorithm=MD5')
+
+
+def test_no_qop_answer_to_a_qop_challenge_gets_401(ser, tmp_path):
+    server = start(ser, tmp_path)
+    phone = Phone(server, "alice")
+    try:
+        ch = challenge_of(phone.register())
+        assert ch["qop"] == "auth"
+        reply = phone.register(authorization_without_qop(ch, "alice", "secret", "REGISTER",
+                                                         phone.ruri))
+        assert sipnet.status_of(reply) == 401
+    finally:
+        phone.close()
+    assert bindings(server, "alice", "secret") == []
+
+
+def test_replayed_no_qop_register_with_another_contact_does_not_bind(ser, tmp_path):
+    # www_challenge("", "0"): no qop, so no nc; a captured REGISTER replayed with the
+    # attacker's Contact must not bind alice to the attacker (issue 13, item 8)
+    db = tmp_path / "db"
+    assert ser_ctl("user", "add", "alice@127.0.0.1", "secret", db=db).returncode == 0
+    text = CONFIG.format(db=db, secret=tmp_path / "secret", expire=NONCE_EXPIRE)
+    assert text.count('www_challenge("", "1")') == 1
+    server = ser(text.replace('www_challenge("", "1")', 'www_challenge("", "0")'))
+    phone = Phone(server, "alice")
+    try:
+        ch = challenge_of(phone.register())
+        assert "qop" not in ch
+        creds = authorization_without_qop(ch, "alice", "secret", "REGISTER", phone.ruri)
+        assert sipnet.status_of(phone.register(creds)) == 200
+        with sipnet.UdpPeer() as attacker:
+            # the captured request, its Contact swapped for the attacker's (Via too, so the
+            # answer comes to this test)
+            replay = phone.request(creds).replace(
+                f"sip:alice@{phone.peer.host}:{phone.peer.port}".encode(),
+                f"sip:alice@{attacker.host}:{attacker.port}".encode()).replace(
+                f"{phone.peer.host}:{phone.peer.port};branch".encode(),
+                f"{attacker.host}:{attacker.port};branch".encode())
+            assert f":{attacker.port}".encode() in replay
+            attacker.send(replay, server.addr)
+            finals = [r for r in attacker.recv_until(sipnet.is_final, 3) if sipnet.is_final(r)]
+        assert finals and sipnet.status_of(finals[0]) == 401, finals
+        assert challenge_of(finals[0]).get("stale") == "true"
+    finally:
+        phone.close()
+    assert bindings(server, "alice", "secret") == \
+        [f"sip:alice@{phone.peer.host}:{phone.peer.port}"]
 
 
 def rfc4475_message(name):

@@ -306,6 +306,28 @@ def test_outside_call_with_credentials_reaches_the_callee(ser, tmp_path):
         "\n".join(m.decode(errors="replace") for m in acks)
 
 
+def test_sipp_stock_authentication_register_and_invite(ser, tmp_path):
+    # sipp's [authentication] as it comes puts sip:SERVER:PORT in the digest uri, which is not
+    # the Request-URI (REGISTER sip:SERVER:PORT;transport=UDP, INVITE sip:bob@SERVER:PORT):
+    # accepted, as SER and Kamailio do (issue 13, item 4)
+    server = start(ser, tmp_path, outside=True)
+    with Callee(server) as bob:
+        row = ("bob", sipnet.contact_uri("bob", bob.host, bob.port), "udp", 600)
+        inf = sipnet.users_csv(tmp_path / "stock-bob.csv", [row])
+        sipnet.run_sipp(["-sf", sipnet.SCENARIOS / "auth_register_stock.xml", "-inf", inf,
+                         "-au", "bob", "-ap", USERS["bob"], "-t", "u1", "-i", "127.0.0.1",
+                         "-p", sipnet.free_port("udp"), "-m", 1,
+                         sipnet.hostport(*server.addr)],
+                        workdir=tmp_path, timeout=10).assert_ok(1)
+        args = ["-sf", sipnet.SCENARIOS / "auth_invite.xml", "-s", "bob", "-au", "alice",
+                "-ap", USERS["alice"], "-t", "u1", "-i", OUTSIDE,
+                "-p", sipnet.free_port("udp"), "-m", 1, sipnet.hostport(*server.addr)]
+        with sipnet.start_sipp(args, workdir=tmp_path, timeout=10, name="stock-invite") as uac:
+            bob.answer_call(bob.expect("INVITE"))
+            result = uac.wait()
+    result.assert_ok(1)
+
+
 def test_outside_cancel_is_not_challenged(ser, tmp_path):
     # auth_cancel.xml: the authenticated INVITE rings, then a CANCEL without credentials:
     # it must get 200 (a 407 would fail the caller), reach bob, and end the INVITE with 487.

@@ -91,11 +91,11 @@ class Server:
         msg = parse(("\r\n".join(lines) + "\r\n\r\n").encode())
         return Context(msg, Source("udp", "10.0.0.2", 5060), self.core)
 
-    def challenge(self, proxy=False, **kw):
+    def challenge(self, proxy=False, qop=True, **kw):
         """Challenge a request without credentials; the params of the challenge sent."""
         ctx = self.ctx(**kw)
         fn = self.auth.proxy_challenge if proxy else self.auth.www_challenge
-        assert fn(ctx, "", True) == 1
+        assert fn(ctx, "", qop) == 1
         return self.sent_challenge(proxy)
 
     def sent_challenge(self, proxy=False):
@@ -202,13 +202,55 @@ def test_right_password(srv):
     assert srv.auth.check_to(ctx) == 1 and srv.auth.check_from(ctx) == 1
 
 
-def test_right_password_without_qop(srv):
+def test_no_qop_answer_to_a_qop_challenge_is_refused(srv):
+    # a downgrade to RFC 2069's digest, which has no nc to stop a replay (issue 13, item 8)
     ch = srv.challenge()
+    assert ch["qop"] == "auth"
     ctx = srv.ctx(headers=[creds(ch, "alice", "secret", use_qop=False)])
+    assert srv.authorize(ctx) == auth_mod.ERROR
+    ch = srv.challenge(proxy=True, method="INVITE", ruri="sip:bob@home")
+    ctx = srv.ctx(method="INVITE", ruri="sip:bob@home",
+                  headers=[creds(ch, "alice", "secret", "INVITE", "sip:bob@home",
+                                 use_qop=False, proxy=True)])
+    assert srv.authorize(ctx, proxy=True) == auth_mod.ERROR
+    # the nonce knows it offered qop; a client that does use qop is fine
+    ctx = srv.ctx(headers=[creds(ch, "alice", "secret")])
     assert srv.authorize(ctx) == auth_mod.AUTHORIZED
-    # RFC 2617 lets a client without qop reuse the nonce: allowed until it expires
-    ctx = srv.ctx(headers=[creds(ch, "alice", "secret", use_qop=False)])
-    assert srv.authorize(ctx) == auth_mod.AUTHORIZED
+
+
+def test_no_qop_challenge_answered_without_qop(srv):
+    ch = srv.challenge(qop=False)
+    assert "qop" not in ch
+    assert srv.authorize(srv.ctx(headers=[creds(ch, "alice", "secret", use_qop=False)])) \
+        == auth_mod.AUTHORIZED
+    # and with qop, which the client may use although not offered: nc counts then
+    ch = srv.challenge(qop=False)
+    assert srv.authorize(srv.ctx(headers=[creds(ch, "alice", "secret")])) == \
+        auth_mod.AUTHORIZED
+
+
+def test_no_qop_nonce_is_one_time_for_register(srv):
+    ch = srv.challenge(qop=False)
+    assert srv.authorize(srv.ctx(headers=[creds(ch, "alice", "secret", use_qop=False)])) \
+        == auth_mod.AUTHORIZED
+    # the same answer again (a replay, whatever Contact it comes with): spent, and the
+    # challenge that follows says stale=true, so an honest phone retries without asking
+    ctx = srv.ctx(headers=[creds(ch, "alice", "secret", use_qop=False),
+                           "Contact: <sip:alice@6.6.6.6>"])
+    assert srv.authorize(ctx) == auth_mod.NONCE_REUSED
+    srv.auth.www_challenge(ctx, "", False)
+    assert srv.sent_challenge().get("stale") == "true"
+
+
+def test_no_qop_nonce_may_be_reused_by_other_requests(srv):
+    # RFC 2617 lets a client without qop reuse the nonce: allowed (until it expires) for
+    # requests that cannot bind an address
+    ch = srv.challenge(proxy=True, qop=False, method="INVITE", ruri="sip:bob@home")
+    for _ in range(2):
+        ctx = srv.ctx(method="INVITE", ruri="sip:bob@home",
+                      headers=[creds(ch, "alice", "secret", "INVITE", "sip:bob@home",
+                                     use_qop=False, proxy=True)])
+        assert srv.authorize(ctx, proxy=True) == auth_mod.AUTHORIZED
 
 
 def test_wrong_password_and_unknown_user(srv):
@@ -307,7 +349,6 @@ def test_algorithms_and_qops(srv, override, code):
     ({"nc": None}, "qop without an 8-digit nc"),
     ({"nc": "1"}, "qop without an 8-digit nc"),
     ({"cnonce": None}, "qop without cnonce"),
-    ({"uri": "sip:elsewhere"}, "is not the Request-URI"),
 ])
 def test_malformed_credentials_get_400_and_stop(srv, override, why, monkeypatch):
     logged = []
@@ -327,6 +368,63 @@ def test_unparsable_digest_gets_400(srv):
 
 def test_digest_uri_equal_as_uri_is_accepted(srv):
     ch = srv.challenge()
+    ctx = srv.ctx(ruri="sip:home;transport=udp",
+                  headers=[creds(ch, "alice", "secret", uri="sip:HOME;transport=UDP")])
+    assert srv.authorize(ctx) == auth_mod.AUTHORIZED
+
+
+# sipp's [authentication] puts sip:SERVER:PORT in the uri; SER and Kamailio accept that, and
+# so does serlite unless strict_digest_uri is 1 (issue 13, item 4)
+
+def test_digest_uri_other_than_the_request_uri_is_checked_over_that_uri(srv):
+    ch = srv.challenge(proxy=True, method="INVITE", ruri="sip:bob@home")
+    ctx = srv.ctx(method="INVITE", ruri="sip:bob@home",
+                  headers=[creds(ch, "alice", "secret", "INVITE", "sip:10.0.0.1:5060",
+                                 proxy=True)])
+    assert srv.authorize(ctx, proxy=True) == auth_mod.AUTHORIZED
+    assert srv.core.replies[-1][0] == 407            # nothing sent after the challenge
+
+
+def test_digest_uri_other_than_the_request_uri_still_needs_the_right_response(srv):
+    ch = srv.challenge()
+    # a wrong password over the sent uri
+    assert srv.authorize(srv.ctx(headers=[creds(ch, "alice", "nope", uri="sip:elsewhere")])) \
+        == auth_mod.INVALID_PASSWORD
+    # the right digest over the Request-URI, with another uri written in: not proven
+    line = creds(ch, "alice", "secret", uri="sip:home")
+    ctx = srv.ctx(headers=[line.replace('uri="sip:home"', 'uri="sip:elsewhere"')])
+    assert srv.authorize(ctx) == auth_mod.INVALID_PASSWORD
+    # realm: credentials for another realm are not ours
+    ctx = srv.ctx(headers=[creds(ch, "alice", "secret", uri="sip:elsewhere",
+                                 realm="other")])
+    assert srv.authorize(ctx) == auth_mod.NO_CREDENTIALS
+    # a made-up nonce
+    ctx = srv.ctx(headers=[creds(dict(ch, nonce="0" * 48), "alice", "secret",
+                                 uri="sip:elsewhere")])
+    assert srv.authorize(ctx) == auth_mod.ERROR
+
+
+def test_digest_uri_other_than_the_request_uri_nc_replay_and_expiry(srv):
+    ch = srv.challenge()
+    line = creds(ch, "alice", "secret", uri="sip:elsewhere", count=1)
+    assert srv.authorize(srv.ctx(headers=[line])) == auth_mod.AUTHORIZED
+    assert srv.authorize(srv.ctx(headers=[line])) == auth_mod.NONCE_REUSED
+    srv.core.now += 301
+    ctx = srv.ctx(headers=[creds(ch, "alice", "secret", uri="sip:elsewhere", count=2)])
+    assert srv.authorize(ctx) == auth_mod.STALE_NONCE
+
+
+def test_strict_digest_uri_refuses_another_uri_with_400(tmp_path, monkeypatch):
+    srv = Server(tmp_path, HEADER + account("alice", "home", "secret"),
+                 extra='modparam("auth", "strict_digest_uri", 1)')
+    logged = []
+    monkeypatch.setattr(log, "limited", lambda key, lvl, msg, interval=10.0: logged.append(msg))
+    ch = srv.challenge()
+    ctx = srv.ctx(headers=[creds(ch, "alice", "secret", uri="sip:elsewhere")])
+    assert srv.authorize(ctx) == auth_mod.STOP
+    assert srv.core.replies[-1][:2] == (400, "Bad Request")
+    assert "is not the Request-URI" in logged[-1]
+    # equal as URIs (RFC 3261 19.1.4) is still the same
     ctx = srv.ctx(ruri="sip:home;transport=udp",
                   headers=[creds(ch, "alice", "secret", uri="sip:HOME;transport=UDP")])
     assert srv.authorize(ctx) == auth_mod.AUTHORIZED

@@ -115,7 +115,8 @@ def make_specs(rec):
             F("subst_uri", "subst_uri", (1,), RF | BRANCH_ROUTE),
             F("subst_user", "subst_user", (1,), RF | BRANCH_ROUTE),
         ]),
-        "usrloc": spec("usrloc", [], {"db_mode": Param(int, 0), "timer_interval": Param(int, 60),
+        "usrloc": spec("usrloc", [], {"db_mode": Param(int, 0),
+                                      "timer_interval": Param(int, 60, min=1, max=3600),
                                       "user_column": Param(str, "username")}),
         "registrar": spec("registrar", [
             F("save", "save", (1, 2), REQUEST_ROUTE),

@@ -28,6 +28,16 @@ def test_numbers():
     assert kinds("5060 0x1F 007") == [("num", 5060), ("num", 31), ("num", 7)]
 
 
+def test_a_number_of_thousands_of_digits_is_a_config_error():
+    # int() refuses 4300+ decimal digits with a ValueError, which was a traceback of ser -c
+    with pytest.raises(ConfigError) as info:
+        tokenize("x = " + "9" * 5000, "t.cfg")
+    assert str(info.value).startswith("t.cfg:1:5: a number of 5000 characters")
+    with pytest.raises(ConfigError):
+        tokenize("x = 0x" + "f" * 5000, "t.cfg")
+    assert kinds("9" * 100) == [("num", int("9" * 100))]
+
+
 def test_string_escapes_as_ser():
     [(kind, value)] = kinds(r'"a\"b\\c\n\t\r\x\."')
     assert kind == "str"

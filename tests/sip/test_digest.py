@@ -157,6 +157,17 @@ def test_tampered_nonces_are_bad():
         assert digest.check_nonce(n[:i] + c + n[i + 1:], 0, SECRET) == digest.NONCE_BAD
 
 
+def test_nonce_carries_whether_qop_was_offered():
+    with_qop = digest.make_nonce(1000, SECRET, b"salt12", qop=True)
+    without = digest.make_nonce(1000, SECRET, b"salt12")
+    assert digest.nonce_offered_qop(with_qop) and not digest.nonce_offered_qop(without)
+    assert digest.check_nonce(with_qop, 0, SECRET) == digest.check_nonce(without, 0, SECRET) \
+        == digest.NONCE_OK
+    # the flag is under the MAC: a client cannot turn an offered qop off
+    cleared = with_qop[:8] + "0" + with_qop[9:]
+    assert digest.check_nonce(cleared, 0, SECRET) == digest.NONCE_BAD
+
+
 @pytest.mark.parametrize("nonce", ["", "abc", "dcd98b7102dd2f0e8b11d0f600bfb0c093",
                                    "Z" * 52, "0" * 52, "0" * 41, "x" * 200])
 def test_garbage_nonces_are_bad(nonce):
