@@ -9,8 +9,8 @@ sections, then the server on the generated config), with sipp and raw UDP peers 
 - ``ser-ctl user add`` registers within a second without a restart; ``user del`` drops the
   account's bindings and refuses its next REGISTER; a call in progress goes on meanwhile.
 
-The only change to the generated config is the nonce secret's path (/etc/ser/auth_secret on
-the router), moved into the test's directory.  The LAN is 127.0.0.1/8, or 127.0.0.1/32 when
+The only change to the generated config is where its router files go (the nonce secret and
+the call history, in /etc/ser on the router): into the test's directory.  The LAN is 127.0.0.1/8, or 127.0.0.1/32 when
 127.0.0.2 plays an address from outside.
 """
 
@@ -60,9 +60,7 @@ class House:
                              capture_output=True, text=True, timeout=30)
         assert gen.returncode == 0, gen.stderr
         text = open(gen.stdout.strip()).read()
-        secret = 'modparam("auth", "secret_file", "/etc/ser/auth_secret")'
-        assert text.count(secret) == 1, text
-        text = text.replace(secret, f'modparam("auth", "secret_file", "{tmp_path}/secret")')
+        text = sipnet.localize_generated(text, tmp_path)
         self.server = ser(text, port=port)
 
     def ctl(self, *args, stdin=None):

@@ -100,10 +100,8 @@ def test_installed_server_registers_and_calls(installed, tmp_path, sipp):
     port = sipnet.free_port_pair()
     cfg = installed_uci(installed, tmp_path, port, tmp_path / "usrloc")
     assert installed_check(installed, cfg).returncode == 0
-    # the nonce secret of the router's /etc/ser, in the test's directory
-    text = cfg.read_text()
-    assert text.count('"/etc/ser/auth_secret"') == 1
-    text = text.replace('"/etc/ser/auth_secret"', f'"{tmp_path}/auth_secret"')
+    # the router's /etc/ser files (nonce secret, call history) in the test's directory
+    text = sipnet.localize_generated(cfg.read_text(), tmp_path)
     server = InstalledServer(installed, tmp_path / "server", text, port)
     try:
         server.start()
