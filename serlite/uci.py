@@ -30,6 +30,8 @@ import re
 import shlex
 import sys
 
+from .store.files import make_dirs
+
 RUN_DIR = "/var/etc/ser"                 # RAM: written at each start, never on flash
 UCI_FILE = "/etc/config/ser"
 SECRET_FILE = "/etc/ser/auth_secret"     # made once by auth (flash), so nonces outlive restarts
@@ -574,7 +576,7 @@ def write_accounts(s, run_dir=RUN_DIR):
     its path; None when ``user_db`` names the expert's own table instead."""
     if s.user_db:
         return None
-    os.makedirs(os.path.join(run_dir, "db"), mode=0o700, exist_ok=True)
+    make_dirs(os.path.join(run_dir, "db"), 0o700)
     path = accounts_path(run_dir)
     _write(path, subscribers(s.users, s.realm), 0o600)
     return path
@@ -632,7 +634,7 @@ def main(argv=None):
             path = s.config
         else:
             text = generate(sections, addresses, run_dir=args.out, notes=notes)
-            os.makedirs(args.out, exist_ok=True)
+            make_dirs(args.out)
             path = os.path.join(args.out, "ser.cfg")
             _write(path, text)
         try:

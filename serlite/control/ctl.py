@@ -31,6 +31,7 @@ import sys
 from ..sip import digest
 from ..sip.grammar import is_host
 from ..store import dbtext
+from ..store.files import make_dirs
 
 DEFAULT_DB = "dbtext:///etc/ser/db"
 DEFAULT_TABLE = "subscriber"
@@ -137,7 +138,7 @@ class Subscribers:
     def write(self, table, what):
         directory = os.path.dirname(self.path) or "."
         try:
-            os.makedirs(directory, 0o700, exist_ok=True)
+            make_dirs(directory, 0o700)
             dbtext.write_table(self.path, table)
         except OSError as exc:
             raise CtlError(f"{what}: cannot write {self.path}: {exc.strerror}") from None
@@ -160,7 +161,7 @@ class _DirLock:
         except ImportError:
             return self
         try:
-            os.makedirs(self.directory, 0o700, exist_ok=True)
+            make_dirs(self.directory, 0o700)
             self.fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except OSError as exc:

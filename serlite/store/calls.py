@@ -19,7 +19,7 @@ import json
 import os
 
 from .. import log
-from .files import replace_atomically
+from .files import make_dirs, replace_atomically
 
 FIELD_MAX = 200         # characters kept of a URI or Call-ID: a line stays small
 RESULTS = ("answered", "missed", "busy", "failed")
@@ -107,7 +107,7 @@ class CallHistory:
         try:
             if self._fd is None:
                 directory = os.path.dirname(os.path.abspath(self.path))
-                os.makedirs(directory, 0o755, exist_ok=True)
+                make_dirs(directory, 0o755)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
                                    | getattr(os, "O_CLOEXEC", 0), 0o600)
             written = os.write(self._fd, data)
