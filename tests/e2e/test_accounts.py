@@ -211,6 +211,38 @@ def test_forged_to_tag_with_a_preloaded_route_never_reaches_the_gateway(ser, tmp
         assert gateway.drain() == [], "a forged in-dialog INVITE reached the gateway"
 
 
+def test_a_phone_calls_as_itself_only(ser, tmp_path):
+    # alice logs in right but writes bob in From (caller ID spoofing inside the house): 403,
+    # and bob's phone never rings; with her own From the same call goes through.
+    house = House(ser, tmp_path)
+    server = house.server
+    with RawUas(server, "bob") as bob:
+        auth_register(server, tmp_path, "bob", bob.host, bob.port).assert_ok(1)
+        uri = f"sip:bob@{sipnet.hostport(*server.addr)}"
+        with UdpPeer() as caller:
+            results = {}
+            for who in ("bob", "alice"):
+                call_id = secrets.token_hex(8) + "@from"
+                from_ = f"sip:{who}@{sipnet.hostport(*server.addr)}"
+                first = make_request("INVITE", uri, via=(caller.host, caller.port), to=uri,
+                                     from_=from_, call_id=call_id)
+                caller.send(first, server.addr)
+                finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+                assert finals and status_of(finals[0]) == 407, finals
+                auth = authorization(challenge_of(finals[0], "Proxy-Authenticate"), "alice",
+                                     USERS["alice"], "INVITE", uri, nc=1)
+                caller.send(make_request("INVITE", uri, via=(caller.host, caller.port), to=uri,
+                                         from_=from_, call_id=call_id, cseq=2,
+                                         headers=["Proxy-" + auth]), server.addr)
+                if who == "alice":
+                    invite = bob.expect("INVITE")
+                    assert call_id.encode() in invite
+                    bob.reply(invite, 486, "Busy Here")
+                finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+                results[who] = status_of(finals[0]) if finals else None
+    assert results == {"bob": 403, "alice": 486}
+
+
 def test_in_dialog_bye_follows_its_route_set(ser, tmp_path):
     # A BYE of a dialog this proxy record-routed: To tag, Route = the proxy; no credentials.
     house = House(ser, tmp_path)
