@@ -217,7 +217,12 @@ class Secfilter(Module):
     def _save(self, record):
         if self.file is None:
             return
-        self._pending.append(record)
+        if len(self._pending) < self.table.max_bans:
+            self._pending.append(record)
+        else:
+            # a flood of bans within a second: the table itself (bounded) is written instead
+            # of a journal line per ban
+            self._pending = [None] * self.table.max_bans
         now = self.core.now()
         if self._written is None or now - self._written >= WRITE_INTERVAL:
             self._flush()
@@ -233,8 +238,11 @@ class Secfilter(Module):
     def _flush(self):
         self._written = self.core.now()
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         try:
-            if self.file.lines > 2 * len(self.table.bans) + 64:
+            if self.file.lines + len(pending) > 2 * len(self.table.bans) + 64 or \
+                    pending[-1] is None:
                 self._rewrite()
             else:
                 self.file.append(pending)

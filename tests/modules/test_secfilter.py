@@ -218,6 +218,22 @@ def test_ban_file_written_at_most_once_a_second_under_a_flood(tmp_path):
     assert len(bans.read_text().splitlines()) == 50
 
 
+def test_a_flood_of_bans_writes_the_bounded_table_not_a_line_each(tmp_path):
+    bans = tmp_path / "bans"
+    r = Router(tmp_path, f'modparam("secfilter", "ban_file", "{bans}")\n'
+                         'modparam("secfilter", "max_bans", 16)\n'
+                         'modparam("secfilter", "ban_failures", 1)')
+    for i in range(1000):
+        assert r.register(f"10.0.{i >> 8}.{i & 255}", "x") == UNAUTH
+    assert len(r.sec.table.bans) == 16 and len(r.sec.table.active) == 16
+    r.clock += 1.0
+    r.loop.run_due(r.clock)
+    lines = bans.read_text().splitlines()
+    assert len(lines) == 17
+    r.start()
+    assert sorted(r.sec.table.active) == sorted(f"10.0.3.{i}" for i in range(216, 232))
+
+
 def test_control_commands(tmp_path):
     r = Router(tmp_path)
     cmds = commands.build(type("S", (), {"core": r.core, "control": None})())
