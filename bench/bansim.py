@@ -5,6 +5,8 @@ per counting source; a flood of 100 000 spoofed source addresses failing logins 
 at ``max_bans``; peak RSS).
 
     python3 bench/bansim.py [CALLS] [ROUNDS]      (default 2000 calls, 5 rounds)
+    python3 bench/bansim.py --flood               (the flood alone: the process's peak RSS
+                                                   before and after it)
 
 The calls are bench/callsim.py's (INVITE/180/200/ACK/BYE/200 through the seed config, bob
 registered); the three servers take turns, round after round, and the best round of each is
@@ -77,9 +79,20 @@ def per_1000_calls(n, rounds):
     for _ in range(20000):
         h.receive(data, src)
     dropped_us = h.cpu / 20000 * 1e6
+    # secf_check_ua() on one request (what "loaded" adds per request, beside the call)
+    from serlite.proxy.context import Context
+    from serlite.sip.message import parse
+    msg = parse(data.replace(b"Subject:", b"User-Agent: baresip v3.10.1\r\nSubject:"))
+    ctx = Context(msg, servers["loaded"].source("127.0.0.1", 6001), servers["loaded"].core)
+    check = servers["loaded"].script.modules["secfilter"].secf_check_ua
+    t0 = time.process_time()
+    for _ in range(20000):
+        check(ctx)
+    ua_us = (time.process_time() - t0) / 20000 * 1e6
     for h in servers.values():
         h.stop()
-    return {name: round(v, 1) for name, v in best.items()}, round(dropped_us, 2)
+    return {name: round(v, 1) for name, v in best.items()}, round(dropped_us, 2), \
+        round(ua_us, 2)
 
 
 def bytes_per_entry(n=4096):
@@ -126,12 +139,20 @@ def flood(n=100000):
 
 
 def main(argv):
+    log.level = log.ERR
+    if "--flood" in argv:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = flood()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"flood_100000_spoofed": result, "peak_rss_kb_before": before,
+                          "peak_rss_kb_after": after}))
+        return
     n = int(argv[1]) if len(argv) > 1 else 2000
     rounds = int(argv[2]) if len(argv) > 2 else 5
-    log.level = log.ERR
-    calls, dropped = per_1000_calls(n, rounds)
+    calls, dropped, ua = per_1000_calls(n, rounds)
     result = {"calls": n, "rounds": rounds, "cpu_ms_per_1000_calls": calls,
-              "banned_packet_us": dropped, "bytes_per": bytes_per_entry(),
+              "banned_packet_us": dropped, "secf_check_ua_us": ua,
+              "bytes_per": bytes_per_entry(),
               "flood_100000_spoofed": flood(),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     print(json.dumps(result))

@@ -102,11 +102,13 @@ class Router:
                           Source("udp", ip, 5060, self.tr.listeners[0]))
         return self.tr.sent[-1][2] if self.tr.sent else None
 
-    def register(self, ip, password, user="100", ua="baresip v2.0.0"):
-        """Challenge, answer with ``password``: the answer's status line (None: silence)."""
+    def register(self, ip, password, user="100", ua="baresip v2.0.0", delay=0.0):
+        """Challenge, answer with ``password`` ``delay`` seconds later: the answer's status
+        line (None: silence)."""
         first = self.request(ip, ua=ua)
         if first is None or not first.endswith("401 Unauthorized"):
             return first
+        self.clock += delay
         value = re.search(rb"WWW-Authenticate: (.*)\r\n", self.tr.last).group(1).decode()
         ch = digest.parse_credentials(value)[1]
         ha1 = md5(f"{user}:home:{password}")
@@ -151,6 +153,30 @@ def test_requests_without_credentials_and_stale_nonces_do_not_count(tmp_path):
     for _ in range(20):
         assert r.request(GUESSER) == UNAUTH
     assert not r.sec.table.failures and not r.sec.table.active
+
+
+def test_a_right_answer_on_a_stale_nonce_does_not_count_a_wrong_one_does(tmp_path):
+    r = Router(tmp_path, 'modparam("secfilter", "ban_failures", 2)')
+    for _ in range(5):
+        assert r.register(GUESSER, "right", delay=400) == UNAUTH       # stale=true
+        assert b"stale=true" in r.tr.last
+    assert not r.sec.table.failures and not r.sec.table.active
+    assert r.register(GUESSER, "wrong", delay=400) == UNAUTH
+    assert r.register(GUESSER, "wrong", delay=400) == UNAUTH
+    assert r.request(GUESSER) is None
+
+
+def test_sighup_keeps_the_bans_and_lifts_the_newly_trusted(tmp_path):
+    r = Router(tmp_path, 'modparam("secfilter", "ban_failures", 1)')
+    r.register(GUESSER, "x")
+    r.register("192.0.2.1", "x")
+    old = r.script
+    r.text = r.text.replace('modparam("secfilter", "ban_failures", 1)',
+                            'modparam("secfilter", "trusted", "192.0.2.0/24")')
+    r.start(previous=old)
+    assert r.request(GUESSER) is None
+    assert r.request("192.0.2.1") == UNAUTH
+    assert [b["address"] for b in r.sec.rows()["bans"]] == [GUESSER]
 
 
 def test_an_unknown_user_counts(tmp_path):
