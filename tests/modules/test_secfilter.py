@@ -301,3 +301,32 @@ def test_config_errors(tmp_path):
                          'modparam("secfilter", "ban_time_max", 600)')
     with pytest.raises(ConfigError, match="'lan'"):
         Router(tmp_path, 'modparam("secfilter", "trusted", "lan")')
+
+
+@pytest.fixture
+def log_lines(capsys):
+    old = log.level
+    log.configure(debug=log.NOTICE, stderr=True)
+    yield lambda: [line.split(": ", 1)[1].split(": ", 1)[1] for line in
+                   capsys.readouterr().err.splitlines() if "secfilter: " in line]
+    log.level = old
+
+
+def test_the_log_lines_of_a_ban_a_lift_and_an_account_alarm(tmp_path, log_lines):
+    r = Router(tmp_path, 'modparam("secfilter", "ban_failures", 2)')
+    # a botnet: three addresses, one guess each, on account 100: the alarm, once
+    for i in range(6):
+        r.register(f"198.51.100.{i}", "guess")
+        r.clock += 10
+    r.register(GUESSER, "g1")
+    r.register(GUESSER, "g 2", user="10 0\x01")
+    r.sec.ban_del(GUESSER)
+    lines = log_lines()
+    assert lines == [
+        "secfilter: account 100 is being guessed from 3 addresses (3 failures in 20 s)",
+        f"secfilter: banned {GUESSER} for 900 s: failed logins (failures=2 user=10?0? "
+        f"offence=1)",
+        f"secfilter: unbanned {GUESSER}: by hand"]
+    (alarm,) = r.sec.rows()["alarms"]
+    assert (alarm["account"], alarm["sources"], alarm["failures"]) == ("100", 7, 7)
+    assert r.register(PHONE, "right") == OK     # the account is never locked
