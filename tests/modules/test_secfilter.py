@@ -167,9 +167,11 @@ def test_a_right_answer_on_a_stale_nonce_does_not_count_a_wrong_one_does(tmp_pat
 
 
 def test_sighup_keeps_the_bans_and_lifts_the_newly_trusted(tmp_path):
-    r = Router(tmp_path, 'modparam("secfilter", "ban_failures", 1)')
+    bans = tmp_path / "bans"
+    r = Router(tmp_path, f'modparam("secfilter", "ban_file", "{bans}")\n'
+                         'modparam("secfilter", "ban_failures", 1)')
     r.register(GUESSER, "x")
-    r.register("192.0.2.1", "x")
+    r.register("192.0.2.1", "x")            # banned, not yet written (once a second)
     old = r.script
     r.text = r.text.replace('modparam("secfilter", "ban_failures", 1)',
                             'modparam("secfilter", "trusted", "192.0.2.0/24")')
@@ -177,6 +179,9 @@ def test_sighup_keeps_the_bans_and_lifts_the_newly_trusted(tmp_path):
     assert r.request(GUESSER) is None
     assert r.request("192.0.2.1") == UNAUTH
     assert [b["address"] for b in r.sec.rows()["bans"]] == [GUESSER]
+    old.modules["secfilter"].stop()         # the old module has nothing left to write
+    r.start()                               # the file agrees
+    assert sorted(r.sec.table.bans) == [GUESSER]
 
 
 def test_an_unknown_user_counts(tmp_path):
