@@ -58,7 +58,11 @@ class Caller(Phone):
 
 
 def house(ser, tmp_path, extra=""):
-    return House(ser, tmp_path, lan="127.0.0.1/32", users=USERS, extra=extra)
+    def local_ser(text, **kw):
+        # the ban file (/etc/ser/bans on the router) into the test's directory
+        line = 'modparam("secfilter", "ban_file", "/etc/ser/bans")'
+        return ser(text.replace(line, line.replace("/etc/ser/bans", f"{tmp_path}/bans")), **kw)
+    return House(local_ser, tmp_path, lan="127.0.0.1/32", users=USERS, extra=extra)
 
 
 def ctl(h, *args):
