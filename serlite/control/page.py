@@ -332,7 +332,7 @@ def _ban_alarms(st, localtime):
 
 def _bans(st):
     """secfilter's banned addresses (why, how many failures, the last user tried, time left,
-    how many times) with a Lift button each: a POST like Reload's (token, same origin), which
+    how many times, packets dropped since) with a Lift button each: a POST like Reload's (token, same origin), which
     the CGI turns into the control socket's ``ban_del ADDRESS``."""
     if st.bans is None:
         return ""
@@ -352,9 +352,10 @@ def _bans(st):
                     + _td("Time left", f'<span data-s="{left}">{esc(duration(left))}</span>',
                           "num")
                     + _td("Offences", esc(int(b.get("offences") or 0)), "num")
+                    + _td("Dropped", esc(b["dropped"]) if "dropped" in b else "—", "num")
                     + _td("Lift", lift) + "</tr>")
     table = _table("bans", ("Address", "Reason", "Failures", "Last user", "Time left",
-                            "Offences", "Lift"), rows,
+                            "Offences", "Dropped", "Lift"), rows,
                    "No address is banned. An address is banned after failed logins "
                    "(see docs/security.md).")
     trusted = st.bans.get("trusted") or []

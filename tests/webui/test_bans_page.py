@@ -46,9 +46,10 @@ def test_a_ban_is_listed_with_the_alarm_and_lifted_from_the_page(ser, webui, tmp
     assert status == 200, body
     page = Page(body)
     rows = page.rows("bans")
-    assert [(r["Address"], r["Reason"], r["Failures"], r["Last user"], r["Offences"])
-            for r in rows] == [(BY_HAND, "manual", "0", "—", "1"),
-                               (GUESSER, "failed logins", str(BAN_FAILURES), "alice", "1")]
+    assert [(r["Address"], r["Reason"], r["Failures"], r["Last user"], r["Offences"],
+             r["Dropped"]) for r in rows] == [
+        (BY_HAND, "manual", "0", "—", "1", "0"),
+        (GUESSER, "failed logins", str(BAN_FAILURES), "alice", "1", "1")]  # its 4th REGISTER
     assert re.fullmatch(r"(59 min \d+ s|1 h 0 min)", rows[0]["Time left"]), rows[0]
     assert re.fullmatch(r"1[45] min \d+ s", rows[1]["Time left"]), rows[1]
     assert page.card("ban-alarms").startswith("Account bob is being guessed from 3 addresses")

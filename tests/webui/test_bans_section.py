@@ -16,7 +16,7 @@ from .test_webui import cgi, token_for  # noqa: F401  (the in-process CGI fixtur
 NOW = 1_800_000_000.0
 BANS = {"bans": [
     {"address": "203.0.113.5", "reason": "failed logins", "failures": 5, "user": "100",
-     "since": NOW - 60, "expires_in": 840, "offences": 1},
+     "since": NOW - 60, "expires_in": 840, "offences": 1, "dropped": 12},
     {"address": "2001:db8::66", "reason": "failed logins", "failures": 7,
      "user": "<script>x</script>", "since": NOW - 10, "expires_in": 3590, "offences": 3},
     {"address": "198.51.100.9", "reason": "manual", "failures": 0, "user": "",
@@ -52,10 +52,10 @@ def test_bans_are_listed_longest_first_with_a_lift_button_each():
     p = Page(html)
     rows = p.rows("bans")
     assert [(r["Address"], r["Reason"], r["Failures"], r["Last user"], r["Time left"],
-             r["Offences"]) for r in rows] == [
-        ("2001:db8::66", "failed logins", "7", "<script>x</script>", "59 min 50 s", "3"),
-        ("203.0.113.5", "failed logins", "5", "100", "14 min 0 s", "1"),
-        ("198.51.100.9", "manual", "0", "—", "55 s", "1")]
+             r["Offences"], r["Dropped"]) for r in rows] == [
+        ("2001:db8::66", "failed logins", "7", "<script>x</script>", "59 min 50 s", "3", "—"),
+        ("203.0.113.5", "failed logins", "5", "100", "14 min 0 s", "1", "12"),
+        ("198.51.100.9", "manual", "0", "—", "55 s", "1", "—")]
     assert lift_forms(p) == [("2001:db8::66", "1-abc", False), ("203.0.113.5", "1-abc", False),
                              ("198.51.100.9", "1-abc", False)]
     assert "<script>x" not in html and not p.root.find_all("script")
