@@ -22,6 +22,9 @@ REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 20
            500: "Server Internal Error", 503: "Service Unavailable", 504: "Server Time-out",
            513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline"}
 REFRESH_CHOICES = (10, 30, 60)
+# bans listed on the page at most (the longest first): a flood of spoofed addresses fills
+# secfilter's table (max_bans, 4096), and 4096 rows are 2.5 MB of HTML for a phone
+MAX_BAN_ROWS = 100
 
 
 class Status:
@@ -339,7 +342,7 @@ def _bans(st):
     bans = sorted(st.bans.get("bans") or [], key=lambda b: -int(b.get("expires_in") or 0))
     hidden, disabled, title = _form_bits(st)
     rows = []
-    for b in bans:
+    for b in bans[:MAX_BAN_ROWS]:
         address, left = str(b.get("address", "")), int(b.get("expires_in") or 0)
         lift = (f'<form method="post" action="{esc(st.script)}" class="lift">{hidden}'
                 f'<input type="hidden" name="address" value="{esc(address)}">'
@@ -361,6 +364,9 @@ def _bans(st):
     trusted = st.bans.get("trusted") or []
     note = (f'<p class="note-line" id="trusted">Never banned: '
             f'{esc(", ".join(str(t) for t in trusted))}</p>' if trusted else "")
+    if len(bans) > MAX_BAN_ROWS:
+        note = (f'<p class="note-line" id="bans-more">and {len(bans) - MAX_BAN_ROWS} more, '
+                f'ending sooner: ser-ctl ban list shows them all</p>') + note
     return (f'<section id="banned"><h2>Banned <span class="count">{len(bans)}</span></h2>'
             f'{table}{note}</section>')
 

@@ -13,7 +13,7 @@ from tests.e2e import sipnet
 from tests.e2e.test_fail2ban_filter import (BAN_FAILURES, answered, ban_by_guessing, ban_ctl,
                                             guess, start)
 
-from .conftest import REPO
+from .conftest import REPO, server_config
 from .pagetools import Page
 from .test_browser import chromium, fake_ubus, run_chromium
 
@@ -82,3 +82,10 @@ def test_a_ban_is_listed_with_the_alarm_and_lifted_from_the_page(ser, webui, tmp
     # lifted again (a second tab): nothing to lift, and the page says so
     status, headers, _ = httpd.post(form)
     assert status == 303 and headers["location"].endswith("&gone=1")
+
+
+def test_a_server_without_secfilter_shows_no_banned_section(ser, webui, tmp_path):
+    server = ser(server_config(tmp_path / "usrloc"))         # SER 0.9's modules only
+    status, _, body = webui(server).get()
+    assert status == 200 and Page(body).badge == "running"
+    assert 'id="banned"' not in body and 'id="ban-alarms"' not in body

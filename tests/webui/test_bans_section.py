@@ -124,3 +124,18 @@ def test_lift_needs_login_origin_token_and_an_address(cgi):  # noqa: F811
 def test_the_notice_after_a_lift_names_the_address(cgi, query, notice):  # noqa: F811
     status, _, html = cgi("GET", query=query)
     assert status == 200 and Page(html).notice() == notice
+
+
+def test_a_flood_of_bans_lists_the_longest_and_counts_the_rest():
+    many = [{"address": f"10.0.{i >> 8}.{i & 255}", "reason": "failed logins", "failures": 5,
+             "user": "100", "since": NOW, "expires_in": 1000 + i, "offences": 1}
+            for i in range(4096)]
+    html = page.render(running_status({"bans": many, "alarms": [], "trusted": []}),
+                       time.gmtime)
+    p = Page(html)
+    rows = p.rows("bans")
+    assert len(rows) == page.MAX_BAN_ROWS and rows[0]["Address"] == "10.0.15.255"
+    assert p.root.by_id("banned").find("h2").text.split() == ["Banned", "4096"]
+    assert p.card("bans-more") == (f"and {4096 - page.MAX_BAN_ROWS} more, ending sooner: "
+                                   f"ser-ctl ban list shows them all")
+    assert len(html) < 150_000
