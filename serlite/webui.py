@@ -6,7 +6,9 @@
     GET/HEAD   the page: ps, stats and ul show from the control socket, /proc/uptime,
                /proc/loadavg, the WAN and LAN addresses; rendered by serlite.control.page
     POST       action=reload (the control socket's ``reload``) or action=restart (the
-               configured command, ``/etc/init.d/ser restart``), then 303 back to the page
+               configured command, ``/etc/init.d/ser restart``) or action=lift with
+               address=A (the control socket's ``ban_del A``: secfilter's ban lifted),
+               then 303 back to the page
     otherwise  405
 
 An action needs all of: a user the web server authenticated (REMOTE_USER; or
@@ -62,7 +64,8 @@ CONTROL_TIMEOUT = 3.0
 RESTART_TIMEOUT = 60.0
 RESTART_SETTLE = 15.0      # after the restart command: wait this long for the new server
 RESTART_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"     # the restart command's whole environment
-ACTIONS = {"reload": "Configuration reloaded.", "restart": "SIP server restarted."}
+ACTIONS = {"reload": "Configuration reloaded.", "restart": "SIP server restarted.",
+           "lift": "Ban lifted."}
 REFRESH_RANGE = (5, 3600)
 
 REASON = {200: "OK", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
@@ -262,6 +265,10 @@ def ask_server(conf, st):
                 st.calls = client.call("calls", 50)
             except CommandFailed:           # acc not loaded: no calls to show
                 st.calls = None
+            try:
+                st.bans = client.call("bans")
+            except CommandFailed:           # secfilter not loaded: no bans to show
+                st.bans = None
         st.running = True
     except NotRunning as exc:
         st.running = False
@@ -491,6 +498,35 @@ def do_reload(conf):
     return None
 
 
+def ban_address(text):
+    """The address of a Lift form when ``ipaddress`` takes it as one IP address (no
+    network, no IPv6 zone), else None: nothing else goes to the control socket.  The text is
+    kept as the page showed it (the server's own spelling, which its table is keyed by)."""
+    import ipaddress
+    text = (text or "").strip()
+    if not text or len(text) > 45:          # the longest IPv6 text form
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return None if getattr(address, "scope_id", None) else text
+
+
+def do_lift(conf, address):
+    """``ban_del ADDRESS``.  (None, removed 0|1) on success, else ((status, text), None)."""
+    from .control.client import Client, CommandFailed, NotRunning
+    try:
+        with Client(conf["SER_UNIX_SOCK"], timeout=CONTROL_TIMEOUT) as client:
+            answer = client.call("ban_del", address)
+    except NotRunning as exc:
+        return (503, f"Cannot lift the ban: {exc}"), None
+    except (CommandFailed, OSError, ValueError) as exc:
+        return (500, f"Lifting the ban on {address} failed: {exc}"), None
+    removed = answer.get("removed", 0) if isinstance(answer, dict) else 0
+    return None, int(removed or 0)
+
+
 def restart_unavailable(argv):
     """Why the restart command cannot run (not there, not executable), else None: off the
     router /etc/init.d/ser does not exist, and that deserves words, not a 500."""
@@ -649,12 +685,21 @@ def handle(environ, stdin, now, perf=time.perf_counter):
         return refuse(403, f"Refused: {why}.", script)
     action = form.get("action")
     if action not in ACTIONS:
-        return refuse(400, "Unknown action (reload, restart).", script)
-    failed = do_reload(conf) if action == "reload" else do_restart(conf)
+        return refuse(400, "Unknown action (reload, restart, lift).", script)
+    extra = ""
+    if action == "lift":
+        address = ban_address(form.get("address"))
+        if address is None:
+            return refuse(400, "Lift needs the IP address of a ban.", script)
+        failed, removed = do_lift(conf, address)
+        # an IP address: hex digits, dots and colons, nothing to escape in the Location
+        extra = f"&address={address}" + ("" if removed else "&gone=1")
+    else:
+        failed = do_reload(conf) if action == "reload" else do_restart(conf)
     if failed:
         return refuse(failed[0], failed[1], script)
     refresh = refresh_of(form.get("refresh"))
-    location = f"{script}?done={action}" + (f"&refresh={refresh}" if refresh else "")
+    location = f"{script}?done={action}{extra}" + (f"&refresh={refresh}" if refresh else "")
     return Response(303, "", [("Location", location)])
 
 
@@ -663,6 +708,10 @@ def show(conf, script, user, anonymous_ok, query, now, started, perf):
     st.refresh = refresh_of(query.get("refresh"))
     if query.get("done") in ACTIONS:
         st.notice = ("ok", ACTIONS[query["done"]])
+        lifted = ban_address(query.get("address")) if query["done"] == "lift" else None
+        if lifted:
+            st.notice = ("ok", f"{lifted} was not banned any more (its ban had ended)."
+                         if query.get("gone") else f"Ban on {lifted} lifted.")
     ask_server(conf, st)
     st.trust_lan = trust_lan(conf["SER_UCI"])
     router_info(st)

@@ -22,6 +22,9 @@ REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 20
            500: "Server Internal Error", 503: "Service Unavailable", 504: "Server Time-out",
            513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline"}
 REFRESH_CHOICES = (10, 30, 60)
+# bans listed on the page at most (the longest first): a flood of spoofed addresses fills
+# secfilter's table (max_bans, 4096), and 4096 rows are 2.5 MB of HTML for a phone
+MAX_BAN_ROWS = 100
 
 
 class Status:
@@ -32,7 +35,7 @@ class Status:
                  "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
                  "token", "actions_note", "made_ms", "accounts", "trust_lan",
-                 "calls")
+                 "calls", "bans")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -56,6 +59,8 @@ class Status:
                                         # None: the server has no auth_db, no section
         self.trust_lan = False          # UCI option trust_lan: the LAN needs no password
         self.calls = None               # ``calls``: {"active", "history"}; None: no acc
+        self.bans = None                # ``bans``: {"bans", "alarms", "trusted"}; None: the
+                                        # server has no secfilter, no section
 
 
 class Address:
@@ -155,11 +160,13 @@ def render(st, localtime):
                      'on it (a guest\'s phone, a gadget on the Wi-Fi) can take over any '
                      'extension. Set <code>option trust_lan \'0\'</code> in /etc/config/ser '
                      'and give each phone its password.</p>')
+    if st.running and st.bans is not None:
+        parts.append(_ban_alarms(st, localtime))
     parts.append(_cards(st, localtime))
     if st.running and st.calls is not None:
         parts.append(_calls(st, localtime))
     if st.running:
-        parts += [_phones(st), _accounts(st), _messages(st), _procs(st)]
+        parts += [_phones(st), _accounts(st), _bans(st), _messages(st), _procs(st)]
     parts.append(_foot(st, localtime))
     return "".join(parts)
 
@@ -194,13 +201,7 @@ def _top(st):
 def _actions(st):
     here = esc(_url(st.script, st.refresh))
     buttons = [f'<a class="btn" id="refresh" href="{here}">Refresh</a>']
-    hidden = ""
-    if st.token is not None:
-        hidden = f'<input type="hidden" name="token" value="{esc(st.token)}">'
-        if st.refresh:
-            hidden += f'<input type="hidden" name="refresh" value="{esc(st.refresh)}">'
-    disabled = "" if st.token is not None else " disabled"
-    title = f' title="{esc(st.actions_note)}"' if st.actions_note else ""
+    hidden, disabled, title = _form_bits(st)
     if st.running:
         buttons.append(f'<form method="post" action="{esc(st.script)}">{hidden}'
                        f'<button class="btn" name="action" value="reload"{disabled}{title}>'
@@ -311,6 +312,76 @@ def _accounts(st):
                    "No account yet: ser-ctl user add 100 PASSWORD.")
     return (f'<section><h2>Accounts <span class="count">{len(st.accounts)}</span></h2>'
             f'{table}</section>')
+
+
+def _ban_alarms(st, localtime):
+    """secfilter's per-account alarms, near the top: many addresses guessing one account's
+    password.  The account is never locked (that would lock the owner's phone out), so the
+    owner has to know."""
+    rows = []
+    for a in st.bans.get("alarms") or []:
+        n, failures = int(a.get("sources") or 0), int(a.get("failures") or 0)
+        rows.append(f'<li><b>Account {esc(a.get("account", ""))} is being guessed from '
+                    f'{n} address{"" if n == 1 else "es"}</b> ({failures} failed '
+                    f'login{"" if failures == 1 else "s"}, last at '
+                    f'{esc(clock(a.get("last") or 0, localtime)[5:16])}).</li>')
+    if not rows:
+        return ""
+    return (f'<div class="notice error" id="ban-alarms" role="alert"><ul>{"".join(rows)}</ul>'
+            f'<p>Each address is banned after its own failed logins; the account itself stays '
+            f'open. Give it a long random password (ser-ctl user passwd) if it has a short '
+            f'one.</p></div>')
+
+
+def _bans(st):
+    """secfilter's banned addresses (why, how many failures, the last user tried, time left,
+    how many times, packets dropped since) with a Lift button each: a POST like Reload's (token, same origin), which
+    the CGI turns into the control socket's ``ban_del ADDRESS``."""
+    if st.bans is None:
+        return ""
+    bans = sorted(st.bans.get("bans") or [], key=lambda b: -int(b.get("expires_in") or 0))
+    hidden, disabled, title = _form_bits(st)
+    rows = []
+    for b in bans[:MAX_BAN_ROWS]:
+        address, left = str(b.get("address", "")), int(b.get("expires_in") or 0)
+        lift = (f'<form method="post" action="{esc(st.script)}" class="lift">{hidden}'
+                f'<input type="hidden" name="address" value="{esc(address)}">'
+                f'<button class="btn small" name="action" value="lift"{disabled}{title}>'
+                f'Lift</button></form>')
+        rows.append("<tr>" + _td("Address", esc(address), "mono strong")
+                    + _td("Reason", esc(b.get("reason", "")))
+                    + _td("Failures", esc(int(b.get("failures") or 0)), "num")
+                    + _td("Last user", esc(b.get("user") or "—"))
+                    + _td("Time left", f'<span data-s="{left}">{esc(duration(left))}</span>',
+                          "num")
+                    + _td("Offences", esc(int(b.get("offences") or 0)), "num")
+                    + _td("Dropped", esc(b["dropped"]) if "dropped" in b else "—", "num")
+                    + _td("Lift", lift) + "</tr>")
+    table = _table("bans", ("Address", "Reason", "Failures", "Last user", "Time left",
+                            "Offences", "Dropped", "Lift"), rows,
+                   "No address is banned. An address is banned after failed logins "
+                   "(see docs/security.md).")
+    trusted = st.bans.get("trusted") or []
+    note = (f'<p class="note-line" id="trusted">Never banned: '
+            f'{esc(", ".join(str(t) for t in trusted))}</p>' if trusted else "")
+    if len(bans) > MAX_BAN_ROWS:
+        note = (f'<p class="note-line" id="bans-more">and {len(bans) - MAX_BAN_ROWS} more, '
+                f'ending sooner: ser-ctl ban list shows them all</p>') + note
+    return (f'<section id="banned"><h2>Banned <span class="count">{len(bans)}</span></h2>'
+            f'{table}{note}</section>')
+
+
+def _form_bits(st):
+    """(hidden inputs, disabled attribute, title attribute) of a POST form, as _actions makes
+    them: the CSRF token (and the refresh to come back to), or the buttons off and why."""
+    hidden = ""
+    if st.token is not None:
+        hidden = f'<input type="hidden" name="token" value="{esc(st.token)}">'
+        if st.refresh:
+            hidden += f'<input type="hidden" name="refresh" value="{esc(st.refresh)}">'
+    disabled = "" if st.token is not None else " disabled"
+    title = f' title="{esc(st.actions_note)}"' if st.actions_note else ""
+    return hidden, disabled, title
 
 
 def _party(uri):
@@ -539,6 +610,9 @@ tr.call-missed td{color:var(--bad)}
 padding:14px;color:var(--muted);margin:0}
 footer{color:var(--muted);font-size:.8rem;padding-top:18px;padding-bottom:24px}
 h1.msg{margin-top:24px}
+#ban-alarms ul{margin:0;padding-left:18px}#ban-alarms p{margin:4px 0 0;font-size:.86rem}
+form.lift{margin:0}.btn.small{padding:4px 12px;font-size:.84rem}
+.note-line{margin:6px 2px 0;color:var(--muted);font-size:.84rem}
 @media (max-width:720px){
 .two{grid-template-columns:1fr}
 .auto{margin-left:0;width:100%}
