@@ -1,0 +1,310 @@
+"""Real attackers from "the Internet" against the router (issue 20), in network namespaces.
+
+The router is the house's config as the init script makes it: ``python3 -m serlite.uci`` on a
+UCI file with ``wan_open 1`` and one ``config user`` (100), the server on the generated config
+listening on the router's LAN (192.168.77.1) and WAN (192.0.2.1) addresses, port 5060, in the
+router namespace of tests/e2e/netns.py.  From the internet namespace: SIPVicious 0.3.8 (svmap,
+svwar, svcrack; tests/run installs it), a slow guesser of our own under pike's limit, a guesser
+spread over a pool of addresses, a provider's OPTIONS and INVITE, and a flood from 100 000
+source addresses.  The LAN phone (192.168.77.2, behind the router's masquerade) registers with
+its password during and after every attack.
+
+The only change to the generated config: its /etc/ser/ files (nonce secret, call history, ban
+file, registrations) are moved into the test's directory.
+"""
+
+import json
+import os
+import re
+import resource
+import secrets
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from . import netns, sipnet
+from .netns import INTERNET, LAN_PHONE, ROUTER_LAN, ROUTER_WAN
+from .sipnet import UdpPeer, is_final, make_request, status_of
+from .test_auth import authorization, challenge_of
+
+
+USER, PASSWORD = "100", "Corr3ct-Horse"
+PORT = 5060
+WAN = (ROUTER_WAN, PORT)
+LAN = (ROUTER_LAN, PORT)
+REALM = "serlite"
+BAN_FAILURES = 5                  # the default (issue 20: 5 failures in 10 min)
+PHONE_UA = "Linphone/5.2.0 (belle-sip/5.2.0)"   # the guessers pose as a phone, not a scanner
+
+
+# --- the router ----------------------------------------------------------------------------
+
+def uci_text(workdir, extra=""):
+    return (f"config ser 'main'\n\toption enabled '1'\n\tlist interface 'lan'\n"
+            f"\toption wan 'wan'\n\toption wan_open '1'\n\toption port '{PORT}'\n"
+            f"\toption location_db 'dbtext://{workdir}/etc/ser/usrloc'\n{extra}"
+            f"\nconfig user\n\toption name '{USER}'\n\toption password '{PASSWORD}'\n")
+
+
+class RouterServer(sipnet.SerServer):
+    """serlite in the router namespace on the generated config (its own listen= lines)."""
+
+    def __init__(self, net, workdir, config):
+        super().__init__(workdir, config, name="router", port=PORT)
+        self.net = net
+
+    def command(self):
+        return [*self.net.exec_args(self.net.router), *self.python, "-m", "serlite", "-D", "-E",
+                "-f", str(self.cfg)]
+
+    @property
+    def addr(self):
+        return LAN
+
+    def rss_kib(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+    def ctl(self, *args, timeout=15):
+        """ser-ctl as the owner runs it (``python3 -m serlite.ctl``), its JSON answer."""
+        env = dict(os.environ, SER_UNIX_SOCK=self.ctl_sock)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sipnet.REPO),
+                                                          env.get("PYTHONPATH")]))
+        proc = subprocess.run([sys.executable, "-m", "serlite.ctl", *args, "--json"],
+                              cwd=sipnet.REPO, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        assert proc.returncode == 0, f"ser-ctl {' '.join(args)}: {proc.returncode}\n" \
+                                     f"{proc.stdout}{proc.stderr}"
+        return json.loads(proc.stdout)
+
+    def bans(self):
+        return self.ctl("ban", "list")
+
+
+def generate(workdir, extra=""):
+    """The config the init script would run, with /etc/ser/ moved into ``workdir``."""
+    uci = workdir / "config" / "ser"
+    uci.parent.mkdir(parents=True, exist_ok=True)
+    uci.write_text(uci_text(workdir, extra))
+    run_dir = workdir / "run"
+    gen = subprocess.run([sys.executable, "-m", "serlite.uci", "-c", str(uci), "-o", str(run_dir),
+                          "-a", f"lan={ROUTER_LAN}/24", "-a", f"wan={ROUTER_WAN}/24"],
+                         cwd=sipnet.REPO, capture_output=True, text=True, timeout=30)
+    assert gen.returncode == 0, gen.stderr
+    text = open(gen.stdout.strip()).read()
+    assert f"listen={ROUTER_WAN}" in text and f"listen={ROUTER_LAN}" in text, text
+    (workdir / "etc" / "ser").mkdir(parents=True, exist_ok=True)
+    text = re.sub(r'(?<=["/])/etc/ser/', f"{workdir}/etc/ser/", text)
+    code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "/etc/ser/" in line.replace(f"{workdir}/etc/ser/", "")], \
+        text
+    return text
+
+
+@pytest.fixture(scope="module")
+def net():
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"):
+        pytest.fail("the attack tests need root, ip and nft: run tests/run as root (CI does)")
+    n = netns.Net()
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def router(request, net, tmp_path):
+    """router(extra_uci="") -> a started RouterServer; stopped (and checked alive) at teardown."""
+    servers = request.node._serlite_servers = []
+
+    def start(extra=""):
+        server = RouterServer(net, tmp_path / f"router{len(servers) + 1}",
+                              generate(tmp_path / f"router{len(servers) + 1}", extra))
+        servers.append(server)
+        return server.start()
+
+    yield start
+    crashed = [s for s in servers if s.proc is not None and not s.stopped and not s.running()]
+    for server in servers:
+        server.stop()
+    if crashed:
+        pytest.fail("serlite exited during the test:\n" + "\n".join(s.tail() for s in crashed),
+                    pytrace=False)
+
+
+# --- SIP clients inside the namespaces -----------------------------------------------------
+
+class Registrar:
+    """REGISTERs for one account from one address: the first without credentials, then digest
+    answers to the latest nonce (nc counting up while no new nonce comes)."""
+
+    def __init__(self, net, ns, source, target, user=USER, ua=PHONE_UA):
+        with net.inside(ns):
+            self.peer = UdpPeer(host=source)
+        self.target = target
+        self.user = user
+        self.ua = ua
+        self.ruri = f"sip:{target[0]}"
+        self.call_id = secrets.token_hex(8) + "@attack"
+        self.cseq = 0
+        self.challenge = None
+        self.nc = 0
+
+    def close(self):
+        self.peer.close()
+
+    def send(self, *headers, timeout=1.0):
+        """The final reply, or None when nothing came within ``timeout``."""
+        self.cseq += 1
+        aor = f"sip:{self.user}@{self.target[0]}"
+        req = make_request("REGISTER", self.ruri, via=(self.peer.host, self.peer.port), to=aor,
+                           call_id=self.call_id, cseq=self.cseq,
+                           headers=[f"Contact: <sip:{self.user}@{self.peer.host}:{self.peer.port}>",
+                                    "Expires: 600", f"User-Agent: {self.ua}", *headers])
+        self.peer.send(req, self.target)
+        finals = [r for r in self.peer.recv_until(is_final, timeout) if is_final(r)]
+        if finals and status_of(finals[0]) == 401:
+            self.challenge = challenge_of(finals[0])
+            self.nc = 0
+        return finals[0] if finals else None
+
+    def guess(self, password, timeout=1.0):
+        if self.challenge is None:
+            first = self.send(timeout=timeout)
+            if first is None:
+                return None
+        self.nc += 1
+        return self.send(authorization(self.challenge, self.user, password, "REGISTER",
+                                       self.ruri, nc=self.nc), timeout=timeout)
+
+
+class LanPhone(Registrar):
+    """The phone of the house: 100 with its password, from the LAN."""
+
+    def __init__(self, net):
+        super().__init__(net, net.lan, LAN_PHONE, LAN, ua="Yealink SIP-T46S 66.86.0.15")
+
+    def register(self, timeout=2.0):
+        """Registers (401, then 200); returns the seconds it took."""
+        start = time.monotonic()
+        self.challenge = None
+        reply = self.guess(PASSWORD, timeout=timeout)
+        assert reply is not None and status_of(reply) == 200, \
+            f"the LAN phone did not register: {reply!r}"
+        return time.monotonic() - start
+
+
+def options_from(net, source, ua, target=WAN, timeout=1.0, method="OPTIONS", user=""):
+    """A provider's request from the internet: the final reply, or None (dropped)."""
+    with net.inside(net.internet):
+        peer = UdpPeer(host=source)
+    with peer:
+        uri = f"sip:{user + '@' if user else ''}{target[0]}"
+        headers = [f"User-Agent: {ua}"]
+        body = b""
+        if method == "INVITE":
+            body = (f"v=0\r\no=- 1 1 IN IP4 {source}\r\ns=-\r\nc=IN IP4 {source}\r\nt=0 0\r\n"
+                    f"m=audio 4000 RTP/AVP 0\r\n").encode()
+            headers += [f"Contact: <sip:trunk@{source}:{peer.port}>", "Content-Type: application/sdp"]
+        peer.send(make_request(method, uri, via=(peer.host, peer.port), to=uri,
+                               from_=f"sip:trunk@{source}", headers=headers, body=body), target)
+        finals = [r for r in peer.recv_until(is_final, timeout) if is_final(r)]
+        return finals[0] if finals else None
+
+
+# --- SIPVicious ----------------------------------------------------------------------------
+
+def sipvicious(net, tool, *args, workdir, timeout=60):
+    """Run svmap/svwar/svcrack in the internet namespace; its output (stdout and stderr)."""
+    env = dict(os.environ, HOME=str(workdir))   # its session files (~/.sipvicious) stay here
+    proc = subprocess.run([*net.exec_args(net.internet), sys.executable, "-m",
+                           f"sipvicious.{tool}", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=workdir)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def sipvicious_installed():
+    try:
+        import sipvicious  # noqa: F401
+    except ImportError:
+        pytest.fail("sipvicious is not installed: tests/run installs it "
+                    "(python3 -m pip install sipvicious==0.3.8)")
+
+
+
+def wrong_passwords(n, prefix="guess"):
+    return [f"{prefix}{i:03d}" for i in range(1, n + 1)]
+
+
+# --- the harness itself --------------------------------------------------------------------
+
+def test_lan_goes_out_masqueraded_and_namespaces_are_per_run(net):
+    # nothing of an earlier run that died is left (Net removed it, or there was none)
+    assert not [ns for ns in netns.namespaces() if ns.startswith(netns.NS_PREFIX)
+                and not ns.startswith(net.run_id) and not netns._pid_alive(
+                    int(re.match(r"slt(\d+)", ns).group(1)))]
+    with net.inside(net.lan):
+        phone = UdpPeer(host=LAN_PHONE)
+    with net.inside(net.internet):
+        far = UdpPeer(host=INTERNET)
+    with phone, far:
+        phone.send(b"hello", (INTERNET, far.port))
+        ready, _, _ = select.select([far.sock], [], [], 2)
+        assert ready, "nothing from the LAN reached the internet namespace"
+        data, source = far.sock.recvfrom(100)
+    assert (data, source[0]) == (b"hello", ROUTER_WAN)   # firewall4's masquerade
+
+
+# --- SIPVicious ----------------------------------------------------------------------------
+
+def test_svmap_finds_nothing(net, router, tmp_path, sipvicious_installed):
+    router()
+    phone = LanPhone(net)
+    before = net.wan_sip_packets()
+    rc, out = sipvicious(net, "svmap", ROUTER_WAN, workdir=tmp_path)
+    assert net.wan_sip_packets() > before, "svmap's packets did not reach the router"
+    # main before issue 20: "| 192.0.2.1:5060 | serlite |"
+    assert ROUTER_WAN not in out and "found nothing" in out, out
+    phone.register()
+
+
+def test_svwar_finds_no_extension(net, router, tmp_path, sipvicious_installed):
+    router()
+    phone = LanPhone(net)
+    for method in ("REGISTER", "INVITE"):
+        rc, out = sipvicious(net, "svwar", "-e100-120", "-m", method, "--force", ROUTER_WAN,
+                             workdir=tmp_path)
+        assert not re.search(r"^\|\s*1\d\d\s*\|", out, re.M), (method, out)
+        phone.register()
+
+
+def test_svcrack_finds_no_password(net, router, tmp_path, sipvicious_installed):
+    router()
+    phone = LanPhone(net)
+    # the right one tenth: past the ban (5), well under pike's 30 a unit; main found it
+    words = wrong_passwords(9) + [PASSWORD] + wrong_passwords(20, "more")
+    (tmp_path / "words").write_text("\n".join(words) + "\n")
+    env = dict(os.environ, HOME=str(tmp_path))
+    crack = subprocess.Popen([*net.exec_args(net.internet), sys.executable, "-m",
+                              "sipvicious.svcrack", "-u", USER, "-d", tmp_path / "words",
+                              ROUTER_WAN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=env, cwd=tmp_path)
+    try:
+        during = 0
+        deadline = time.monotonic() + 60
+        while crack.poll() is None and time.monotonic() < deadline:
+            phone.register()                       # the house's phone works meanwhile
+            during += 1
+            time.sleep(0.2)                        # a phone's pace, not a synchronisation
+        out, _ = crack.communicate(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if crack.poll() is None:
+            crack.kill()
+            crack.wait()
+    assert PASSWORD not in out and not re.search(r"^\|\s*100\s*\|", out, re.M), out
+    assert during >= 1
+    phone.register()
