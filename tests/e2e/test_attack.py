@@ -308,3 +308,141 @@ def test_svcrack_finds_no_password(net, router, tmp_path, sipvicious_installed):
     assert PASSWORD not in out and not re.search(r"^\|\s*100\s*\|", out, re.M), out
     assert during >= 1
     phone.register()
+
+
+# --- guessers of our own -------------------------------------------------------------------
+
+def banned(server, address):
+    return next((b for b in server.bans()["bans"] if b["address"] == address), None)
+
+
+def test_slow_guesser_under_pike_never_registers_and_is_banned(net, router):
+    server = router()
+    phone = LanPhone(net)
+    attacker = netns.POOL + ".1"
+    guesser = Registrar(net, net.internet, attacker, WAN)
+    budget, rate, right_at = 60, 5.0, 30   # 5 a second: pike allows 30 in 2 s
+    passwords = wrong_passwords(budget)
+    passwords[right_at - 1] = PASSWORD     # main registered here, after 6 s
+    answered, statuses, first_silence, lan_times = 0, [], None, []
+    start = time.monotonic()
+    for i, password in enumerate(passwords):
+        slot = start + i / rate
+        time.sleep(max(0.0, slot - time.monotonic()))   # the guesser's pace
+        reply = guesser.guess(password, timeout=1 / rate)
+        statuses.append(None if reply is None else status_of(reply))
+        if reply is not None:
+            answered += 1
+        elif first_silence is None:
+            first_silence = (i + 1, time.monotonic() - start)
+        if i % 10 == 9:
+            lan_times.append(phone.register())      # during the attack
+    guesser.close()
+    lan_times.append(phone.register())              # and after it
+    print(f"slow guesser: {budget} guesses at {rate}/s, {answered} answered "
+          f"(statuses {statuses[:answered + 1]}...), first unanswered guess "
+          f"{first_silence}, LAN register max {max(lan_times) * 1000:.1f} ms")
+    assert 200 not in statuses, statuses
+    assert first_silence is not None, f"never banned: {statuses}"
+    assert answered <= BAN_FAILURES, statuses
+    ban = banned(server, attacker)
+    assert ban and ban["failures"] >= BAN_FAILURES and ban["user"] == USER, server.bans()
+    assert ban["expires_in"] > 0
+    sipnet.wait_log(server, rf"secfilter: banned {re.escape(attacker)} for \d+ s: .* "
+                            rf"\(failures=\d+ user={USER} offence=1\)")
+
+
+def test_guessers_spread_over_addresses_raise_the_account_alarm(net, router):
+    server = router()
+    phone = LanPhone(net)
+    sources = net.pool[1:11]              # ten addresses, each tries six passwords
+    statuses = {}
+    for n, source in enumerate(sources):
+        guesser = Registrar(net, net.internet, source, WAN)
+        # five wrong ones, then the right one: the sixth must never be answered
+        passwords = wrong_passwords(BAN_FAILURES, f"s{n}-") + [PASSWORD]
+        statuses[source] = [(lambda r: None if r is None else status_of(r))(
+            guesser.guess(p, timeout=0.3)) for p in passwords]
+        guesser.close()
+        phone.register()
+    phone.register()
+    assert not [s for s in statuses.values() if 200 in s], statuses
+    report = server.bans()
+    print(f"spread guesser: {len(sources)} sources x {BAN_FAILURES + 1} guesses: {statuses}; "
+          f"alarms {report['alarms']}")
+    alarms = [a for a in report["alarms"] if a["account"] == USER]
+    assert alarms and alarms[0]["sources"] >= 3, report
+    assert {b["address"] for b in report["bans"]} >= set(sources), report
+    sipnet.wait_log(server, rf"secfilter: account {USER} is being guessed from \d+ addresses")
+    # once per account and hour: one line, not one per source
+    assert len(re.findall(rf"secfilter: account {USER} is being guessed", server.log())) == 1
+
+
+def options_answered(net, source, timeout=0.5):
+    reply = options_from(net, source, PHONE_UA, timeout=timeout)
+    return reply is not None and status_of(reply) == 200
+
+
+def test_banned_address_is_served_again_after_the_ban_or_ban_del(net, router):
+    ban_time = 3
+    server = router(f"\toption ban_time '{ban_time}'\n")
+    attacker = netns.POOL + ".12"
+    assert options_answered(net, attacker)
+    guesser = Registrar(net, net.internet, attacker, WAN)
+    for password in wrong_passwords(BAN_FAILURES):
+        guesser.guess(password, timeout=0.5)
+    guesser.close()
+    banned_at = time.monotonic()
+    ban = banned(server, attacker)
+    assert ban and 0 < ban["expires_in"] <= ban_time, server.bans()
+    assert not options_answered(net, attacker, timeout=0.3)
+    # the ban ends by itself: answered again within ban_time (+ a second for the timer)
+    deadline = banned_at + ban_time + 2
+    while not options_answered(net, attacker, timeout=0.25):
+        assert time.monotonic() < deadline, f"still dropped {ban_time + 2} s after the ban"
+    assert time.monotonic() - banned_at >= ban_time - 1, "the ban ended early"
+    # by hand: ser-ctl ban add, then ban del
+    added = server.ctl("ban", "add", attacker, "600")
+    assert added["address"] == attacker and added["expires_in"] > 500, added
+    assert not options_answered(net, attacker, timeout=0.3)
+    assert server.ctl("ban", "del", attacker) == {"removed": 1}
+    assert options_answered(net, attacker, timeout=1.0)
+    sipnet.wait_log(server, rf"secfilter: unbanned {re.escape(attacker)}: ")
+    LanPhone(net).register()
+
+
+PROVIDERS = ["Asterisk PBX 18.20.0", "kamailio (5.7.4 (x86_64/linux))", "FPBX-16.0.40.7(18.20.0)"]
+
+
+@pytest.mark.parametrize("ua", PROVIDERS)
+def test_provider_options_and_invite_from_the_internet_are_answered(net, router, ua):
+    router()
+    provider = netns.POOL + ".2"
+    reply = options_from(net, provider, ua)
+    assert reply is not None and status_of(reply) == 200, reply
+    reply = options_from(net, provider, ua, method="INVITE", user=USER)
+    assert reply is not None and status_of(reply) == 407, reply   # the config asks a password
+
+
+def test_bans_survive_restart_and_kill9(net, router):
+    server = router()
+    guessed, by_hand = netns.POOL + ".3", netns.POOL + ".4"
+    guesser = Registrar(net, net.internet, guessed, WAN)
+    for password in wrong_passwords(BAN_FAILURES):
+        guesser.guess(password, timeout=0.5)
+    guesser.close()
+    server.ctl("ban", "add", by_hand, "3600")
+    assert banned(server, guessed) and banned(server, by_hand)
+    for how in ("restart", "kill -9"):
+        if how == "restart":
+            server.stop()
+        else:
+            server.kill9()
+        server.start()
+        report = server.bans()
+        assert {b["address"] for b in report["bans"]} >= {guessed, by_hand}, (how, report)
+        assert banned(server, guessed)["reason"] == "failed logins", (how, report)
+        for address in (guessed, by_hand):
+            assert not options_answered(net, address, timeout=0.3), (how, address)
+        assert options_answered(net, netns.POOL + ".5")
+        LanPhone(net).register()
