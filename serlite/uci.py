@@ -123,6 +123,14 @@ MAIN_OPTIONS = {
     "location_db": "where registrations are kept (dbtext:///dir)",
     "user_db": "your own auth_db table directory instead of 'user' sections",
     "config": "run this ser.cfg as it is (experts); other options are then ignored",
+    # secfilter (docs/security.md): failed logins ban their source, scanners get nothing
+    "ban_failures": "failed logins within ban_window that ban the source address (5)",
+    "ban_window": "seconds in which ban_failures failed logins ban (600)",
+    "ban_time": "seconds of the first ban, doubled per repeat offence (900)",
+    "ban_time_max": "longest ban, in seconds (86400)",
+    "trusted": "addresses/networks never banned, e.g. your provider's (list)",
+    "scanner_agents": "User-Agent parts whose requests are dropped unanswered (list; given, "
+                      "it replaces the default list)",
 }
 USER_OPTIONS = ("name", "password")
 _TRUE = ("1", "yes", "on", "true", "enabled")
@@ -147,6 +155,12 @@ class Settings:
         self.user_db = ""
         self.config = ""
         self.users = []          # (name, password)
+        self.ban_failures = 5
+        self.ban_window = 600
+        self.ban_time = 900
+        self.ban_time_max = 86400
+        self.trusted = []        # ip_network
+        self.scanner_agents = None      # None: secfilter's default list
 
     @property
     def listen_interfaces(self):
@@ -246,6 +260,11 @@ def settings(sections, notes=None):
             setattr(s, name, _db_url(where, value) if value else "")
         elif name == "config":
             s.config = _quotable(where, _single(where, value))
+        elif name in BAN_OPTIONS:
+            _ban_option(s, name, where, value)
+    if s.ban_time_max < s.ban_time:
+        raise UciError(f"option ban_time_max: {s.ban_time_max} is shorter than ban_time "
+                       f"({s.ban_time})")
     if not s.location_db:
         s.location_db = DEFAULT_LOCATION_DB
     if s.config:
@@ -270,6 +289,39 @@ def settings(sections, notes=None):
     if s.wan in s.interfaces and not s.wan_open:
         notes.append(f"interface {s.wan!r} is the WAN and wan_open is 0: not listening on it")
     return s
+
+
+BAN_OPTIONS = ("ban_failures", "ban_window", "ban_time", "ban_time_max", "trusted",
+               "scanner_agents")
+_BAN_RANGES = {"ban_failures": (1, 1000), "ban_window": (1, 86400),
+               "ban_time": (1, 31536000), "ban_time_max": (1, 31536000)}
+
+
+def _ban_option(s, name, where, value):
+    """secfilter's options, checked as its modparams are (the same ranges)."""
+    if name in _BAN_RANGES:
+        setattr(s, name, _int(where, _single(where, value), *_BAN_RANGES[name]))
+        return
+    words = [w for item in (value if isinstance(value, list) else [value])
+             for w in item.replace(",", " ").split()] if name == "trusted" else \
+        [item.strip() for item in (value if isinstance(value, list) else [value])]
+    if name == "trusted":
+        nets = []
+        for w in words:
+            try:
+                nets.append(ipaddress.ip_network(w, strict=True))
+            except ValueError as exc:
+                raise UciError(f"{where}: {w!r} is not an address or network "
+                               f"(192.168.1.10, 203.0.113.0/24): {exc}") from None
+        s.trusted = nets
+        return
+    agents = []
+    for w in words:
+        if not w or "," in w:
+            raise UciError(f"{where}: {w!r}: give one user agent part per list line, "
+                           f"without commas")
+        agents.append(_quotable(where, w))
+    s.scanner_agents = agents
 
 
 def is_user_name(name):
@@ -388,7 +440,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         out.append(f'alias="{s.domain}"')
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
     modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
-               "nathelper", "pike", "acc"]
+               "nathelper", "pike", "acc", "secfilter"]
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -406,6 +458,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         'modparam("nathelper", "natping_interval", 30)',
     ]
     out += _ACC_PARAMS
+    out += _secfilter_params(s)
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
 
@@ -427,6 +480,33 @@ _ACC_FLAGS = [
     "    } else if (method == \"BYE\") {",
     "        setflag(10);",
     "        setflag(12);",
+    "    }",
+]
+BAN_FILE = "/etc/ser/bans"          # flash: written when a ban is made or lifted
+
+
+def _secfilter_params(s):
+    """secfilter's modparams from the ban options (docs/security.md)."""
+    out = [
+        "# failed logins ban their source address, doubling per repeat offence (secfilter);",
+        "# ser-ctl ban list | add ADDRESS [SECONDS] | del ADDRESS",
+        f'modparam("secfilter", "ban_failures", {s.ban_failures})',
+        f'modparam("secfilter", "ban_window", {s.ban_window})',
+        f'modparam("secfilter", "ban_time", {s.ban_time})',
+        f'modparam("secfilter", "ban_time_max", {s.ban_time_max})',
+        f'modparam("secfilter", "ban_file", "{BAN_FILE}")',
+    ]
+    if s.trusted:
+        out.append(f'modparam("secfilter", "trusted", "{",".join(_net_word(n) for n in s.trusted)}")')
+    if s.scanner_agents is not None:
+        out.append(f'modparam("secfilter", "scanner_agents", "{",".join(s.scanner_agents)}")')
+    return out
+
+
+_SCANNERS = [
+    "    # scanners (SIPVicious's friendly-scanner and the like) learn nothing: no answer",
+    "    if (!secf_check_ua()) {",
+    "        drop;",
     "    }",
 ]
 _KEEPALIVE = [
@@ -469,7 +549,7 @@ def _routes(s, nets):
     main = [
         "",
         "route {",
-    ] + _ACC_FLAGS + [
+    ] + _SCANNERS + _ACC_FLAGS + [
         "    if (!mf_process_maxfwd_header(\"10\")) {",
         "        sl_send_reply(\"483\", \"Too Many Hops\");",
         "        exit;",

@@ -1,6 +1,7 @@
 """What the control socket can be asked: ps, uptime, version, stats, sl_stats, ul show/rm,
 reload, ping; accounts (the auth_db accounts, registered or not: never a password or hash) and
-auth_reload (read the account tables again now: what ``ser-ctl user ...`` asks after a change).  Each command returns plain data (dicts, lists, numbers, strings) that
+auth_reload (read the account tables again now: what ``ser-ctl user ...`` asks after a change);
+bans, ban_add, ban_del (secfilter's bans).  Each command returns plain data (dicts, lists, numbers, strings) that
 ``ser-ctl`` and the status page turn into tables.
 """
 
@@ -93,9 +94,48 @@ def build(server):
         return {table: {k: [_text(u) for u in users] for k, users in changes.items()}
                 for table, changes in auth_db.reload_all().items()}
 
-    return {"ping": ping, "version": version, "uptime": uptime, "ps": ps, "stats": stats,
-            "sl_stats": sl_stats, "ul": ul, "reload": reload, "accounts": accounts,
-            "auth_reload": auth_reload, "calls": calls}
+    commands = {"ping": ping, "version": version, "uptime": uptime, "ps": ps, "stats": stats,
+                "sl_stats": sl_stats, "ul": ul, "reload": reload, "accounts": accounts,
+                "auth_reload": auth_reload, "calls": calls}
+    commands.update(ban_commands(core))
+    return commands
+
+
+def ban_commands(core):
+    """secfilter's bans: ``bans`` (the table, the account alarms, the trusted networks),
+    ``ban_add ADDRESS [SECONDS]``, ``ban_del ADDRESS``."""
+    def secfilter():
+        module = core.module("secfilter")
+        if module is None:
+            raise ControlError("secfilter is not loaded (no bans)")
+        return module
+
+    def bans():
+        return secfilter().rows()
+
+    def ban_add(address=None, seconds=None):
+        if not address:
+            raise ControlError("an address is needed")
+        if seconds is not None:
+            try:
+                seconds = int(seconds)
+            except (TypeError, ValueError):
+                raise ControlError(f"seconds must be a number, not {seconds!r}") \
+                    from None
+        try:
+            return secfilter().ban_add(str(address), seconds)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+
+    def ban_del(address=None):
+        if not address:
+            raise ControlError("an address is needed")
+        try:
+            return secfilter().ban_del(str(address))
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
+
+    return {"bans": bans, "ban_add": ban_add, "ban_del": ban_del}
 
 
 def _text(octets):

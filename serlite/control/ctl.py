@@ -8,6 +8,7 @@
     ser-ctl [-s SOCKET] {ps,uptime,version,stats,sl_stats,reload,ping} [--json]
     ser-ctl [-s SOCKET] ul show [AOR] | ul rm AOR [--json]
     ser-ctl [-s SOCKET] calls [N] [--json]
+    ser-ctl [-s SOCKET] ban list | ban add ADDRESS [SECONDS] | ban del ADDRESS [--json]
 
 The accounts are the ``config user`` sections of /etc/config/ser (``-c``, else ``$SER_UCI``):
 ``user ...`` changes them through the ``uci`` command where there is one (``$SER_UCI_BIN``),
@@ -701,8 +702,78 @@ def _calls(args, io):
     return 0
 
 
+# --- bans (secfilter) ----------------------------------------------------------------------------
+
+def add_ban_commands(subparsers):
+    p = subparsers.add_parser("ban", help="secfilter's bans: ban list | ban add ADDRESS "
+                                          "[SECONDS] | ban del ADDRESS")
+    sub = p.add_subparsers(dest="ban_action", metavar="ACTION")
+    sub.required = True
+    a = sub.add_parser("list", help="the banned addresses, the guessed accounts, the trusted "
+                                    "networks")
+    a.add_argument("--json", action="store_true", help="print the answer as JSON")
+    a.set_defaults(func=_ban_list)
+    a = sub.add_parser("add", help="ban an address by hand: ban add 203.0.113.5 [SECONDS]")
+    a.add_argument("address")
+    a.add_argument("seconds", nargs="?", type=int, default=None)
+    a.add_argument("--json", action="store_true", help="print the answer as JSON")
+    a.set_defaults(func=_ban_add)
+    a = sub.add_parser("del", help="lift a ban (and forget the address's offences)")
+    a.add_argument("address")
+    a.add_argument("--json", action="store_true", help="print the answer as JSON")
+    a.set_defaults(func=_ban_del)
+
+
+def _json_out(args, io, result):
+    if args.json:
+        import json
+        io.out(json.dumps(result, indent=2, sort_keys=True))
+        return True
+    return False
+
+
+def _ban_list(args, io):
+    result = _call(args, "bans")
+    if _json_out(args, io, result):
+        return 0
+    import time
+    io.out(f"banned addresses: {len(result['bans'])}")
+    if result["bans"]:
+        _table(io, ("ADDRESS", "REASON", "FAILURES", "USER", "OFFENCE", "SINCE", "TIME LEFT"),
+               [(b["address"], b["reason"], b["failures"], b["user"] or "-", b["offences"],
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["since"])),
+                 _duration(b["expires_in"])) for b in result["bans"]])
+    if result["alarms"]:
+        io.out("")
+        io.out("accounts being guessed from several addresses (never locked):")
+        _table(io, ("ACCOUNT", "ADDRESSES", "FAILURES", "SINCE", "LAST"),
+               [(a["account"], a["sources"], a["failures"],
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["since"])),
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["last"])))
+                for a in result["alarms"]])
+    io.out("")
+    io.out("trusted (never banned): " + (", ".join(result["trusted"]) or "none"))
+    return 0
+
+
+def _ban_add(args, io):
+    params = [args.address] + ([args.seconds] if args.seconds is not None else [])
+    result = _call(args, "ban_add", *params)
+    if not _json_out(args, io, result):
+        io.out(f"banned {result['address']} for {_duration(result['expires_in'])}")
+    return 0
+
+
+def _ban_del(args, io):
+    result = _call(args, "ban_del", args.address)
+    if not _json_out(args, io, result):
+        io.out(f"unbanned {args.address}" if result["removed"] else
+               f"{args.address} was not banned")
+    return 0
+
+
 # Each adds its sub-commands to the top-level parser.
-COMMAND_GROUPS = (add_user_commands, add_server_commands)
+COMMAND_GROUPS = (add_user_commands, add_server_commands, add_ban_commands)
 
 
 def build_parser(environ=None):

@@ -120,6 +120,21 @@ class Auth(Module):
         self.secret = None
         self.counts = digest.NonceCounts(NONCE_COUNTS)
         self.results = weakref.WeakKeyDictionary()      # Context -> Authorized
+        # who is told of failed logins (secfilter); empty unless a module listens, so a
+        # failure costs one truth test when nobody does
+        self.failure_listeners = []
+
+    def listen_failures(self, listener):
+        """``listener(ip, username, known)`` is called for every failed digest login: a wrong
+        response for a known user (``known`` True) or any response for an unknown one
+        (False).  Not for a request without credentials, nor a right one on a stale nonce."""
+        if listener not in self.failure_listeners:
+            self.failure_listeners.append(listener)
+
+    def _failed(self, ctx, username, known):
+        if ctx.source is not None:
+            for listener in self.failure_listeners:
+                listener(ctx.source.ip, username, known)
 
     def start(self, core, previous=None):
         super().start(core, previous)
@@ -173,6 +188,8 @@ class Auth(Module):
         if account is None:
             log.limited(("auth-unknown", p["username"]), log.INFO,
                         f"auth: unknown user {p['username']!r} in realm {realm!r}")
+            if self.failure_listeners:
+                self._failed(ctx, p["username"], False)
             return USER_UNKNOWN
         ha1, domain = account
         expected = digest.response(ha1, nonce, msg.method, p["uri"], qop and qop.lower(),
@@ -181,6 +198,8 @@ class Auth(Module):
             log.limited(("auth-bad", p["username"]), log.INFO,
                         f"auth: wrong password of {p['username']!r} in realm {realm!r} "
                         f"from {ctx.source.ip}")
+            if self.failure_listeners:
+                self._failed(ctx, p["username"], True)
             return INVALID_PASSWORD
         # The digest is right: from here on a refusal says stale=true (RFC 2617 3.2.1), so
         # the phone retries with a fresh nonce without asking its user.

@@ -9,8 +9,8 @@ sections, then the server on the generated config), with sipp and raw UDP peers 
 - ``ser-ctl user add`` registers within a second without a restart; ``user del`` drops the
   account's bindings and refuses its next REGISTER; a call in progress goes on meanwhile.
 
-The only change to the generated config is the nonce secret's path (/etc/ser/auth_secret on
-the router), moved into the test's directory.  The LAN is 127.0.0.1/8, or 127.0.0.1/32 when
+The only changes to the generated config are the nonce secret's and the ban file's paths
+(/etc/ser/auth_secret, /etc/ser/bans on the router), moved into the test's directory.  The LAN is 127.0.0.1/8, or 127.0.0.1/32 when
 127.0.0.2 plays an address from outside.
 """
 
@@ -63,6 +63,9 @@ class House:
         secret = 'modparam("auth", "secret_file", "/etc/ser/auth_secret")'
         assert text.count(secret) == 1, text
         text = text.replace(secret, f'modparam("auth", "secret_file", "{tmp_path}/secret")')
+        bans = 'modparam("secfilter", "ban_file", "/etc/ser/bans")'
+        assert text.count(bans) == 1, text
+        text = text.replace(bans, f'modparam("secfilter", "ban_file", "{tmp_path}/bans")')
         self.server = ser(text, port=port)
 
     def ctl(self, *args, stdin=None):
@@ -285,8 +288,9 @@ def test_user_add_registers_at_once_without_a_restart(ser, tmp_path):
 
 def test_a_changed_table_is_noticed_without_being_told(ser, tmp_path):
     # serlite.uci (or anyone) rewrites the table, nobody tells the server: auth_db looks at
-    # the file's mtime on use, at most once a second
-    house = House(ser, tmp_path, users={"100": "hundred"})
+    # the file's mtime on use, at most once a second.  The phone asks again and again while
+    # its account does not exist yet: failed logins, which secfilter would ban it for
+    house = House(ser, tmp_path, users={"100": "hundred"}, extra="\tlist trusted '127.0.0.1'\n")
     server = house.server
     register(server, "100", "hundred")            # the table was looked at just now
     house.uci.write_text(house.uci.read_text()

@@ -56,7 +56,9 @@ def shipped_config(tmp_path, *, outside=False):
              ('modparam("auth", "secret_file", "/etc/ser/auth_secret")',
               f'modparam("auth", "secret_file", "{tmp_path}/auth_secret")'),
              ('modparam("acc", "history_file", "/etc/ser/calls")',
-              f'modparam("acc", "history_file", "{tmp_path}/calls")')]
+              f'modparam("acc", "history_file", "{tmp_path}/calls")'),
+             ('modparam("secfilter", "ban_file", "/etc/ser/bans")',
+              f'modparam("secfilter", "ban_file", "{tmp_path}/bans")')]
     if outside:
         swaps.append(("src_ip == 127.0.0.0/8", "src_ip == 127.0.0.1"))
     for old, new in swaps:
