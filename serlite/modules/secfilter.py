@@ -30,7 +30,7 @@ from .export import REQUEST_ROUTE, Function, Module, ModuleSpec, Param
 
 BANNED, NOT_FOUND, TRUSTED = -2, 1, 2       # Kamailio's secf_check_* values
 WRITE_INTERVAL = 1.0        # the ban file is written at most once a second (a ban flood)
-TICK = 10.0                 # seconds between expiry sweeps (only while there are bans)
+TICK = 60.0                 # seconds between sweeps of ended bans, old failures and alarms
 MAX_MANUAL = 366 * 86400    # ban_add's longest ban
 
 
@@ -66,14 +66,26 @@ class Secfilter(Module):
             auth.listen_failures(self.failed_login)
         now = core.now()
         if previous is not None:
-            for ip in self.table.take(previous.table):
-                log.notice(f"secfilter: unbanned {ip}: trusted")
-            self._pending, self._written = previous._pending, previous._written
+            # SIGHUP: the table goes on (under the new limits); what the old module had not
+            # written yet is written now, into the file of this config
+            freed = self.table.take(previous.table)
+            if previous._write_timer is not None:
+                previous._write_timer.cancel()
+                previous._write_timer = None
+            pending, previous._pending = previous._pending, []
+            self._written = previous._written
             if previous.file is not None and self.file is not None and \
                     previous.file.path == self.file.path:
                 self.file = previous.file
+                self._pending = pending
+                for ip in freed:
+                    self._pending.append({"ip": ip, "del": 1})
+                if self._pending:
+                    self._flush()
             elif self.file is not None:
                 self._rewrite()
+            for ip in freed:
+                log.notice(f"secfilter: unbanned {ip}: trusted")
         elif self.file is not None:
             self._load(now)
         if self.table.active:
@@ -217,7 +229,12 @@ class Secfilter(Module):
     def _save(self, record):
         if self.file is None:
             return
-        self._pending.append(record)
+        if len(self._pending) < self.table.max_bans:
+            self._pending.append(record)
+        else:
+            # a flood of bans within a second: the table itself (bounded) is written instead
+            # of a journal line per ban
+            self._pending = [None] * self.table.max_bans
         now = self.core.now()
         if self._written is None or now - self._written >= WRITE_INTERVAL:
             self._flush()
@@ -233,8 +250,11 @@ class Secfilter(Module):
     def _flush(self):
         self._written = self.core.now()
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         try:
-            if self.file.lines > 2 * len(self.table.bans) + 64:
+            if self.file.lines + len(pending) > 2 * len(self.table.bans) + 64 or \
+                    pending[-1] is None:
                 self._rewrite()
             else:
                 self.file.append(pending)

@@ -13,7 +13,7 @@ window is being guessed by many machines (a botnet: no one source reaches the ba
 per account per ``ALARM_INTERVAL``; the account itself is never locked (that would let anyone
 lock the owner's phone out).
 
-Bounded: at most ``max_bans`` bans (active or remembered offences) and as many sources with
+Bounded: user names are cut at ``MAX_USER`` characters; at most ``max_bans`` bans (active or remembered offences) and as many sources with
 failures; when full, the oldest entry goes first (dict order: a new ban is appended), so a
 flood of spoofed source addresses costs at most the table's size, never more.  Trusted
 networks are never counted nor banned.
@@ -26,6 +26,7 @@ import ipaddress
 ALARM_INTERVAL = 3600       # one alarm per account per hour
 ALARM_SOURCES_KEPT = 64     # addresses remembered per account (more only count)
 MAX_ACCOUNTS = 1024         # accounts with recent failures tracked at most
+MAX_USER = 64               # characters of a user name kept (it comes from the attacker)
 
 MANUAL = "manual"
 FAILED_LOGINS = "failed logins"
@@ -163,6 +164,7 @@ class BanTable:
         """A failed login from ``ip`` as ``user`` (``known``: the account exists).  Returns
         ``(ban, alarm)``: the new Ban if this failure banned the source, and the Guessed record
         if this failure raised the account's alarm (else None each)."""
+        user = user[:MAX_USER]
         alarm = self._guessed(ip, user, now) if known else None
         if self.is_trusted(ip) or self.banned(ip, now) is not None:
             return None, alarm

@@ -15,6 +15,7 @@ not whole JSON (a write torn by a power cut) is skipped; the last line for an ad
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from .files import fsync_dir, make_dirs, replace_atomically
@@ -27,6 +28,7 @@ def _record_ok(r):
     return (isinstance(r, dict) and isinstance(r.get("ip"), str) and
             (r.get("del") == 1 or (isinstance(r.get("until"), (int, float)) and
                                    isinstance(r.get("since"), (int, float)) and
+                                   math.isfinite(r["until"]) and math.isfinite(r["since"]) and
                                    isinstance(r.get("offences"), int) and
                                    isinstance(r.get("failures"), int) and
                                    isinstance(r.get("reason"), str) and

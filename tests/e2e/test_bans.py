@@ -102,6 +102,10 @@ def test_a_ban_survives_kill_9(ser, tmp_path):
     h = house(ser, tmp_path)
     guesser = Caller(h.server, "100", GUESSER)
     try:
+        bad = h.ctl("ban", "add", "not-an-ip")
+        assert bad.returncode == 1
+        assert bad.stderr.startswith("ser-ctl: ban_add: ") and \
+            bad.stderr.endswith("'not-an-ip' is not an IP address\n")
         assert "banned 127.0.0.2" in ctl(h, "ban", "add", GUESSER, "3600")
         assert guesser.guess("x") == [None]
         # the first ban is written before ban_add answers (later ones at most once a second)

@@ -102,11 +102,13 @@ class Router:
                           Source("udp", ip, 5060, self.tr.listeners[0]))
         return self.tr.sent[-1][2] if self.tr.sent else None
 
-    def register(self, ip, password, user="100", ua="baresip v2.0.0"):
-        """Challenge, answer with ``password``: the answer's status line (None: silence)."""
+    def register(self, ip, password, user="100", ua="baresip v2.0.0", delay=0.0):
+        """Challenge, answer with ``password`` ``delay`` seconds later: the answer's status
+        line (None: silence)."""
         first = self.request(ip, ua=ua)
         if first is None or not first.endswith("401 Unauthorized"):
             return first
+        self.clock += delay
         value = re.search(rb"WWW-Authenticate: (.*)\r\n", self.tr.last).group(1).decode()
         ch = digest.parse_credentials(value)[1]
         ha1 = md5(f"{user}:home:{password}")
@@ -151,6 +153,35 @@ def test_requests_without_credentials_and_stale_nonces_do_not_count(tmp_path):
     for _ in range(20):
         assert r.request(GUESSER) == UNAUTH
     assert not r.sec.table.failures and not r.sec.table.active
+
+
+def test_a_right_answer_on_a_stale_nonce_does_not_count_a_wrong_one_does(tmp_path):
+    r = Router(tmp_path, 'modparam("secfilter", "ban_failures", 2)')
+    for _ in range(5):
+        assert r.register(GUESSER, "right", delay=400) == UNAUTH       # stale=true
+        assert b"stale=true" in r.tr.last
+    assert not r.sec.table.failures and not r.sec.table.active
+    assert r.register(GUESSER, "wrong", delay=400) == UNAUTH
+    assert r.register(GUESSER, "wrong", delay=400) == UNAUTH
+    assert r.request(GUESSER) is None
+
+
+def test_sighup_keeps_the_bans_and_lifts_the_newly_trusted(tmp_path):
+    bans = tmp_path / "bans"
+    r = Router(tmp_path, f'modparam("secfilter", "ban_file", "{bans}")\n'
+                         'modparam("secfilter", "ban_failures", 1)')
+    r.register(GUESSER, "x")
+    r.register("192.0.2.1", "x")            # banned, not yet written (once a second)
+    old = r.script
+    r.text = r.text.replace('modparam("secfilter", "ban_failures", 1)',
+                            'modparam("secfilter", "trusted", "192.0.2.0/24")')
+    r.start(previous=old)
+    assert r.request(GUESSER) is None
+    assert r.request("192.0.2.1") == UNAUTH
+    assert [b["address"] for b in r.sec.rows()["bans"]] == [GUESSER]
+    old.modules["secfilter"].stop()         # the old module has nothing left to write
+    r.start()                               # the file agrees
+    assert sorted(r.sec.table.bans) == [GUESSER]
 
 
 def test_an_unknown_user_counts(tmp_path):
@@ -218,6 +249,22 @@ def test_ban_file_written_at_most_once_a_second_under_a_flood(tmp_path):
     assert len(bans.read_text().splitlines()) == 50
 
 
+def test_a_flood_of_bans_writes_the_bounded_table_not_a_line_each(tmp_path):
+    bans = tmp_path / "bans"
+    r = Router(tmp_path, f'modparam("secfilter", "ban_file", "{bans}")\n'
+                         'modparam("secfilter", "max_bans", 16)\n'
+                         'modparam("secfilter", "ban_failures", 1)')
+    for i in range(1000):
+        assert r.register(f"10.0.{i >> 8}.{i & 255}", "x") == UNAUTH
+    assert len(r.sec.table.bans) == 16 and len(r.sec.table.active) == 16
+    r.clock += 1.0
+    r.loop.run_due(r.clock)
+    lines = bans.read_text().splitlines()
+    assert len(lines) == 17
+    r.start()
+    assert sorted(r.sec.table.active) == sorted(f"10.0.3.{i}" for i in range(216, 232))
+
+
 def test_control_commands(tmp_path):
     r = Router(tmp_path)
     cmds = commands.build(type("S", (), {"core": r.core, "control": None})())
@@ -259,3 +306,32 @@ def test_config_errors(tmp_path):
                          'modparam("secfilter", "ban_time_max", 600)')
     with pytest.raises(ConfigError, match="'lan'"):
         Router(tmp_path, 'modparam("secfilter", "trusted", "lan")')
+
+
+@pytest.fixture
+def log_lines(capsys):
+    old = log.level
+    log.configure(debug=log.NOTICE, stderr=True)
+    yield lambda: [line.split(": ", 1)[1].split(": ", 1)[1] for line in
+                   capsys.readouterr().err.splitlines() if "secfilter: " in line]
+    log.level = old
+
+
+def test_the_log_lines_of_a_ban_a_lift_and_an_account_alarm(tmp_path, log_lines):
+    r = Router(tmp_path, 'modparam("secfilter", "ban_failures", 2)')
+    # a botnet: three addresses, one guess each, on account 100: the alarm, once
+    for i in range(6):
+        r.register(f"198.51.100.{i}", "guess")
+        r.clock += 10
+    r.register(GUESSER, "g1")
+    r.register(GUESSER, "g 2", user="10 0\x01")
+    r.sec.ban_del(GUESSER)
+    lines = log_lines()
+    assert lines == [
+        "secfilter: account 100 is being guessed from 3 addresses (3 failures in 20 s)",
+        f"secfilter: banned {GUESSER} for 900 s: failed logins (failures=2 user=10?0? "
+        f"offence=1)",
+        f"secfilter: unbanned {GUESSER}: by hand"]
+    (alarm,) = r.sec.rows()["alarms"]
+    assert (alarm["account"], alarm["sources"], alarm["failures"]) == ("100", 7, 7)
+    assert r.register(PHONE, "right") == OK     # the account is never locked

@@ -309,3 +309,69 @@ def test_expert_config_runs_as_it_is(tmp_path):
 def test_expert_config_must_exist(tmp_path):
     run = run_uci(tmp_path, EXPERT_UCI.replace("ser.cfg", "nope.cfg"), ("lan", LAN["lan"]))
     assert run.returncode == 1 and "is not a file" in run.stderr
+
+
+# --- bans (secfilter) ---------------------------------------------------------------------------
+
+BANS_UCI = """
+config ser 'main'
+	list interface 'lan'
+	option wan_open '1'
+	option ban_failures '3'
+	option ban_window '300'
+	option ban_time '600'
+	option ban_time_max '7200'
+	list trusted '192.168.1.10'
+	list trusted '198.51.100.0/28'
+	list scanner_agents 'friendly-scanner'
+	list scanner_agents 'EvilDialer'
+"""
+
+
+def test_ban_options_become_secfilters_modparams(tmp_path):
+    text = uci.generate(uci.parse(BANS_UCI), LAN_WAN)
+    lines = [line.strip() for line in text.splitlines()]
+    for line in ('loadmodule "/usr/lib/ser/modules/secfilter.so"',
+                 'modparam("secfilter", "ban_failures", 3)',
+                 'modparam("secfilter", "ban_window", 300)',
+                 'modparam("secfilter", "ban_time", 600)',
+                 'modparam("secfilter", "ban_time_max", 7200)',
+                 'modparam("secfilter", "ban_file", "/etc/ser/bans")',
+                 'modparam("secfilter", "trusted", "192.168.1.10,198.51.100.0/28")',
+                 'modparam("secfilter", "scanner_agents", "friendly-scanner,EvilDialer")'):
+        assert line in lines, line
+    # the scanners are dropped before anything answers (the 483 of maxfwd included)
+    assert lines.index("if (!secf_check_ua()) {") < lines.index(
+        'if (!mf_process_maxfwd_header("10")) {')
+    (tmp_path / "bans.cfg").write_text(text)
+    check = ser_check(tmp_path / "bans.cfg")
+    assert check.returncode == 0, check.stderr + text
+    from serlite.script.compiler import compile_config
+    sec = compile_config(text, "bans.cfg").modules["secfilter"]
+    assert sec.table.limit == 3 and sec.agents == ("friendly-scanner", "evildialer")
+
+
+def test_ban_defaults_the_module_default_agents_and_nothing_trusted():
+    text = uci.generate(uci.parse(LAN_ONLY_UCI), LAN)
+    assert 'modparam("secfilter", "ban_failures", 5)' in text
+    assert 'modparam("secfilter", "ban_time_max", 86400)' in text
+    assert '"trusted"' not in text and '"scanner_agents"' not in text
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("ban_failures", "0", "option ban_failures: '0' is not a number from 1 to 1000"),
+    ("ban_window", "ten", "option ban_window: 'ten' is not a number"),
+    ("ban_time", "-5", "option ban_time: '-5' is not a number"),
+    ("ban_time_max", "60", "option ban_time_max: 60 is shorter than ban_time (900)"),
+    ("trusted", "192.168.1.5/24", "option trusted: '192.168.1.5/24' is not an address or "
+                                  "network"),
+    ("trusted", "provider.example", "option trusted: 'provider.example' is not an address"),
+    ("scanner_agents", "a,b", "option scanner_agents: 'a,b': give one user agent part"),
+    ("scanner_agents", 'x"y', "option scanner_agents: 'x\"y' may not hold quotes"),
+])
+def test_bad_ban_options_are_errors(option, value, message):
+    with pytest.raises(uci.UciError) as exc:
+        uci.settings(uci.parse(f"config ser 'main'\n\tlist {option} '{value}'\n"
+                               if option in ("trusted", "scanner_agents") else
+                               f"config ser 'main'\n\toption {option} '{value}'\n"))
+    assert str(exc.value).startswith(message), str(exc.value)

@@ -162,3 +162,9 @@ def test_normal_address():
     assert normal_address("2001:DB8:0::1") == "2001:db8::1"
     with pytest.raises(ValueError, match="not an IP address"):
         normal_address("example.com")
+
+
+def test_a_long_user_name_is_cut():
+    t = BanTable(failures=1)
+    ban, _ = t.failed(IP, "x" * 5000, 0.0)
+    assert ban.user == "x" * 64
