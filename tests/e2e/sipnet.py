@@ -63,7 +63,8 @@ def family_of(host):
 # a test moves each into its own directory (and a change of the generator that adds another
 # /etc/ser file fails here, not by writing into this machine's /etc).
 ROUTER_FILES = ('modparam("auth", "secret_file", "/etc/ser/auth_secret")',
-                'modparam("acc", "history_file", "/etc/ser/calls")')
+                'modparam("acc", "history_file", "/etc/ser/calls")',
+                'modparam("secfilter", "ban_file", "/etc/ser/bans")')
 
 
 def localize_generated(text, directory):

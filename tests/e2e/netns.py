@@ -1,0 +1,183 @@
+"""A router between "the Internet" and "the LAN", in network namespaces the test creates.
+
+Three namespaces, joined by veth pairs made directly inside them (no interface of this
+machine is touched, and nothing is ever routed to a real network):
+
+    internet  192.0.2.2/24, 198.51.100.1-N/24 (a pool of attackers), 198.18.0.0/15 local
+       |                     (AnyIP: every address of the RFC 2544 range is local there)
+    router    wan 192.0.2.1/24 (default route via 192.0.2.2), lan 192.168.77.1/24,
+       |      ip_forward=1, nftables masquerade on wan (as OpenWrt's firewall4 does)
+    lan       192.168.77.2/24, default route via 192.168.77.1
+
+serlite runs in the router namespace as the init script runs it (``python3 -m serlite.uci``
+on a UCI file, then the server on the generated config, listening on the LAN and WAN
+addresses).  Attackers run in the internet namespace (``ip netns exec``), and the test's own
+sockets are opened inside a namespace with setns(2) (``Net.inside``) so that the harness's
+raw UDP peers work unchanged.
+
+Names carry the pid of the test process ("slt<pid>x<hex>-router"): a namespace left behind by
+a run whose process is gone is removed (and reported) before new ones are made.
+"""
+
+import contextlib
+import ctypes
+import os
+import re
+import secrets
+import subprocess
+import time
+
+NS_PREFIX = "slt"
+CLONE_NEWNET = 0x40000000
+RUN_NETNS = "/run/netns"
+
+WAN_NET = "192.0.2.0/24"        # RFC 5737 TEST-NET-1: the router's WAN and its gateway
+ROUTER_WAN = "192.0.2.1"
+INTERNET = "192.0.2.2"
+POOL = "198.51.100"             # RFC 5737 TEST-NET-2: a pool of attacking sources
+FLOOD_NET = "198.18.0.0/15"     # RFC 2544 benchmarking range: 131072 sources for the flood
+ROUTER_LAN = "192.168.77.1"
+LAN_PHONE = "192.168.77.2"
+LAN_NET = "192.168.77.0/24"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsError(AssertionError):
+    """A namespace, link or address could not be made or removed."""
+
+
+def run(*cmd, check=True, timeout=10, input=None):
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise NetnsError(f"{' '.join(map(str, cmd))}: exit {proc.returncode}: "
+                         f"{proc.stderr.strip()}")
+    return proc
+
+
+def namespaces():
+    out = run("ip", "netns", "list").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers():
+    """Delete the namespaces of earlier runs whose test process is gone; their names."""
+    removed = []
+    for ns in namespaces():
+        m = re.fullmatch(rf"{NS_PREFIX}(\d+)x[0-9a-f]+-\w+", ns)
+        if m and not _pid_alive(int(m.group(1))):
+            _kill_inside(ns)
+            run("ip", "netns", "del", ns, check=False)
+            removed.append(ns)
+    return removed
+
+
+def _kill_inside(ns):
+    """Processes still running in ``ns`` (a server of a crashed run): SIGKILL, by their pid."""
+    out = run("ip", "netns", "pids", ns, check=False).stdout
+    for word in out.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(word), 9)
+
+
+class Net:
+    """The three namespaces and their links; ``close()`` removes them all (idempotent)."""
+
+    def __init__(self, pool_size=12):
+        self.leftovers = remove_leftovers()
+        self.run_id = f"{NS_PREFIX}{os.getpid()}x{secrets.token_hex(2)}"
+        self.router = f"{self.run_id}-router"
+        self.internet = f"{self.run_id}-internet"
+        self.lan = f"{self.run_id}-lan"
+        self.pool = [f"{POOL}.{i}" for i in range(1, pool_size + 1)]
+        self.made = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _ip(self, ns, *args):
+        return run("ip", "-n", ns, *args)
+
+    def _build(self):
+        for ns in (self.router, self.internet, self.lan):
+            run("ip", "netns", "add", ns)
+            self.made.append(ns)
+            self._ip(ns, "link", "set", "lo", "up")
+        # veth pairs made inside the namespaces: short names (IFNAMSIZ 16) that are unique per
+        # namespace, so two runs side by side never meet
+        run("ip", "link", "add", "wan", "netns", self.router, "type", "veth",
+            "peer", "name", "uplink", "netns", self.internet)
+        run("ip", "link", "add", "lan", "netns", self.router, "type", "veth",
+            "peer", "name", "eth0", "netns", self.lan)
+        self._ip(self.router, "addr", "add", f"{ROUTER_WAN}/24", "dev", "wan")
+        self._ip(self.router, "addr", "add", f"{ROUTER_LAN}/24", "dev", "lan")
+        self._ip(self.internet, "addr", "add", f"{INTERNET}/24", "dev", "uplink")
+        for address in self.pool:
+            self._ip(self.internet, "addr", "add", f"{address}/24", "dev", "uplink")
+        # AnyIP: the whole benchmarking range is local to the internet namespace, so a UDP
+        # socket there can send from (IP_PKTINFO) and receive at any of its addresses
+        self._ip(self.internet, "route", "add", "local", FLOOD_NET, "dev", "lo")
+        self._ip(self.lan, "addr", "add", f"{LAN_PHONE}/24", "dev", "eth0")
+        for ns, dev in ((self.router, "wan"), (self.router, "lan"), (self.internet, "uplink"),
+                        (self.lan, "eth0")):
+            self._ip(ns, "link", "set", dev, "up")
+        self._ip(self.router, "route", "add", "default", "via", INTERNET)
+        self._ip(self.lan, "route", "add", "default", "via", ROUTER_LAN)
+        run("ip", "netns", "exec", self.router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        # OpenWrt's firewall4: the LAN goes out masqueraded behind the WAN address
+        run("ip", "netns", "exec", self.router, "nft", "-f", "-", input=(
+            "table inet fw4 {\n"
+            "  counter wan_sip { }\n"
+            "  chain srcnat { type nat hook postrouting priority srcnat; policy accept;\n"
+            f"    oifname \"wan\" ip saddr {LAN_NET} masquerade\n  }}\n"
+            "  chain sip_in { type filter hook input priority filter; policy accept;\n"
+            "    iifname \"wan\" udp dport 5060 counter name wan_sip\n  }\n"
+            "}\n"))
+
+    def wan_sip_packets(self):
+        """UDP packets to port 5060 that came in on the router's WAN (nft counter)."""
+        out = run("ip", "netns", "exec", self.router, "nft", "list", "counter", "inet", "fw4",
+                  "wan_sip").stdout
+        m = re.search(r"packets (\d+)", out)
+        if not m:
+            raise NetnsError(f"no packet count in {out!r}")
+        return int(m.group(1))
+
+    def exec_args(self, ns):
+        return ["ip", "netns", "exec", ns]
+
+    @contextlib.contextmanager
+    def inside(self, ns):
+        """Sockets made within this block belong to ``ns`` (setns(2) on this thread)."""
+        with open("/proc/thread-self/ns/net") as home, open(os.path.join(RUN_NETNS, ns)) as there:
+            if _libc.setns(there.fileno(), CLONE_NEWNET) != 0:
+                raise NetnsError(f"setns {ns}: {os.strerror(ctypes.get_errno())}")
+            try:
+                yield
+            finally:
+                if _libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                    raise NetnsError(f"setns back: {os.strerror(ctypes.get_errno())}")
+
+    def close(self):
+        for ns in reversed(self.made):
+            _kill_inside(ns)
+            run("ip", "netns", "del", ns, check=False)
+        self.made = []
+        deadline = time.monotonic() + 5
+        while any(ns.startswith(self.run_id) for ns in namespaces()):
+            if time.monotonic() > deadline:
+                raise NetnsError(f"namespaces of {self.run_id} still there after ip netns del")
+            time.sleep(0.05)
