@@ -60,7 +60,6 @@ class RecordingTransport:
         self.sent = []
         self.listeners = [Listener("udp")]
         self.connections = {}
-        self.backlog = 0.0
 
     def send(self, proto, ip, port, data, local=None, conn=None):
         self.sent.append((ip, port, data))

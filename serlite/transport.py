@@ -178,12 +178,6 @@ class Transport:
         # address, so its Source is made once (Sources are never changed once made)
         self._udp_sources = {}
         self._sweep = None
-        # how full the fullest UDP socket's receive buffer was left after a full read batch
-        # (0.0-1.0; a socket counts 0 once a read finds it empty): how far the server is
-        # behind what it is offered, before the kernel drops datagrams (tm sheds new
-        # requests past its shed_backlog).  The fullest, as all sockets share the one loop:
-        # an idle IPv6 socket read empty must not hide a flooded IPv4 one.
-        self.backlog = 0.0
 
     # -- set-up -----------------------------------------------------------------------------
     def bind(self, proto, ip, port):
@@ -236,9 +230,7 @@ class Transport:
             try:
                 data, addr = recv(UDP_MAX)
             except (BlockingIOError, InterruptedError):
-                if listener.backlog:
-                    listener.backlog = 0.0
-                    self._update_backlog()
+                listener.backlog = 0.0
                 return
             except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
                 log.debug(f"{listener.name}: recvfrom: {exc}")
@@ -251,11 +243,11 @@ class Transport:
                     sources.clear()     # bounded: a flood from many addresses costs no memory
                 source = sources[addr] = Source("udp", addr[0], addr[1], listener)
             self.on_message(data, source)
+        # how full this socket's receive buffer was left after a full read batch (0.0-1.0; 0
+        # once a read finds it empty): how far the server is behind what this socket is
+        # offered, before the kernel drops its datagrams (tm sheds new requests that come in
+        # on a socket past its shed_backlog)
         listener.backlog = _filled(listener.sock, listener.backlog)
-        self._update_backlog()
-
-    def _update_backlog(self):
-        self.backlog = max(lst.backlog for lst in self.listeners)
 
     # -- TCP --------------------------------------------------------------------------------
     def _accept(self, listener):

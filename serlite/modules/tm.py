@@ -286,13 +286,17 @@ class Tm(Module):
             return False
         st = self.table.server.get(self._server_key(msg))
         if st is None:
-            if msg.method in _SHED_EARLY and self.core.transport.backlog > self._shed_at \
-                    and msg.to.tag is None:
-                # the server is behind what it is offered: a new call or registration is
-                # turned away before the script, so that the calls already going on (their
-                # responses, ACKs and BYEs, waiting in the same socket) get through
-                self._shed(ctx, f"receive buffer {self.core.transport.backlog:.0%} full")
-                return True
+            if msg.method in _SHED_EARLY and msg.to.tag is None:
+                # the socket this request came in on is behind what it is offered: a new call
+                # or registration from it is turned away before the script, so that the calls
+                # already going on (their responses, ACKs and BYEs, waiting in the same
+                # socket) get through.  Only that socket's: a flood on the WAN address must
+                # not turn away the phones on the LAN's (their socket is read empty).  TCP
+                # has the kernel's flow control and no backlog here (max_transactions bounds it).
+                backlog = getattr(ctx.source.local, "backlog", 0.0)
+                if backlog > self._shed_at:
+                    self._shed(ctx, f"receive buffer {backlog:.0%} full")
+                    return True
             return False
         if msg.method == "ACK":
             if st.method != "INVITE" or st.status < 300:

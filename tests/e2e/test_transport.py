@@ -230,9 +230,9 @@ def test_udp_backlog_is_how_full_the_receive_buffer_is():
         assert _filled(rx, more) == 0.0
 
 
-def test_udp_backlog_is_the_fullest_sockets():
-    """Transport.backlog: the fullest UDP socket after its last read, so an idle socket read
-    empty (say the IPv6 one) does not hide a flooded one sharing the same loop."""
+def test_udp_backlog_is_each_sockets_own():
+    """Listener.backlog: each UDP socket's after its last read, so an idle socket read empty
+    (say the LAN's) neither hides a flooded one (the WAN's) nor is taken for one."""
     import socket
 
     from serlite.loop import Loop
@@ -248,13 +248,13 @@ def test_udp_backlog_is_the_fullest_sockets():
                 tx.sendto(b"INVITE " + b"x" * 500, ("127.0.0.1", flooded.port))
             transport._read_udp(flooded)            # one batch: as many again still wait
             assert len(got) == RECV_BATCH
-            behind = transport.backlog
+            behind = flooded.backlog
             assert behind > 0.0
             transport._read_udp(idle)               # nothing there
-            assert transport.backlog == behind
+            assert flooded.backlog == behind and idle.backlog == 0.0
             transport._read_udp(flooded)
             transport._read_udp(flooded)            # read empty: caught up
             assert len(got) == 2 * RECV_BATCH
-            assert transport.backlog == 0.0
+            assert flooded.backlog == 0.0
     finally:
         transport.close()

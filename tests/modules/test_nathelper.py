@@ -324,7 +324,6 @@ class FakeTransport:
         self.listeners = [FakeListener("udp", "127.0.0.1", 5060),
                           FakeListener("udp", "10.0.0.1", 5060)]
         self.sent = []
-        self.backlog = 0.0
 
     def listener_for(self, proto, family):
         return self.listeners[0]

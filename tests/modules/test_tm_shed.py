@@ -27,6 +27,7 @@ def seed_with(modparams):
 class Listener:
     proto, family, ip, host, port = "udp", 2, "127.0.0.1", "127.0.0.1", 5060
     name = "udp:127.0.0.1:5060"
+    backlog = 0.0       # how full its receive buffer was after the last read (tests set it)
 
 
 class Transport:
@@ -35,7 +36,6 @@ class Transport:
         self.last = b""             # the last message sent, whole
         self.listeners = [Listener()]
         self.connections = {}
-        self.backlog = 0.0
 
     def send(self, proto, ip, port, data, local=None, conn=None):
         self.sent.append((ip, port, data.split(b"\r\n", 1)[0].decode()))
@@ -94,7 +94,7 @@ def server():
 
 def test_behind_a_new_invite_gets_503_and_reaches_no_one(server):
     tr, core, receive = server()
-    tr.backlog = 0.9
+    tr.listeners[0].backlog = 0.9
     sent = receive(request("INVITE", "c1", "i1"))
     assert [(port, line) for _, port, line in sent] == [(6001, "SIP/2.0 503 Service Unavailable")]
     assert b"\r\nRetry-After: 9\r\n" in tr.last
@@ -105,30 +105,48 @@ def test_behind_a_new_invite_gets_503_and_reaches_no_one(server):
 @pytest.mark.parametrize("method", ["REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH"])
 def test_behind_other_new_work_is_shed_too(server, method):
     tr, _, receive = server()
-    tr.backlog = 0.9
+    tr.listeners[0].backlog = 0.9
     sent = receive(request(method, "c2", "m1"))
     assert [line for _, _, line in sent] == ["SIP/2.0 503 Service Unavailable"]
 
 
 def test_below_shed_backlog_a_new_invite_is_relayed(server):
     tr, _, receive = server()
-    tr.backlog = 0.4
+    tr.listeners[0].backlog = 0.4
     sent = receive(request("INVITE", "c1", "i1"))
     assert [(port, line.split()[0]) for _, port, line in sent] == [(6001, "SIP/2.0"),
                                                                      (7000, "INVITE")]
 
 
+def test_only_requests_on_the_socket_that_is_behind_are_shed(server):
+    # The WAN socket is flooded, the LAN socket is read empty: the house's phone still gets
+    # its call through; a new call on the flooded socket gets 503.
+    tr, core, receive = server()
+    wan = tr.listeners[0]
+    lan = Listener()
+    lan.ip = lan.host = "192.168.1.1"
+    wan.backlog = 0.9
+    lan.backlog = 0.0
+    core.receive(request("INVITE", "c5", "i5"), Source("udp", "192.168.1.20", 6001, lan))
+    sent, tr.sent[:] = list(tr.sent), []
+    assert [(port, line.split()[0]) for _, port, line in sent] == [(6001, "SIP/2.0"),
+                                                                     (7000, "INVITE")]
+    assert "503" not in sent[0][2]
+    sent = receive(request("INVITE", "c6", "i6"))
+    assert [line for _, _, line in sent] == ["SIP/2.0 503 Service Unavailable"]
+
+
 def test_a_retransmission_is_absorbed_not_shed(server):
     tr, _, receive = server()
     receive(request("INVITE", "c1", "i1"))          # taken while caught up: 100, relayed
-    tr.backlog = 0.9
+    tr.listeners[0].backlog = 0.9
     sent = receive(request("INVITE", "c1", "i1"))   # its retransmission: the 100 again
     assert [line for _, _, line in sent] == ["SIP/2.0 100 Trying"]
 
 
 def test_in_dialog_requests_and_options_go_on(server):
     tr, _, receive = server()
-    tr.backlog = 0.9
+    tr.listeners[0].backlog = 0.9
     reinvite = request("INVITE", "c3", "i3", to_tag="b1", cseq=2,
                        extra=("Route: <sip:127.0.0.1:5060;lr>",))
     assert "503" not in " ".join(line for _, _, line in receive(reinvite))
@@ -138,6 +156,6 @@ def test_in_dialog_requests_and_options_go_on(server):
 
 def test_shed_backlog_0_never_sheds(server):
     tr, _, receive = server('modparam("tm", "shed_backlog", 0)')
-    tr.backlog = 1.0
+    tr.listeners[0].backlog = 1.0
     sent = receive(request("INVITE", "c1", "i1"))
     assert [port for _, port, _ in sent] == [6001, 7000]
