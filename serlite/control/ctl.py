@@ -562,7 +562,7 @@ def _call(args, cmd, *params):
     except NotRunning as exc:
         raise CtlError(str(exc))
     except CommandFailed as exc:
-        raise CtlError(f"{cmd}: {exc}")
+        raise CtlError(str(exc))      # the server names the command already
 
 
 def _table(io, header, rows):

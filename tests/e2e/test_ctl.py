@@ -67,6 +67,7 @@ def test_reload_reports_a_broken_config(ser):
     out = ctl(server, "reload")
     assert out.returncode == 1
     assert "reload:" in out.stderr and f"{server.cfg.name}:" in out.stderr
+    assert out.stderr.startswith("ser-ctl: reload: ") and "reload: reload:" not in out.stderr
     assert ctl(server, "ping").stdout.strip() == "pong"        # the old config runs on
 
 
