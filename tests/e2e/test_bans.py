@@ -143,3 +143,32 @@ def test_scanner_user_agents_get_no_reply_phones_and_pbxes_do(ser, tmp_path):
         assert options("Asterisk PBX 20.5.0") == [407]
     # a scanner is dropped, not banned: the address is served again with another agent
     assert json.loads(ctl(h, "ban", "list", "--json"))["bans"] == []
+
+
+def test_a_spoofer_cannot_get_another_address_banned(ser, tmp_path):
+    # UDP source addresses are forged at will: an attacker asks for a nonce from its own
+    # address, then sends wrong answers with it under the address of the owner's phone (or
+    # provider).  It needs no reply.  Those failures must not ban the phone: a nonce answered
+    # from another address than the one it was given to is not checked (a new challenge), so
+    # it proves nothing and counts for nothing.  (127.0.0.3 plays the forged address.)
+    h = house(ser, tmp_path)
+    attacker = Caller(h.server, "100", GUESSER)
+    phone = Caller(h.server, "100", PHONE)
+    try:
+        first = attacker.ask(attacker.request())
+        assert first is not None and status_of(first) == 401
+        stolen = challenge_of(first)
+        for i in range(6):
+            creds = authorization(stolen, "100", f"wrong{i}", "REGISTER", phone.ruri, nc=1)
+            phone.peer.send(phone.request(creds), h.server.addr)
+        barrier(h.server.addr)
+        phone.peer.drain()
+        assert json.loads(ctl(h, "ban", "list", "--json"))["bans"] == []
+        assert phone.guess(USERS["100"]) == [401, 200]
+        # the nonce still works where it was given: the attacker's own wrong answers count
+        creds = authorization(stolen, "100", "wrong", "REGISTER", attacker.ruri, nc=1)
+        second = attacker.ask(attacker.request(creds))
+        assert second is not None and status_of(second) == 401
+    finally:
+        attacker.close()
+        phone.close()
