@@ -172,3 +172,24 @@ def test_a_spoofer_cannot_get_another_address_banned(ser, tmp_path):
     finally:
         attacker.close()
         phone.close()
+
+
+def test_ban_list_prints_no_terminal_control_characters_from_the_network(ser, tmp_path):
+    # The ban's user is the attacker's: a digest username with ESC sequences (a window title,
+    # a cleared screen, hidden lines) must not reach the owner's terminal through ser-ctl.
+    h = house(ser, tmp_path)
+    guesser = Caller(h.server, "100", GUESSER)
+    try:
+        evil = "\x1b]0;owned\x07\x1b[2J\x1b[8mx"
+        for i in range(5):
+            first = guesser.ask(guesser.request())
+            assert first is not None and status_of(first) == 401
+            creds = authorization(challenge_of(first), evil, f"w{i}", "REGISTER", guesser.ruri,
+                                  nc=1)
+            second = guesser.ask(guesser.request(creds))
+            assert second is not None and status_of(second) == 401
+        out = ctl(h, "ban", "list")
+        assert GUESSER in out
+        assert not [c for c in out if ord(c) < 32 and c != "\n"], repr(out)
+    finally:
+        guesser.close()
