@@ -15,9 +15,9 @@ file, registrations) are moved into the test's directory.
 Bounded: SIPVicious runs on a short range or word list with a 60 s limit, the guessers have a
 budget of guesses, the floods a count and FLOOD_SECONDS; the flood senders keep FLOOD_WINDOW
 requests in flight, so what is measured is the server (its memory, its tables, the LAN phone's
-answer), not the kernel dropping datagrams.  The module takes about 75 s on a 2-core machine
-(the 100 000-address flood 25 s of it, the slow guesser 12 s, svcrack 10 s).  Needs root,
-ip and nft (tests/run installs them and SIPVicious).
+answer), not the kernel dropping datagrams.  The module takes about 85 s on a 2-core machine
+(the 100 000-address flood, a nonce and a wrong answer from each, 31 s of it, the slow guesser
+12 s, svcrack 10 s).  Needs root, ip and nft (tests/run installs them and SIPVicious).
 """
 
 import json
