@@ -9,7 +9,9 @@ from one source address; a new connection must send within ``tcp_msg_data_timeou
 message must be whole ``tcp_msg_read_timeout`` s after its first byte, else the connection is
 closed; an idle one goes after ``tcp_connection_lifetime`` s.  When the table is full a new
 connection takes the place of one that has not yet delivered a whole message (from the address
-holding the most, the oldest first), so connections that only trickle cannot lock phones out.  Hands every complete message to ``on_message(data,
+holding the most, the oldest first), so connections that only trickle cannot lock phones out;
+when every one has, the least active one of the address holding the most (more than MAX_SHARE),
+so a few addresses that each sent one message cannot either.  Hands every complete message to ``on_message(data,
 source)`` and knows nothing of SIP beyond framing.
 """
 
@@ -109,6 +111,9 @@ def all_interface_specs(port):
     for ip, _, _ in netif.addresses():
         out += [("udp", ip, port), ("tcp", ip, port)]
     return out
+
+
+MAX_SHARE = 2       # connections of one address never evicted for a newcomer from another
 
 
 class TcpConnection:
@@ -265,7 +270,8 @@ class Transport:
                             f"(tcp_accept_iplimit), refusing one more")
                 sock.close()
                 continue
-            if len(self.connections) >= self.max_connections and not self._evict_one():
+            if len(self.connections) >= self.max_connections and \
+                    not self._evict_one(addr[0]):
                 log.limited("tcp-limit", log.WARN,
                             f"{listener.name}: {len(self.connections)} TCP connections open, "
                             f"refusing {addr[0]}:{addr[1]}")
@@ -301,10 +307,12 @@ class Transport:
             else:
                 del self._per_ip[conn.ip]
 
-    def _evict_one(self):
+    def _evict_one(self, newcomer):
         """The table is full: close the connection that has not yet delivered a whole message,
-        from the address holding the most connections, the oldest first.  False when every
-        connection has (those are phones: the newcomer is refused instead)."""
+        from the address holding the most connections, the oldest first; when every one has,
+        the least recently active of the address holding the most, if that is more than
+        MAX_SHARE and more than the ``newcomer``'s address would then hold.  False when there
+        is none (phones, or the newcomer's own: the newcomer is refused instead)."""
         per_ip = self._per_ip
         victim, worst = None, None
         for conn in self.connections.values():
@@ -313,11 +321,27 @@ class Transport:
             rank = (per_ip[conn.ip], -conn.opened)
             if worst is None or rank > worst:
                 victim, worst = conn, rank
+        why = "which has not sent a whole message"
+        if victim is None:
+            # Every one has: one message is cheap, so a few addresses holding
+            # tcp_accept_iplimit connections each would still lock everyone else out.  The
+            # address holding the most gives up its least recently active, if it holds more
+            # than MAX_SHARE (a phone holds one, two with one we opened to it) and more than
+            # the newcomer's would then (not one of its own for another of its own).
+            floor = max(MAX_SHARE, per_ip.get(newcomer, 0) + 1)
+            for conn in self.connections.values():
+                n = per_ip[conn.ip]
+                if n <= floor:
+                    continue
+                rank = (n, -conn.last)
+                if worst is None or rank > worst:
+                    victim, worst = conn, rank
+            why = f"the least active of {worst[0]} from its address" if victim else why
         if victim is None:
             return False
         log.limited(("tcp-evict", victim.ip), log.WARN,
                     f"TCP table full ({len(self.connections)}): closing {victim.ip}:{victim.port}, "
-                    f"which has not sent a whole message, for a new connection")
+                    f"{why}, for a new connection")
         self._close_conn(victim)
         return True
 
@@ -386,7 +410,7 @@ class Transport:
                 self.on_message(msg, source)
 
     def _connect(self, ip, port):
-        if len(self.connections) >= self.max_connections and not self._evict_one():
+        if len(self.connections) >= self.max_connections and not self._evict_one(ip):
             log.limited("tcp-limit-out", log.WARN, "too many TCP connections, cannot connect")
             return None
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET

@@ -566,8 +566,11 @@ def _call(args, cmd, *params):
 
 
 def _table(io, header, rows):
-    """Rows of strings as aligned columns."""
-    rows = [[str("" if c is None else c) for c in row] for row in rows]
+    """Rows of strings as aligned columns.  A character that does not print (ESC, BEL: text
+    from the network, e.g. a ban's user name, a phone's User-Agent) is shown as '?', so that
+    no one can drive the owner's terminal through ser-ctl."""
+    rows = [["".join(ch if ch.isprintable() else "?" for ch in str("" if c is None else c))
+             for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(header)]
     io.out("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())

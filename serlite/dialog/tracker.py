@@ -16,8 +16,14 @@ branch is left to its UAC (which ACKs and BYEs it, RFC 3261 13.2.2.4) and change
 Listeners are called as ``listener(dialog, old_state)`` after each change; a terminated
 dialog is no longer in the table when they see it.  Bounded: ``max_dialogs`` at once (a new
 INVITE past it is not tracked, and ``refused`` counts it), and no dialog lives longer than
-``max_lifetime``.  A dialog costs about 0.5 kB (its strings included).
+``max_lifetime``.  A dialog costs about 0.5 kB (its strings included): the strings come from
+the network, each could be 64 kB, so caller and callee are cut at ``SHOWN_MAX`` characters (as
+the call history keeps them), tags at ``ID_MAX``, and an INVITE whose Call-ID or From tag is
+longer than ``ID_MAX`` is not tracked (``refused``).
 """
+
+SHOWN_MAX = 200     # characters kept of the caller's and callee's URIs (store/calls.FIELD_MAX)
+ID_MAX = 256        # characters of a Call-ID or tag tracked at most (real ones are < 100)
 
 TRYING, EARLY, CONFIRMED, TERMINATED = "trying", "early", "confirmed", "terminated"
 STATES = (TRYING, EARLY, CONFIRMED, TERMINATED)
@@ -36,8 +42,8 @@ class Dialog:
         self.call_id = call_id
         self.from_tag = from_tag
         self.to_tag = None          # the tag of the 2xx that answered
-        self.caller = caller        # the From URI
-        self.callee = callee        # the To URI (what the caller dialled)
+        self.caller = caller[:SHOWN_MAX]        # the From URI
+        self.callee = callee[:SHOWN_MAX]        # the To URI (what the caller dialled)
         self.state = TRYING
         self.created = now
         self.early_at = None
@@ -106,10 +112,10 @@ class DialogTracker:
         """The confirmed call a request with these tags belongs to, sent by either side (the
         callee's requests have From and To swapped), or None."""
         dlg = self.dialogs.get((call_id, from_tag))
-        if dlg is not None and dlg.state == CONFIRMED and to_tag == dlg.to_tag:
+        if dlg is not None and dlg.state == CONFIRMED and _cut(to_tag) == dlg.to_tag:
             return dlg
         dlg = self.dialogs.get((call_id, to_tag))
-        if dlg is not None and dlg.state == CONFIRMED and from_tag == dlg.to_tag:
+        if dlg is not None and dlg.state == CONFIRMED and _cut(from_tag) == dlg.to_tag:
             return dlg
         return None
 
@@ -119,6 +125,9 @@ class DialogTracker:
         way with this key (a second INVITE of the same dialog ID changes nothing).  None when
         the table is full or the INVITE has no Call-ID / From tag to key it by."""
         if not call_id or not from_tag:
+            return None
+        if len(call_id) > ID_MAX or len(from_tag) > ID_MAX:
+            self.refused += 1           # see the module's docstring: memory per dialog
             return None
         key = (call_id, from_tag)
         dlg = self.dialogs.get(key)
@@ -137,6 +146,7 @@ class DialogTracker:
         state = dlg.state
         if state == CONFIRMED or state == TERMINATED or status <= 100:
             return
+        to_tag = _cut(to_tag)
         if status < 200:
             if state == TRYING:     # RFC 3261 12.1: early (the feed passes no tag here)
                 dlg.to_tag = to_tag
@@ -186,6 +196,10 @@ class DialogTracker:
     def active(self, now):
         """The calls going on, oldest first, as plain data."""
         return [d.as_dict(now) for d in sorted(self.dialogs.values(), key=lambda d: d.created)]
+
+
+def _cut(tag):
+    return tag[:ID_MAX] if tag is not None and len(tag) > ID_MAX else tag
 
 
 _BUSY = frozenset((486, 600, 603))          # busy here/everywhere, declined

@@ -173,9 +173,11 @@ class Auth(Module):
             return ERROR
         now = self.core.wall()
         nonce = p["nonce"]
-        state = digest.check_nonce(nonce, now, self.secret)
+        state = digest.check_nonce(nonce, now, self.secret, _source_ip(ctx))
         if state == digest.NONCE_BAD:
-            log.debug(f"auth: {p['username']!r}: not a nonce of ours")
+            # or one given to another address: its answer is not checked, so that forged
+            # sources cannot get an address banned (digest.py, the nonce); a new challenge
+            log.debug(f"auth: {p['username']!r}: not a nonce of ours for this address")
             return ERROR
         if not qop and digest.nonce_offered_qop(nonce):
             # RFC 2617 3.2.2: a client that got qop-options must answer with qop; without it
@@ -295,7 +297,7 @@ class Auth(Module):
         result = self.results.get(ctx)
         stale = result is not None and result.stale and result.realm == realm
         nonce = digest.make_nonce(self.nonce_expiry(self.core.wall()), self.secret,
-                                  os.urandom(6), qop)
+                                  os.urandom(6), qop, _source_ip(ctx))
         return digest.build_challenge(realm, nonce, qop, stale)
 
     def nonce_expiry(self, now):
@@ -363,6 +365,11 @@ class Auth(Module):
         if result.domain is not None and uri.host != result.domain.lower():
             return -1
         return 1
+
+
+def _source_ip(ctx):
+    """The address a nonce is made for and taken from ("" for a request of no source)."""
+    return ctx.source.ip if ctx.source is not None else ""
 
 
 def load_secret(path):

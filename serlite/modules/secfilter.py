@@ -111,8 +111,9 @@ class Secfilter(Module):
         kept = 0
         for ip, r in records.items():
             # wall -> monotonic; a clock that jumped (a router without RTC before NTP)
-            # cannot make a ban longer than ban_time_max from now
-            left = min(r["until"] - wall, self.table.ban_time_max)
+            # cannot make a ban last longer from now than it was made for (not ban_time_max:
+            # a manual ban may be longer, and a restart must not cut it)
+            left = min(r["until"] - wall, max(0.0, r["until"] - r["since"]))
             ban = table_mod.Ban(now + left, now - max(0.0, wall - r["since"]), r["reason"],
                                 r["failures"], r["user"], max(1, r["offences"]))
             kept += self.table.restore(ip, ban, now)

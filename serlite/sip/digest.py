@@ -222,8 +222,13 @@ def is_lhex(text, length):
 #   expiry =  8LHEX                 ; epoch second from which the nonce is stale
 #   flags  =  LHEX                  ; bit 0: the challenge offered qop="auth"
 #   salt   =  *(2LHEX)              ; random, so that two challenges never share a nonce
-#   mac    =  32LHEX                ; HMAC-SHA256(secret, expiry flags salt), first 16 octets
-# An attacker cannot make a nonce, nor move its expiry or its flags, without the secret.  The
+#   mac    =  32LHEX                ; HMAC-SHA256(secret, expiry flags salt [SP source]), first
+#                                   ; 16 octets; source: the address the challenge went to
+# An attacker cannot make a nonce, nor move its expiry or its flags, without the secret.  A
+# nonce made for a source is good from that address only: UDP sources are forged at will, and
+# a nonce asked for from one address and answered wrongly under another's would otherwise count
+# as that address's failed logins and get it banned (secfilter) without a reply ever reaching
+# the forger (Kamailio's auth_checks flag 16, source IP, does the same).  The
 # qop flag lets the server refuse an answer without qop to a challenge that offered it (a
 # downgrade to RFC 2069's replayable digest) without remembering its challenges.
 
@@ -232,16 +237,19 @@ _EXPIRY_LEN = 8
 _FLAG_QOP = 1
 
 
-def _mac(secret, body):
-    return hmac.new(_octets(secret), body.encode("ascii"), "sha256").hexdigest()[:_MAC_LEN]
+def _mac(secret, body, source=""):
+    text = f"{body} {source}" if source else body
+    return hmac.new(_octets(secret), text.encode("ascii", "replace"),
+                    "sha256").hexdigest()[:_MAC_LEN]
 
 
-def make_nonce(expiry, secret, salt=b"", qop=False):
+def make_nonce(expiry, secret, salt=b"", qop=False, source=""):
     """A nonce that ``check_nonce`` accepts until the epoch second ``expiry`` (an int);
     ``salt`` (bytes, e.g. 6 from ``os.urandom``) makes it unique; ``qop``: the challenge it
-    goes in offers qop (``nonce_offered_qop`` tells later)."""
+    goes in offers qop (``nonce_offered_qop`` tells later); ``source``: the address it is
+    sent to, the only one ``check_nonce`` then takes it from."""
     body = "%08x%x%s" % (int(expiry) & 0xFFFFFFFF, _FLAG_QOP if qop else 0, salt.hex())
-    return body + _mac(secret, body)
+    return body + _mac(secret, body, source)
 
 
 def nonce_offered_qop(nonce):
@@ -257,18 +265,18 @@ def nonce_expiry(nonce):
     return int(nonce[:_EXPIRY_LEN], 16)
 
 
-def check_nonce(nonce, now, secret):
+def check_nonce(nonce, now, secret, source=""):
     """``NONCE_OK`` for a nonce ``make_nonce`` made with ``secret`` whose expiry is after
     ``now``; ``NONCE_STALE`` for one of ours that has expired (RFC 2617 3.2.1 ``stale``: the
     client may retry with a new nonce without asking its user); ``NONCE_BAD`` for anything
-    else (made up, tampered with, made with another secret)."""
+    else (made up, tampered with, made with another secret or for another ``source``)."""
     expiry = nonce_expiry(nonce)
     if expiry is None:
         return NONCE_BAD
     if (len(nonce) - _EXPIRY_LEN - 1 - _MAC_LEN) % 2:
         return NONCE_BAD
     body, mac = nonce[:-_MAC_LEN], nonce[-_MAC_LEN:]
-    if not hmac.compare_digest(mac, _mac(secret, body)):
+    if not hmac.compare_digest(mac, _mac(secret, body, source)):
         return NONCE_BAD
     return NONCE_OK if now < expiry else NONCE_STALE
 

@@ -118,3 +118,21 @@ def test_an_unsubscribed_listener_hears_nothing(tracker):
     tracker.unsubscribe(listener)
     call(tracker)
     assert heard == []
+
+
+def test_strings_from_the_network_are_bounded_per_dialog():
+    # An account holder can keep 10 000 answered calls (max_dialogs) for 12 h by calling a
+    # URI of its own that answers; each From/To/Call-ID/tag may be ~64 kB long: 10 000 x
+    # 4 x 64 kB would be 2.5 GB on a 128 MB router.  Shown URIs are cut (as in the history),
+    # an overlong Call-ID or tag is not tracked, a long To tag still matches the BYE.
+    t = DialogTracker(max_lifetime=3600, max_dialogs=10)
+    huge = "x" * 60000
+    dlg = t.invite("c1", "a1", "sip:100@" + huge, "sip:101@" + huge, 1.0)
+    assert len(dlg.caller) <= 200 and len(dlg.callee) <= 200
+    t.response(dlg, 200, "OK", "b" + huge, 2.0)
+    assert len(dlg.to_tag) <= 256
+    assert t.in_dialog("c1", "a1", "b" + huge) is dlg
+    assert t.in_dialog("c1", "b" + huge, "a1") is dlg
+    assert t.invite(huge, "a2", "sip:1@h", "sip:2@h", 3.0) is None
+    assert t.invite("c3", huge, "sip:1@h", "sip:2@h", 3.0) is None
+    assert t.refused == 2 and len(t) == 1

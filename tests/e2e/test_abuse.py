@@ -232,6 +232,31 @@ def test_slowloris_from_many_addresses_does_not_lock_out_a_phone(ser):
             s.close()
 
 
+def test_connections_that_each_sent_one_message_do_not_lock_out_a_phone(ser):
+    # The slowloris above, one step on: 8 addresses x 32 connections (tcp_accept_iplimit)
+    # fill the 256, each sends one whole OPTIONS (then would send a CRLF keep-alive now and
+    # then): no connection is left that "has not delivered a message", so the newcomer was
+    # refused.  The address holding the most connections gives up its least recently active.
+    server = ser(SEED)
+    attackers = []
+    try:
+        for i in range(256):
+            s = tcp_from(f"127.0.0.{2 + i % 8}", server.addr)
+            host, port = s.getsockname()
+            uri = f"sip:ping@{sipnet.hostport(*server.addr)}"
+            s.sendall(make_request("OPTIONS", uri, via=(host, port), to=uri, transport="TCP"))
+            attackers.append(s)
+        # every one answered: each has delivered its message (404: no user ping)
+        for s in attackers:
+            assert select.select([s], [], [], 3)[0], "an attacker's OPTIONS got no answer"
+            assert status_of(s.recv(65536)) == 404
+        assert phone_options(server, "127.0.0.200") == 404
+        assert phone_options(server, "127.0.0.201") == 404
+    finally:
+        for s in attackers:
+            s.close()
+
+
 def test_connections_per_address_are_capped(ser):
     server = ser(seed_with("tcp_accept_iplimit=8"))
     mine = [tcp_from("127.0.0.7", server.addr) for _ in range(12)]

@@ -143,3 +143,53 @@ def test_scanner_user_agents_get_no_reply_phones_and_pbxes_do(ser, tmp_path):
         assert options("Asterisk PBX 20.5.0") == [407]
     # a scanner is dropped, not banned: the address is served again with another agent
     assert json.loads(ctl(h, "ban", "list", "--json"))["bans"] == []
+
+
+def test_a_spoofer_cannot_get_another_address_banned(ser, tmp_path):
+    # UDP source addresses are forged at will: an attacker asks for a nonce from its own
+    # address, then sends wrong answers with it under the address of the owner's phone (or
+    # provider).  It needs no reply.  Those failures must not ban the phone: a nonce answered
+    # from another address than the one it was given to is not checked (a new challenge), so
+    # it proves nothing and counts for nothing.  (127.0.0.3 plays the forged address.)
+    h = house(ser, tmp_path)
+    attacker = Caller(h.server, "100", GUESSER)
+    phone = Caller(h.server, "100", PHONE)
+    try:
+        first = attacker.ask(attacker.request())
+        assert first is not None and status_of(first) == 401
+        stolen = challenge_of(first)
+        for i in range(6):
+            creds = authorization(stolen, "100", f"wrong{i}", "REGISTER", phone.ruri, nc=1)
+            phone.peer.send(phone.request(creds), h.server.addr)
+        barrier(h.server.addr)
+        phone.peer.drain()
+        assert json.loads(ctl(h, "ban", "list", "--json"))["bans"] == []
+        assert phone.guess(USERS["100"]) == [401, 200]
+        # the nonce still works where it was given: the attacker's own wrong answers count
+        creds = authorization(stolen, "100", "wrong", "REGISTER", attacker.ruri, nc=1)
+        second = attacker.ask(attacker.request(creds))
+        assert second is not None and status_of(second) == 401
+    finally:
+        attacker.close()
+        phone.close()
+
+
+def test_ban_list_prints_no_terminal_control_characters_from_the_network(ser, tmp_path):
+    # The ban's user is the attacker's: a digest username with ESC sequences (a window title,
+    # a cleared screen, hidden lines) must not reach the owner's terminal through ser-ctl.
+    h = house(ser, tmp_path)
+    guesser = Caller(h.server, "100", GUESSER)
+    try:
+        evil = "\x1b]0;owned\x07\x1b[2J\x1b[8mx"
+        for i in range(5):
+            first = guesser.ask(guesser.request())
+            assert first is not None and status_of(first) == 401
+            creds = authorization(challenge_of(first), evil, f"w{i}", "REGISTER", guesser.ruri,
+                                  nc=1)
+            second = guesser.ask(guesser.request(creds))
+            assert second is not None and status_of(second) == 401
+        out = ctl(h, "ban", "list")
+        assert GUESSER in out
+        assert not [c for c in out if ord(c) < 32 and c != "\n"], repr(out)
+    finally:
+        guesser.close()

@@ -152,7 +152,25 @@ def test_no_credentials_false_then_401_challenge(srv):
     ch = srv.sent_challenge()
     assert ch["realm"] == "home" and ch["qop"] == "auth" and ch["algorithm"] == "MD5"
     assert "stale" not in ch
-    assert digest.check_nonce(ch["nonce"], srv.core.now, srv.auth.secret) == "ok"
+    assert digest.check_nonce(ch["nonce"], srv.core.now, srv.auth.secret, "10.0.0.2") == "ok"
+
+
+def test_a_nonce_answered_from_another_address_is_not_checked_nor_a_failure(srv):
+    # UDP sources are forged: a nonce given to 10.0.0.2 and answered wrongly "from" 10.0.0.3
+    # must not count as 10.0.0.3's failed login (secfilter would ban it); not even the right
+    # password is taken with it (a new challenge), from 10.0.0.2 it is
+    failures = []
+    srv.auth.listen_failures(lambda ip, user, known: failures.append(ip))
+    ch = srv.challenge()
+    for password in ("wrong", "secret"):
+        ctx = srv.ctx(headers=[creds(ch, "alice", password)])
+        ctx.source = Source("udp", "10.0.0.3", 5060)
+        assert srv.authorize(ctx) == auth_mod.ERROR
+    assert failures == []
+    assert srv.authorize(srv.ctx(headers=[creds(ch, "alice", "wrong")])) == \
+        auth_mod.INVALID_PASSWORD
+    assert failures == ["10.0.0.2"]
+    assert srv.authorize(srv.ctx(headers=[creds(ch, "alice", "secret")])) == auth_mod.AUTHORIZED
 
 
 def test_realm_defaults_to_to_host_for_register_from_host_otherwise(srv):

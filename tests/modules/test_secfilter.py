@@ -237,6 +237,23 @@ def test_bans_survive_a_restart_and_a_torn_line(tmp_path):
     assert r.request("192.0.2.9") == UNAUTH and r.request(GUESSER) is None
 
 
+def test_a_manual_ban_longer_than_ban_time_max_keeps_its_length_across_a_restart(tmp_path):
+    # ser-ctl ban add ADDR 604800 (a week; up to a year is allowed): a reboot or kill -9 must
+    # not cut it to ban_time_max (a day); a clock that jumped still cannot lengthen it
+    bans = tmp_path / "bans"
+    r = Router(tmp_path, f'modparam("secfilter", "ban_file", "{bans}")')
+    assert r.sec.ban_add("192.0.2.9", 7 * 86400)["expires_in"] == 7 * 86400
+    r.clock += 100
+    r.start()
+    (row,) = r.sec.rows()["bans"]
+    assert row["expires_in"] == 7 * 86400 - 100
+    assert r.request("192.0.2.9") is None
+    r.clock -= 10 ** 6          # the wall clock set back by 11 days (no RTC, before NTP)
+    r.start()
+    (row,) = r.sec.rows()["bans"]
+    assert row["expires_in"] == 7 * 86400
+
+
 def test_ban_file_written_at_most_once_a_second_under_a_flood(tmp_path):
     bans = tmp_path / "bans"
     r = Router(tmp_path, f'modparam("secfilter", "ban_file", "{bans}")')
