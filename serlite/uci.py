@@ -454,6 +454,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         f'modparam("usrloc", "db_url", "{s.location_db}")',
         'modparam("registrar", "max_expires", 3600)',
         'modparam("rr", "enable_full_rr", 1)',
+        "# requests inside a call follow only a route set we signed (a To tag is easy to forge)",
+        'modparam("rr", "sign_routes", 1)',
         "# the accounts: the user sections of /etc/config/ser (ser-ctl user ...), as HA1 only",
         f'modparam("auth_db", "db_url", "{user_db}")',
         f'modparam("auth", "secret_file", "{SECRET_FILE}")',

@@ -1,10 +1,25 @@
 """rr: record-routing (RFC 3261 16.4, 16.6 step 4): ``record_route``, ``record_route_preset``,
-``loose_route`` (with strict-router compatibility, RFC 3261 16.4)."""
+``loose_route`` (with strict-router compatibility, RFC 3261 16.4).
 
+``sign_routes`` (serlite's; Kamailio has no such parameter): every Record-Route we add carries
+``;sig=``, a MAC of the Call-ID under the auth module's nonce secret, and ``loose_route()``
+follows a route set whose top entry is ours only when that MAC is right.  A To tag and our own
+address in a Route are easy to forge (``Route: <sip:ROUTER;lr>,<sip:GATEWAY;lr>`` with a made-up
+To tag would walk an INVITE past the logins to a gateway); a signature is not, and it needs no
+state, so dialogs outlive a restart.  Both directions of a dialog share the Call-ID, and the
+Route value is the Record-Route value we wrote, so the check holds for either side.
+"""
+
+import hashlib
+import hmac
+import os
+
+from .. import log
 from .export import BRANCH_ROUTE, FAILURE_ROUTE, REQUEST_ROUTE, Function, Module, ModuleSpec, \
     Param
 
 PRELOADED = -3      # loose_route: the next hop comes from a route set we did not record
+SIG_HEX = 16        # 64 bits of HMAC-SHA256: a forger gets one try per request
 
 
 class Rr(Module):
@@ -15,12 +30,42 @@ class Rr(Module):
         self._lr = ";lr=on" if params["enable_full_rr"] else ";lr"
         self._append_fromtag = bool(params["append_fromtag"])
         self._prefixes = {}     # Listener -> "Record-Route: <sip:host:port;transport=..;lr"
+        self._sign = bool(params["sign_routes"])
+        self._key = None        # the auth module's secret, taken at first use
+
+    def _signature(self, msg):
+        """``;sig=`` + the MAC of the request's Call-ID (empty when routes are not signed)."""
+        if not self._sign:
+            return ""
+        key = self._key
+        if key is None:
+            auth = self.core.module("auth")
+            key = getattr(auth, "secret", None)
+            if not key:
+                # no auth module: a key for this run only (dialogs then end with a restart)
+                log.notice("rr: sign_routes without the auth module's secret: a key for this "
+                           "run only")
+                key = os.urandom(32)
+            self._key = key
+        mac = hmac.new(key, (msg.call_id or "").encode("utf-8", "surrogateescape"),
+                       hashlib.sha256).hexdigest()[:SIG_HEX]
+        return ";sig=" + mac
+
+    def _signed(self, msg, uri):
+        """True when ``uri`` (one of our Route entries) carries the right signature, or routes
+        are not signed."""
+        if not self._sign:
+            return True
+        given = uri.param("sig")
+        return given is not None and hmac.compare_digest(
+            given, self._signature(msg)[len(";sig="):])
 
     def _ftag(self, ctx):
+        sig = self._signature(ctx.msg)
         if not self._append_fromtag:
-            return ""
+            return sig
         tag = ctx.msg.from_.tag
-        return f";ftag={tag}" if tag else ""
+        return (f";ftag={tag}" if tag else "") + sig
 
     def record_route(self, ctx):
         local = ctx.source.local
@@ -39,6 +84,8 @@ class Rr(Module):
             tag = msg.from_.tag
             if tag:
                 prefix = prefix + ";ftag=" + tag
+        if self._sign:
+            prefix += self._signature(msg)      # hex digits: as safe as the rest of the line
         msg.add_trusted_line("record-route", prefix + ">", True)
         return 1
 
@@ -53,7 +100,9 @@ class Rr(Module):
         (an outbound proxy, or a gateway someone wants to reach through us): it still decides
         the next hop when the request is relayed, but the answer is false (-3, Kamailio's
         RR_PRELOADED), so that ``if (has_totag()) { if (loose_route()) t_relay(); }`` never
-        relays a request with a forged To tag straight to a gateway without credentials."""
+        relays a request with a forged To tag straight to a gateway without credentials.
+        With ``sign_routes``, an entry of ours without the right signature (a made-up
+        ``Route: <sip:ROUTER;lr>,<sip:GATEWAY;lr>``) is false too (-1), and left in place."""
         msg = ctx.msg
         routes = msg.routes         # parsed once, cached on the lines: next_hop reads them too
         if not routes:
@@ -63,12 +112,16 @@ class Rr(Module):
         # RFC 3261 16.4: the previous hop was a strict router, so the R-URI holds our own
         # Record-Route value: the real target is the last Route entry.
         if ruri is not None and ruri.user is None and core.is_myself(ruri.host, ruri.port):
+            if not self._signed(msg, ruri):
+                return -1
             ctx.set_ruri(routes[-1].uri_text)
             _remove_last_route(msg)
             return 1
         first = routes[0].uri
         if not core.is_myself(first.host, first.port):
             return PRELOADED
+        if not self._signed(msg, first):
+            return -1
         msg.remove_first_value("Route")
         # our own second entry when we record-routed twice (transport change)
         if len(routes) > 1:
@@ -100,6 +153,9 @@ EXPORTS = ModuleSpec(
     ),
     params={
         "enable_full_rr": Param(int, 0, "write ;lr=on instead of ;lr", min=0, max=1),
+        "sign_routes": Param(int, 0, "1: our Record-Route carries ;sig= (a MAC of the Call-ID "
+                             "under auth's secret) and loose_route follows only signed ones "
+                             "(serlite's)", min=0, max=1),
         "append_fromtag": Param(int, 1, "add ;ftag= with the From tag", min=0, max=1),
     },
 )

@@ -243,22 +243,37 @@ def test_a_phone_calls_as_itself_only(ser, tmp_path):
     assert results == {"bob": 403, "alice": 486}
 
 
-def test_in_dialog_bye_follows_its_route_set(ser, tmp_path):
-    # A BYE of a dialog this proxy record-routed: To tag, Route = the proxy; no credentials.
+def test_a_forged_route_set_of_ours_is_challenged_like_a_new_request(ser, tmp_path):
+    # A made-up To tag and our own address on top of the Route (unsigned), then a gateway:
+    # the route set is not one we recorded (sign_routes: no ;sig= of this Call-ID), so
+    # loose_route() is false and the request needs a password; neither the "gateway" nor the
+    # phone named in the Request-URI hears of it.  Also the strict-router form (the
+    # Request-URI is the router, the gateway the last Route).  The genuine in-dialog BYE of a
+    # recorded call passes without credentials: test_a_call_in_progress_goes_on_...
     house = House(ser, tmp_path)
     server = house.server
-    with UdpPeer() as callee, UdpPeer() as caller:
+    me = sipnet.hostport(*server.addr)
+    with UdpPeer() as gateway, UdpPeer() as callee, UdpPeer() as caller:
+        gw = sipnet.hostport(*gateway.sock.getsockname())
         target = f"sip:bob@{callee.host}:{callee.port}"
-        bye = make_request("BYE", target, via=(caller.host, caller.port),
-                           to=f"sip:bob@{sipnet.hostport(*server.addr)}", headers=[
-                               f"Route: <sip:{sipnet.hostport(*server.addr)};lr=on>"])
-        bye = bye.replace(b"\r\nTo: <sip:bob@" + sipnet.hostport(*server.addr).encode() + b">",
-                          b"\r\nTo: <sip:bob@" + sipnet.hostport(*server.addr).encode()
-                          + b">;tag=callee1", 1)
-        assert b";tag=callee1" in bye
-        caller.send(bye, server.addr)
-        got = callee.recv_until(sipnet.is_request("BYE"), 3)
-    assert got and sipnet.is_request("BYE")(got[-1]), got
+        forged = {
+            "ours then a gateway": ("INVITE", target, [f"Route: <sip:{me};lr=on>",
+                                                      f"Route: <sip:{gw};lr>"]),
+            "ours, a wrong signature": ("BYE", target, [f"Route: <sip:{me};lr=on;sig=0123456789abcdef>"]),
+            "strict router": ("INVITE", f"sip:{me}", [f"Route: <sip:{gw}>"]),
+        }
+        for name, (method, ruri, routes) in forged.items():
+            req = make_request(method, ruri, via=(caller.host, caller.port),
+                               to=f"sip:bob@{me}", from_=f"sip:alice@{me}", headers=routes)
+            req = req.replace(b"\r\nTo: <sip:bob@" + me.encode() + b">",
+                              b"\r\nTo: <sip:bob@" + me.encode() + b">;tag=forged2", 1)
+            assert b";tag=forged2" in req
+            caller.send(req, server.addr)
+            finals = [m for m in caller.recv_until(is_final, 3) if is_final(m)]
+            assert finals and status_of(finals[0]) == 407, (name, finals)
+        barrier(server.addr)
+        assert gateway.drain() == [], "a forged route set reached the gateway"
+        assert callee.drain() == [], "a forged in-dialog request reached the phone"
 
 
 # --- one account list, changed live -------------------------------------------------------
