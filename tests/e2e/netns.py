@@ -9,6 +9,15 @@ machine is touched, and nothing is ever routed to a real network):
        |      ip_forward=1, nftables masquerade on wan (as OpenWrt's firewall4 does)
     lan       192.168.77.2/24, default route via 192.168.77.1
 
+``Net(phones=True)`` adds what calls between homes need (tests/e2e/test_audio.py):
+
+    lan       a second LAN phone, 192.168.77.3
+    internet  a WAN phone, 192.0.2.10 (public, no NAT); forwards to the second home
+       |      uplink2 203.0.113.1/24 (RFC 5737 TEST-NET-3)
+    home2     another house's router: wan 203.0.113.2/24 (default via 203.0.113.1),
+       |      lan 192.168.1.1/24, nftables masquerade on wan
+    home2lan  the phone behind that NAT, 192.168.1.2/24, default route via 192.168.1.1
+
 serlite runs in the router namespace as the init script runs it (``python3 -m serlite.uci``
 on a UCI file, then the server on the generated config, listening on the LAN and WAN
 addresses).  Attackers run in the internet namespace (``ip netns exec``), and the test's own
@@ -39,6 +48,13 @@ FLOOD_NET = "198.18.0.0/15"     # RFC 2544 benchmarking range: 131072 sources fo
 ROUTER_LAN = "192.168.77.1"
 LAN_PHONE = "192.168.77.2"
 LAN_NET = "192.168.77.0/24"
+LAN_PHONE2 = "192.168.77.3"     # Net(phones=True): the second phone of the house
+WAN_PHONE = "192.0.2.10"        # ... a phone on the Internet, not behind any NAT
+HOME2_GATEWAY = "203.0.113.1"   # ... the Internet's side of the second home's uplink
+HOME2_WAN = "203.0.113.2"       # ... the second home's router: its public address
+HOME2_LAN = "192.168.1.1"       # ... and its LAN address
+HOME2_NET = "192.168.1.0/24"
+HOME2_PHONE = "192.168.1.2"     # ... the phone behind the second home's NAT
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -94,12 +110,15 @@ def _kill_inside(ns):
 class Net:
     """The three namespaces and their links; ``close()`` removes them all (idempotent)."""
 
-    def __init__(self, pool_size=12):
+    def __init__(self, pool_size=12, phones=False):
         self.leftovers = remove_leftovers()
         self.run_id = f"{NS_PREFIX}{os.getpid()}x{secrets.token_hex(2)}"
         self.router = f"{self.run_id}-router"
         self.internet = f"{self.run_id}-internet"
         self.lan = f"{self.run_id}-lan"
+        self.phones = phones
+        self.home2 = f"{self.run_id}-home2" if phones else None
+        self.home2lan = f"{self.run_id}-home2lan" if phones else None
         self.pool = [f"{POOL}.{i}" for i in range(1, pool_size + 1)]
         self.made = []
         try:
@@ -145,6 +164,38 @@ class Net:
             f"    oifname \"wan\" ip saddr {LAN_NET} masquerade\n  }}\n"
             "  chain sip_in { type filter hook input priority filter; policy accept;\n"
             "    iifname \"wan\" udp dport 5060 counter name wan_sip\n  }\n"
+            "}\n"))
+        if self.phones:
+            self._build_phones()
+
+    def _build_phones(self):
+        """The second LAN phone, the WAN phone, and a second home behind its own NAT."""
+        self._ip(self.lan, "addr", "add", f"{LAN_PHONE2}/24", "dev", "eth0")
+        self._ip(self.internet, "addr", "add", f"{WAN_PHONE}/24", "dev", "uplink")
+        for ns in (self.home2, self.home2lan):
+            run("ip", "netns", "add", ns)
+            self.made.append(ns)
+            self._ip(ns, "link", "set", "lo", "up")
+        run("ip", "link", "add", "uplink2", "netns", self.internet, "type", "veth",
+            "peer", "name", "wan", "netns", self.home2)
+        run("ip", "link", "add", "lan", "netns", self.home2, "type", "veth",
+            "peer", "name", "eth0", "netns", self.home2lan)
+        self._ip(self.internet, "addr", "add", f"{HOME2_GATEWAY}/24", "dev", "uplink2")
+        self._ip(self.home2, "addr", "add", f"{HOME2_WAN}/24", "dev", "wan")
+        self._ip(self.home2, "addr", "add", f"{HOME2_LAN}/24", "dev", "lan")
+        self._ip(self.home2lan, "addr", "add", f"{HOME2_PHONE}/24", "dev", "eth0")
+        for ns, dev in ((self.internet, "uplink2"), (self.home2, "wan"), (self.home2, "lan"),
+                        (self.home2lan, "eth0")):
+            self._ip(ns, "link", "set", dev, "up")
+        self._ip(self.home2, "route", "add", "default", "via", HOME2_GATEWAY)
+        self._ip(self.home2lan, "route", "add", "default", "via", HOME2_LAN)
+        # the Internet carries packets between the two homes' public addresses
+        run("ip", "netns", "exec", self.internet, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        run("ip", "netns", "exec", self.home2, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        run("ip", "netns", "exec", self.home2, "nft", "-f", "-", input=(
+            "table inet fw4 {\n"
+            "  chain srcnat { type nat hook postrouting priority srcnat; policy accept;\n"
+            f"    oifname \"wan\" ip saddr {HOME2_NET} masquerade\n  }}\n"
             "}\n"))
 
     def wan_sip_packets(self):
