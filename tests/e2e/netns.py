@@ -107,6 +107,37 @@ def _kill_inside(ns):
             os.kill(int(word), 9)
 
 
+def udp_sockets(pid):
+    """The local addresses ("ip:port") of the UDP sockets process ``pid`` holds, as its own
+    namespace sees them: the inodes of its socket fds found in its /proc/PID/net/udp{,6}.
+    (A relay's sockets are counted this way: after BYE they must be gone.)"""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("udp", "udp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[9] in inodes:
+                    found.append(_proc_address(fields[1]))
+    return sorted(found)
+
+
+def _proc_address(text):
+    """/proc/net/udp's "0100A8C0:13C4" as "192.168.0.1:5060" (IPv6 as hex words)."""
+    hexip, hexport = text.split(":")
+    port = int(hexport, 16)
+    if len(hexip) == 8:
+        return f"{'.'.join(str(b) for b in bytes.fromhex(hexip)[::-1])}:{port}"
+    words = [bytes.fromhex(hexip[i:i + 8])[::-1].hex() for i in range(0, 32, 8)]
+    return f"[{''.join(words)}]:{port}"
+
+
 class Net:
     """The three namespaces and their links; ``close()`` removes them all (idempotent)."""
 

@@ -186,9 +186,10 @@ def phones(request, net, router, tmp_path):
         phone.stop()
 
 
-def call(caller, callee, seconds=CALL_SECONDS):
-    """caller dials callee's extension; callee answers by itself; ``seconds`` of audio; the
-    caller hangs up.  Both phones are stopped (their recordings closed) before this returns."""
+def call(caller, callee, seconds=CALL_SECONDS, during=None):
+    """caller dials callee's extension; callee answers by itself; ``seconds`` of audio (then
+    ``during()`` is called, the call still up); the caller hangs up.  Both phones are stopped
+    (their recordings closed) before this returns."""
     caller.command("dial", callee.user)
     try:
         callee.wait_event("CALL_ESTABLISHED", timeout=SETUP_SECONDS)
@@ -196,6 +197,8 @@ def call(caller, callee, seconds=CALL_SECONDS):
         raise NotConnected(str(e)) from None
     caller.wait_event("CALL_ESTABLISHED")
     time.sleep(seconds)             # the call itself: audio flows for this long
+    if during is not None:
+        during()
     caller.command("hangup")
     callee.wait_event("CALL_CLOSED")
     for phone in (caller, callee):
@@ -241,10 +244,15 @@ def test_tone_analysis_says_which_tone_and_for_how_long(tmp_path):
 
 # --- calls ---------------------------------------------------------------------------------
 
-def test_lan_phone_calls_lan_phone_and_both_hear_each_other(phones):
-    """Direct media on the LAN, signalling through serlite: no relay needed, works today."""
+def test_lan_phone_calls_lan_phone_and_both_hear_each_other(phones, router):
+    """Direct media on the LAN, signalling through serlite: no relay needed, works today, and
+    the router opens no socket for it (issue 14: LAN-to-LAN calls keep direct media)."""
+    listeners = netns.udp_sockets(router.pid)
+    assert listeners == sorted([f"{ROUTER_LAN}:5060", f"{ROUTER_WAN}:5060"]), listeners
     caller, callee = phones("lan", "lan2")
-    call(caller, callee)
+    during = []
+    call(caller, callee, during=lambda: during.extend(netns.udp_sockets(router.pid)))
+    assert during == listeners
     hearings = assert_hear_each_other(caller, callee)
     assert all(h.recorded >= CALL_SECONDS * HEARD_SHARE for h in hearings.values()), hearings
 
