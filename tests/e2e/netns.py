@@ -11,7 +11,8 @@ machine is touched, and nothing is ever routed to a real network):
 
 ``Net(phones=True)`` adds what calls between homes need (tests/e2e/test_audio.py):
 
-    lan       a second LAN phone, 192.168.77.3
+    router    br-lan (a bridge, as OpenWrt's) holds 192.168.77.1; its ports: lan, lan2
+    lan2      a second LAN phone, 192.168.77.3/24, default route via 192.168.77.1
     internet  a WAN phone, 192.0.2.10 (public, no NAT); forwards to the second home
        |      uplink2 203.0.113.1/24 (RFC 5737 TEST-NET-3)
     home2     another house's router: wan 203.0.113.2/24 (default via 203.0.113.1),
@@ -48,7 +49,7 @@ FLOOD_NET = "198.18.0.0/15"     # RFC 2544 benchmarking range: 131072 sources fo
 ROUTER_LAN = "192.168.77.1"
 LAN_PHONE = "192.168.77.2"
 LAN_NET = "192.168.77.0/24"
-LAN_PHONE2 = "192.168.77.3"     # Net(phones=True): the second phone of the house
+LAN_PHONE2 = "192.168.77.3"     # Net(phones=True): the second phone of the house (lan2)
 WAN_PHONE = "192.0.2.10"        # ... a phone on the Internet, not behind any NAT
 HOME2_GATEWAY = "203.0.113.1"   # ... the Internet's side of the second home's uplink
 HOME2_WAN = "203.0.113.2"       # ... the second home's router: its public address
@@ -148,6 +149,7 @@ class Net:
         self.internet = f"{self.run_id}-internet"
         self.lan = f"{self.run_id}-lan"
         self.phones = phones
+        self.lan2 = f"{self.run_id}-lan2" if phones else None
         self.home2 = f"{self.run_id}-home2" if phones else None
         self.home2lan = f"{self.run_id}-home2lan" if phones else None
         self.pool = [f"{POOL}.{i}" for i in range(1, pool_size + 1)]
@@ -173,7 +175,13 @@ class Net:
         run("ip", "link", "add", "lan", "netns", self.router, "type", "veth",
             "peer", "name", "eth0", "netns", self.lan)
         self._ip(self.router, "addr", "add", f"{ROUTER_WAN}/24", "dev", "wan")
-        self._ip(self.router, "addr", "add", f"{ROUTER_LAN}/24", "dev", "lan")
+        if self.phones:
+            # OpenWrt's br-lan: the LAN phones are ports of a bridge that holds the address
+            self._ip(self.router, "link", "add", "br-lan", "type", "bridge")
+            self._ip(self.router, "link", "set", "lan", "master", "br-lan")
+            self._ip(self.router, "link", "set", "br-lan", "up")
+        self._ip(self.router, "addr", "add", f"{ROUTER_LAN}/24",
+                 "dev", "br-lan" if self.phones else "lan")
         self._ip(self.internet, "addr", "add", f"{INTERNET}/24", "dev", "uplink")
         for address in self.pool:
             self._ip(self.internet, "addr", "add", f"{address}/24", "dev", "uplink")
@@ -201,12 +209,20 @@ class Net:
 
     def _build_phones(self):
         """The second LAN phone, the WAN phone, and a second home behind its own NAT."""
-        self._ip(self.lan, "addr", "add", f"{LAN_PHONE2}/24", "dev", "eth0")
         self._ip(self.internet, "addr", "add", f"{WAN_PHONE}/24", "dev", "uplink")
-        for ns in (self.home2, self.home2lan):
+        for ns in (self.lan2, self.home2, self.home2lan):
             run("ip", "netns", "add", ns)
             self.made.append(ns)
             self._ip(ns, "link", "set", "lo", "up")
+        # the second LAN phone has a namespace of its own (two phones in one namespace talk
+        # over its loopback, from whichever of its addresses the kernel picks)
+        run("ip", "link", "add", "lan2", "netns", self.router, "type", "veth",
+            "peer", "name", "eth0", "netns", self.lan2)
+        self._ip(self.router, "link", "set", "lan2", "master", "br-lan")
+        self._ip(self.lan2, "addr", "add", f"{LAN_PHONE2}/24", "dev", "eth0")
+        self._ip(self.router, "link", "set", "lan2", "up")
+        self._ip(self.lan2, "link", "set", "eth0", "up")
+        self._ip(self.lan2, "route", "add", "default", "via", ROUTER_LAN)
         run("ip", "link", "add", "uplink2", "netns", self.internet, "type", "veth",
             "peer", "name", "wan", "netns", self.home2)
         run("ip", "link", "add", "lan", "netns", self.home2, "type", "veth",

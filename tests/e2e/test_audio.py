@@ -2,7 +2,7 @@
 and recording what it hears, call each other through serlite on the router.
 
 The topology is tests/e2e/netns.py's ``Net(phones=True)``: two phones on the house's LAN
-(192.168.77.2 and .3), the router (serlite on the UCI-generated config, ``wan_open 1``, one
+(192.168.77.2 and .3, each in its own namespace, on the router's br-lan), the router (serlite on the UCI-generated config, ``wan_open 1``, one
 ``config user`` per phone, an nftables masquerade on its WAN as OpenWrt's firewall4 does), a
 phone on the Internet (192.0.2.10, no NAT) and a phone behind a second home's NAT (192.168.1.2
 behind 203.0.113.2).  Every phone registers to the router (the LAN phones at its LAN address,
@@ -76,7 +76,7 @@ def invite_from_lan_socket(*case):
 # router address it registers to.
 PLACES = {
     "lan": ("lan", LAN_PHONE, USER, ROUTER_LAN),
-    "lan2": ("lan", LAN_PHONE2, "101", ROUTER_LAN),
+    "lan2": ("lan2", LAN_PHONE2, "101", ROUTER_LAN),
     "wan": ("internet", WAN_PHONE, "200", ROUTER_WAN),
     "home2": ("home2lan", HOME2_PHONE, "300", ROUTER_WAN),
 }
@@ -274,3 +274,4 @@ def test_a_call_across_the_routers_nat_is_heard_both_ways(phones, caller, callee
     by_place = dict(zip((caller, callee), phones(caller, callee)))
     call(by_place[caller], by_place[callee])
     assert_hear_each_other(by_place[caller], by_place[callee])
+
