@@ -83,3 +83,15 @@ def test_idle_after_silence():
     assert not s.idle(209.0, 60) and s.idle(210.0, 60)
     d = s.as_dict(210.0)
     assert d["from_caller"] == {"packets": 1, "bytes": 10} and d["silent"] == 60.0
+
+
+def test_with_the_sip_source_address_only_that_address_latches():
+    s = _session()
+    s.learn(CALLEE, sdp.streams(CALLEE_SDP))
+    s.learn(CALLER, sdp.streams(CALLER_SDP), source_ip="203.0.113.77")
+    # a stranger who guessed the port, before the phone's first packet: not latched
+    assert s.relay(0, CALLER, RTP, ("192.0.2.66", 1234), 10, 1.0) is None
+    assert s.streams[0][CALLER].stray == 1 and not s.streams[0][CALLER].latched[RTP]
+    # the phone, from another port than its SDP's (its NAT's): latched
+    assert s.relay(0, CALLER, RTP, ("203.0.113.77", 31000), 10, 1.0) == ("198.51.100.9", 6000)
+    assert s.relay(0, CALLEE, RTP, ("198.51.100.9", 6000), 10, 1.0) == ("203.0.113.77", 31000)
