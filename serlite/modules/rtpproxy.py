@@ -86,6 +86,7 @@ class Rtpproxy(Module):
                              f"rtp_port_max {params['rtp_port_max']}")
         self.relay = None
         self.tracker = None
+        self._adopted = False
 
     def start(self, core, previous=None):
         super().start(core, previous)
@@ -109,6 +110,8 @@ class Rtpproxy(Module):
     def stop(self):
         if self.tracker is not None:
             self.tracker.unsubscribe(self._dialog_changed)
+        # a relay taken over at SIGHUP is left alone: this stop may be a failed reload's,
+        # after which the running config keeps relaying (at exit the process closes them)
         if self.relay is not None and not self._adopted:
             self.relay.close_all()
 

@@ -241,3 +241,19 @@ def test_unknown_flags_are_a_config_error():
         compile_config((MANAGE % "").replace('onreply_route[1] { rtpproxy_manage(); }',
                                       'onreply_route[1] { rtpproxy_manage("aw"); }'),
                        "test.cfg")
+
+
+def test_sighup_keeps_the_relay_and_its_calls(proxy):
+    p = proxy()
+    call(p, "h1")
+    relay, sockets = p.relay, p.relay.sockets()
+    script = compile_config(MANAGE % 'modparam("rtpproxy", "rtp_timeout", 30)', "test.cfg")
+    old = p.core.script
+    p.core.use_script(script)
+    for m in script.modules.values():
+        m.start(p.core, old.modules.get(m.name))
+    new = script.modules["rtpproxy"]
+    assert new.relay is relay and relay.timeout == 30.0
+    assert relay.get("h1") is not None and relay.sockets() == sockets
+    new.stop()                  # a failed reload's stop leaves the running calls alone
+    assert relay.sockets() == sockets
