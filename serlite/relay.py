@@ -12,7 +12,9 @@ exist).  Bounded: ``max_sessions`` sessions and the pool's ports; past either, `
 
 Counters (``ser-ctl stats``, core.stats): rtp_sessions (opened), rtp_sessions_active,
 rtp_timeouts, rtp_refused, rtp_packets and rtp_bytes (relayed, added once per read batch),
-rtp_dropped (stray, or nowhere to send yet), rtp_send_errors.
+rtp_dropped (stray, or nowhere to send yet), rtp_send_errors, rtp_one_way (calls from one
+side of which nothing came ONE_WAY_AFTER s after the answer: logged, the classic one-way audio
+hint).
 """
 
 import errno
@@ -23,6 +25,8 @@ from .media.ports import PortPool, PortsExhausted
 from .media.session import CALLEE, CALLER, RelaySession
 
 RECV_BATCH = 64         # datagrams read per wake-up and socket (as transport.py does)
+ONE_WAY_AFTER = 5.0     # seconds after the answer without a packet from a side: logged once
+_SIDES = ("caller", "callee")
 _BUF = 65535
 
 
@@ -53,7 +57,8 @@ class Relay:
         self._buf = bytearray(_BUF)
         self._view = memoryview(self._buf)
         for name in ("rtp_sessions", "rtp_sessions_active", "rtp_timeouts", "rtp_refused",
-                     "rtp_packets", "rtp_bytes", "rtp_dropped", "rtp_send_errors"):
+                     "rtp_packets", "rtp_bytes", "rtp_dropped", "rtp_send_errors",
+                     "rtp_one_way"):
             stats.counters.setdefault(name, 0)
 
     def __len__(self):
@@ -169,13 +174,21 @@ class Relay:
 
     # -- silence ----------------------------------------------------------------------------
     def _arm(self):
-        period = max(1.0, min(10.0, self.timeout / 4))
+        period = max(1.0, min(ONE_WAY_AFTER, self.timeout / 4))
         self._timer = self.loop.call_at(self.loop.time() + period, self._sweep)
 
     def _sweep(self):
         self._timer = None
         now = self.loop.time()
         for call_id, entry in list(self.entries.items()):
+            silent = entry.session.silent_sides(now, ONE_WAY_AFTER)
+            if silent:
+                self.stats.incr("rtp_one_way")
+                who = " and the ".join(_SIDES[side] for side in silent)
+                log.limited(("rtp-one-way",), log.NOTICE,
+                            f"rtpproxy: call {call_id[:80]!r}: nothing received from the "
+                            f"{who} {ONE_WAY_AFTER:g} s after the answer (one-way audio: "
+                            f"a NAT or firewall in the way?)", interval=1.0)
             if entry.session.idle(now, self.timeout):
                 self.stats.incr("rtp_timeouts")
                 log.limited(("rtp-timeout",), log.NOTICE,

@@ -48,7 +48,10 @@ def _sdp(ip, port):
 @pytest.fixture
 def relay():
     loop = Loop()
+    clock = [1000.0]
+    loop.time = lambda: clock[0]        # the relay's time: the test moves it (relay.clock)
     relay = Relay(loop, Stats(0), 41000, 41099, 4, 30)
+    relay.clock = clock
     yield relay
     relay.close_all()
     loop.close()
@@ -126,10 +129,39 @@ def test_bounds_give_a_clear_answer_and_leave_nothing_behind(relay):
 
 def test_a_silent_session_times_out(relay):
     loop = relay.loop
-    relay.timeout = 0.05
     s = relay.open("quiet", "t", LAN, WAN)
     relay.add_streams(s, 1)
     fds = _fds()
-    loop.run_due(time.monotonic() + 30)     # the sweep, as if its time had come
+    relay.clock[0] += 29
+    loop.run_due(relay.clock[0])
+    assert len(relay) == 1
+    relay.clock[0] += 6
+    loop.run_due(relay.clock[0])            # the next sweep (every 5 s) after 30 s of silence
     assert len(relay) == 0 and relay.stats.counters["rtp_timeouts"] == 1
     assert _fds() == fds - 4 and relay._timer is None
+
+
+def test_one_way_audio_is_logged_once_and_counted(relay, capsys):
+    from serlite import log
+    old = log.level
+    log.configure(debug=log.NOTICE, stderr=True)
+    try:
+        loop = relay.loop
+        a, b = _phone(LAN), _phone(WAN)
+        s = relay.open("oneway", "t", LAN, WAN)
+        relay.add_streams(s, 1)
+        s.learn(CALLER, sdp.streams(_sdp(LAN, a.getsockname()[1])))
+        s.learn(CALLEE, sdp.streams(_sdp(WAN, b.getsockname()[1])))
+        b.sendto(b"only-b", (WAN, s.ports(CALLEE)[0]))
+        _pump(loop, lambda: s.streams[0][CALLEE].packets == 1)
+        s.answered = relay.clock[0]
+        for _ in range(4):                  # sweeps every 5 s (ONE_WAY_AFTER): told once
+            relay.clock[0] += 5
+            loop.run_due(relay.clock[0])
+        err = capsys.readouterr().err
+        assert err.count("nothing received from the caller 5 s after the answer") == 1, err
+        assert relay.stats.counters["rtp_one_way"] == 1 and len(relay) == 1
+        a.close()
+        b.close()
+    finally:
+        log.level = old

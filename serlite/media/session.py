@@ -91,7 +91,7 @@ class RelaySession:
     callee's: the one the INVITE left by)."""
 
     __slots__ = ("call_id", "from_tag", "local_ip", "streams", "created", "symmetric",
-                 "__weakref__")
+                 "answered", "hinted", "__weakref__")
 
     def __init__(self, call_id, from_tag, caller_ip, callee_ip, now, symmetric=True):
         self.call_id = call_id
@@ -100,6 +100,21 @@ class RelaySession:
         self.streams = []           # [Leg facing the caller, Leg facing the callee] per m=
         self.created = now
         self.symmetric = symmetric  # latch (Kamailio's default; flag "a": asymmetric)
+        self.answered = None        # when the call was answered (a 2xx), None: not yet
+        self.hinted = False         # the one-way audio hint was given
+
+    def silent_sides(self, now, after):
+        """Once per session, ``after`` seconds after the answer: the sides (CALLER, CALLEE)
+        from which nothing at all came in, on any leg (the classic one-way audio: that phone's
+        NAT or firewall drops its media, or its SDP named an address it does not send from).
+        Empty before then, and every time after the first answer."""
+        if self.hinted or self.answered is None or now - self.answered < after \
+                or not self.streams:
+            return ()
+        self.hinted = True
+        return tuple(side for side in (CALLER, CALLEE)
+                     if not any(legs[side].last is not None or legs[side].stray
+                                for legs in self.streams))
 
     def add_stream(self, caller_port, callee_port):
         """A new stream relayed between these two local ports (from the PortPool)."""

@@ -28,7 +28,7 @@ relay (rtpproxy, rtpengine): not supported yet, a config error.
 """
 
 from .. import log
-from ..dialog.tracker import TERMINATED
+from ..dialog.tracker import CONFIRMED, TERMINATED
 from ..media import sdp as media_sdp
 from ..media.session import CALLER
 from ..relay import Relay, RelayFull
@@ -116,10 +116,14 @@ class Rtpproxy(Module):
             self.relay.close_all()
 
     def _dialog_changed(self, dlg, old):
-        if dlg.state != TERMINATED:
+        if dlg.state not in (CONFIRMED, TERMINATED):
             return
         session = self.relay.get(dlg.call_id)
-        if session is not None and session.from_tag == dlg.from_tag:
+        if session is None or session.from_tag != dlg.from_tag:
+            return
+        if dlg.state == CONFIRMED:
+            session.answered = dlg.answered     # the one-way audio hint counts from here
+        else:
             self.relay.close(dlg.call_id, f"ended ({dlg.ended_by})")
 
     # -- the work ---------------------------------------------------------------------------

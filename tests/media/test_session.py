@@ -95,3 +95,25 @@ def test_with_the_sip_source_address_only_that_address_latches():
     # the phone, from another port than its SDP's (its NAT's): latched
     assert s.relay(0, CALLER, RTP, ("203.0.113.77", 31000), 10, 1.0) == ("198.51.100.9", 6000)
     assert s.relay(0, CALLEE, RTP, ("198.51.100.9", 6000), 10, 1.0) == ("203.0.113.77", 31000)
+
+
+def test_one_way_audio_is_told_once_after_the_answer():
+    s = _session(now=100.0)
+    s.learn(CALLER, sdp.streams(CALLER_SDP))
+    s.learn(CALLEE, sdp.streams(CALLEE_SDP))
+    s.relay(0, CALLEE, RTP, ("198.51.100.9", 6000), 10, 101.0)
+    assert s.silent_sides(200.0, 5) == ()       # not answered
+    s.answered = 102.0
+    assert s.silent_sides(106.9, 5) == ()       # too early
+    assert s.silent_sides(107.0, 5) == (CALLER,)
+    assert s.silent_sides(108.0, 5) == ()       # once
+
+
+def test_both_sides_heard_is_no_hint():
+    s = _session(now=100.0)
+    s.learn(CALLEE, sdp.streams(CALLEE_SDP))
+    s.learn(CALLER, sdp.streams(CALLER_SDP))
+    s.relay(0, CALLER, RTP, ("192.168.1.50", 4000), 10, 101.0)
+    s.relay(0, CALLEE, RTP, ("198.51.100.9", 6000), 10, 101.0)
+    s.answered = 100.5
+    assert s.silent_sides(110.0, 5) == ()
