@@ -8,7 +8,8 @@ Script functions (Kamailio's names and meanings):
   this opens the call's relay session.  ``rtpproxy_answer([flags])`` -- the same for the SDP
   that answers it (a 1xx/2xx, or the ACK of a late offer); it opens nothing.
 * ``rtpproxy_manage([flags])`` -- what to do from the message: an INVITE (UPDATE, PRACK) with
-  SDP offers, an ACK with SDP or a 1xx/2xx with SDP answers, a BYE or CANCEL, a failure_route,
+  SDP offers (an initial INVITE without SDP is noted: the offer of its 18x/2xx opens the
+  session, and the ACK's SDP answers it), an ACK with SDP or a 1xx/2xx with SDP answers, a BYE or CANCEL, a failure_route,
   or a final >= 300 to the INVITE of a call not answered yet closes the session.
 * ``unforce_rtp_proxy()``, ``rtpproxy_destroy()`` -- close the call's session now.
 * ``force_rtp_proxy([flags])`` -- SER 0.9's: offer on a request, answer on a reply.
@@ -87,6 +88,10 @@ class Rtpproxy(Module):
         self.relay = None
         self.tracker = None
         self._adopted = False
+        # late offers (RFC 3261 13.2.1: an INVITE without SDP, the offer comes in the 2xx or
+        # 18x, the answer in the ACK): Call-ID -> (From tag, caller's address, callee's),
+        # noted at the INVITE for the reply that opens the session; bounded by max sessions
+        self.late = {}
 
     def start(self, core, previous=None):
         super().start(core, previous)
@@ -119,6 +124,8 @@ class Rtpproxy(Module):
         if dlg.state not in (CONFIRMED, TERMINATED):
             return
         session = self.relay.get(dlg.call_id)
+        if dlg.state == TERMINATED:
+            self.late.pop(dlg.call_id, None)
         if session is None or session.from_tag != dlg.from_tag:
             return
         if dlg.state == CONFIRMED:
@@ -145,6 +152,8 @@ class Rtpproxy(Module):
         msg = ctx.msg
         body = _body(msg)
         if body is None:
+            if may_open and ctx.route_type != ONREPLY_ROUTE:
+                self._note_late_offer(ctx)
             return -1
         if "f" not in flags and NORTPPROXY in body.splitlines():
             return -1
@@ -156,11 +165,15 @@ class Rtpproxy(Module):
         relay = self.relay
         session = relay.get(call_id)
         if session is None:
-            if not may_open or not is_request or ctx.source is None \
+            late = self.late.pop(call_id, None) if not is_request else None
+            if late is not None and late[0] == from_tag:
+                caller_ip, callee_ip = late[1], late[2]     # the offer in a reply
+            elif not may_open or not is_request or ctx.source is None \
                     or ctx.source.local is None:
-                return -1       # a late offer in a reply: not relayed (yet)
-            caller_ip = ctx.source.local.ip
-            callee_ip = self._callee_ip(ctx) or caller_ip
+                return -1
+            else:
+                caller_ip = ctx.source.local.ip
+                callee_ip = self._callee_ip(ctx) or caller_ip
             try:
                 session = relay.open(call_id, from_tag, caller_ip, callee_ip,
                                      symmetric="a" not in flags)
@@ -185,6 +198,23 @@ class Rtpproxy(Module):
         if new != body:
             msg.set_body(new)
         return 1
+
+    def _note_late_offer(self, ctx):
+        """An initial INVITE without SDP: note the addresses its reply's offer will need."""
+        msg = ctx.msg
+        tags = _tags(msg)
+        try:
+            initial = msg.method == "INVITE" and msg.to.tag is None
+        except (ParseError, AttributeError):
+            return
+        if tags is None or not initial or ctx.source is None or ctx.source.local is None:
+            return
+        caller_ip = ctx.source.local.ip
+        late = self.late
+        late.pop(tags[0], None)
+        while len(late) >= self.relay.max_sessions:
+            del late[next(iter(late))]              # the oldest goes first
+        late[tags[0]] = (tags[1], caller_ip, self._callee_ip(ctx) or caller_ip)
 
     def rtpproxy_offer(self, ctx, flags=""):
         return self._rewrite(ctx, flags, True)

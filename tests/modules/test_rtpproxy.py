@@ -257,3 +257,20 @@ def test_sighup_keeps_the_relay_and_its_calls(proxy):
     assert relay.get("h1") is not None and relay.sockets() == sockets
     new.stop()                  # a failed reload's stop leaves the running calls alone
     assert relay.sockets() == sockets
+
+
+def test_a_late_offer_opens_in_the_reply_and_the_ack_answers(proxy):
+    p = proxy()
+    invite = p.send(p.alice, req("INVITE", "l1", "i-l1"), 7000)[0]
+    assert len(p.relay) == 0 and p.relay.sockets() == 0     # noted, nothing bound
+    ok = p.send(p.bob, resp(invite, 200, "OK", body=sdp("127.0.0.1", 8000)), 6001)[-1]
+    assert media(ok)[0] == "127.0.0.2"          # the offer, to the caller: its WAN-side leg
+    session = p.relay.get("l1")
+    assert session is not None and media(ok)[1] == session.ports(0)[0]
+    rr = re.search(rb"Record-Route: <([^>]*)>", invite).group(1).decode()
+    ack = p.send(p.alice, req("ACK", "l1", "k-l1", body=sdp("192.168.1.50", 4000),
+                              to_tag="b1", route=rr), 7000)[0]
+    assert media(ack) == ("127.0.0.1", session.ports(1)[0])   # the answer, to the callee
+    assert session.streams[0][0].peer[0] == ("127.0.0.9", 4000)
+    assert session.streams[0][1].peer[0] == ("127.0.0.1", 8000)
+    assert p.core.module("rtpproxy").late == {}
