@@ -3,7 +3,8 @@ caller on 127.0.0.3, the callee on 127.0.0.4) through serlite with ``rtpproxy_ma
 Each SDP reaches the other phone rewritten to the relay's ports; RTP sent by each phone comes
 out at the other from the relay's ports (latching: the callee's packets go back to where the
 caller's came from); ``ser-ctl stats`` counts them; after BYE the relay's sockets are closed
-(the ports can be bound again and the server holds as many descriptors as before the call)."""
+(the ports can be bound again and the server holds as many descriptors as before the call);
+``ser-ctl rtpproxy`` shows the call's packets each way while it lasts."""
 
 import json
 import os
@@ -156,6 +157,13 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
         c = counters(server)
         assert (c["rtp_packets"], c["rtp_bytes"]) == (8, 510 + 150), c
         assert (c["rtp_sessions"], c["rtp_sessions_active"]) == (1, 1), c
+        (shown,) = json.loads(ctl(server, "rtpproxy", "--json"))["sessions"]
+        assert shown["call_id"] == call_id
+        assert shown["from_caller"] == {"packets": 5, "bytes": 510}
+        assert shown["from_callee"] == {"packets": 3, "bytes": 150}
+        assert shown["streams"][0][0]["peer"] == f"{CALLER}:{alice_rtp.port}"   # latched
+        text = ctl(server, "rtpproxy")
+        assert "relayed calls: 1" in text and "5 pkts 510 B" in text, text
 
         alice.send(in_dialog("BYE", 2), server.addr)
         got = bob.recv_until(is_request("BYE"), 5)
@@ -164,6 +172,7 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
         assert [status_of(m) for m in alice.recv_until(is_final, 5)][-1:] == [200]
         c = counters(server)
         assert c["rtp_sessions_active"] == 0, c
+        assert json.loads(ctl(server, "rtpproxy", "--json"))["sessions"] == []
         assert fds(server.pid) == before
         for port in (relay_a[1], relay_a[1] + 1, relay_b[1], relay_b[1] + 1):
             assert bindable("127.0.0.1", port), f"relay port {port} still bound after BYE"
