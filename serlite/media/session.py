@@ -7,8 +7,7 @@ leg owns a local port pair on the address of the interface facing its phone (RTP
 RTCP on ``port + 1``) and knows where its phone is: first the address its SDP named (or the
 SIP source address: a NATed phone's SDP names a private one), then, latching (symmetric RTP,
 RFC 4961, "comedia"), the source of the first packet the leg receives, per component (when
-the address came from the SIP source, only a packet from that address latches: its port is
-what is learnt).  After
+the address came from the SIP source, only a packet from that address or the SDP's latches).  After
 that only packets from the latched address are relayed (a stray one is counted and dropped);
 a new SDP naming another address latches afresh.  A packet received on one leg goes out of
 the other leg of the same stream, to that leg's phone (or is dropped, counted, while that
@@ -29,7 +28,7 @@ class Leg:
     """One side of one stream; see the module's docstring.  ``peer[c]`` (ip, port) or None,
     for c in (RTP, RTCP)."""
 
-    __slots__ = ("local_ip", "port", "announced", "peer", "latched", "strict", "packets",
+    __slots__ = ("local_ip", "port", "announced", "peer", "latched", "allowed", "packets",
                  "bytes", "dropped", "stray", "last")
 
     def __init__(self, local_ip, port):
@@ -38,21 +37,22 @@ class Leg:
         self.announced = [None, None]   # what the phone's last SDP named
         self.peer = [None, None]        # where its media is sent: announced, then latched
         self.latched = [False, False]
-        # latch only from the announced address (its port is learnt): set when that address
-        # is the SIP source's, so that a stranger who guesses the port before the phone
-        # sends cannot take the stream (a NAT keeps the address, RFC 4787 REQ-2)
-        self.strict = False
+        # the addresses a first packet may latch from (its port is learnt), None: any.  The
+        # SIP source's and the SDP's: a stranger who guesses the port before the phone sends
+        # cannot take the stream, while a NATed phone (its NAT keeps the address, RFC 4787
+        # REQ-2) and a provider's media server (the SDP's address) still latch
+        self.allowed = None
         self.packets = 0
         self.bytes = 0
         self.dropped = 0        # relayed nowhere: the other phone's address not yet known
         self.stray = 0          # from another address than the latched one
         self.last = None
 
-    def announce(self, rtp, rtcp, strict=False):
+    def announce(self, rtp, rtcp, allowed=None):
         """The phone's SDP names (ip, port) for RTP and RTCP (None: not known): an address
         other than the one named before latches afresh (a re-INVITE moved the media); the
         same one keeps what was latched."""
-        self.strict = strict
+        self.allowed = allowed
         for c, addr in ((RTP, rtp), (RTCP, rtcp)):
             if addr is not None and addr != self.announced[c]:
                 self.announced[c] = addr
@@ -65,8 +65,7 @@ class Leg:
         if not symmetric:
             return True
         if not self.latched[component]:
-            if self.strict and self.announced[component] is not None \
-                    and source[0] != self.announced[component][0]:
+            if self.allowed is not None and source[0] not in self.allowed:
                 self.stray += 1
                 return False
             self.peer[component] = source
@@ -141,8 +140,8 @@ class RelaySession:
                 continue        # on hold the RFC 2543 way: nothing to send there
             ip = source_ip or s.address
             rtcp_ip = source_ip or s.rtcp_address
-            self.streams[i][side].announce((ip, s.port), (rtcp_ip or ip, s.rtcp_port),
-                                           source_ip is not None)
+            allowed = None if source_ip is None else (source_ip, s.address, s.rtcp_address)
+            self.streams[i][side].announce((ip, s.port), (rtcp_ip or ip, s.rtcp_port), allowed)
 
     def ports(self, side):
         """The relay's RTP port per stream on ``side`` (what that side's SDP names)."""

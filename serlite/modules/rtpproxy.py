@@ -15,8 +15,8 @@ Script functions (Kamailio's names and meanings):
 * ``force_rtp_proxy([flags])`` -- SER 0.9's: offer on a request, answer on a reply.
 
 Flags (Kamailio's letters): ``r`` trust the SDP's address (without it the SIP message's source
-address is used with the SDP's port, and only packets from that address latch: a NATed phone
-names a private address), ``a`` asymmetric (no latching: send where the SDP says), ``w``
+address is used with the SDP's port, and only packets from that address or the SDP's latch: a
+NATed phone names a private address, a provider's media server is not its SIP proxy), ``a`` asymmetric (no latching: send where the SDP says), ``w``
 symmetric (the default), ``o`` rewrite the ``o=`` address too, ``f`` relay even an SDP marked
 ``a=nortpproxy:yes``, ``i``/``e`` (internal/external: accepted; the built-in relay takes each
 side's address from its interface, the listener the INVITE came in on for the caller, the one
@@ -61,6 +61,10 @@ def _body(msg):
     if not body or not sdp.is_sdp(msg.get("Content-Type")):
         return None
     return body
+
+
+def _unspecified(ip):
+    return ip in ("0.0.0.0", "::")
 
 
 def _tags(msg):
@@ -174,6 +178,12 @@ class Rtpproxy(Module):
             else:
                 caller_ip = ctx.source.local.ip
                 callee_ip = self._callee_ip(ctx) or caller_ip
+            if _unspecified(caller_ip) or _unspecified(callee_ip):
+                log.limited(("rtpproxy-wildcard",), log.WARN,
+                            "rtpproxy: call not relayed: a listener on a wildcard address "
+                            "(0.0.0.0, ::) has no address to put in the SDP; listen on the "
+                            "interfaces' addresses")
+                return -1
             try:
                 session = relay.open(call_id, from_tag, caller_ip, callee_ip,
                                      symmetric="a" not in flags)

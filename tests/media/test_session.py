@@ -97,6 +97,17 @@ def test_with_the_sip_source_address_only_that_address_latches():
     assert s.relay(0, CALLEE, RTP, ("198.51.100.9", 6000), 10, 1.0) == ("203.0.113.77", 31000)
 
 
+def test_a_media_server_other_than_the_sip_source_latches_by_its_sdp_address():
+    # a provider: SIP from its proxy 198.51.100.1, media from the SDP's 198.51.100.9
+    s = _session()
+    s.learn(CALLER, sdp.streams(CALLER_SDP))
+    s.learn(CALLEE, sdp.streams(CALLEE_SDP), source_ip="198.51.100.1")
+    assert s.streams[0][CALLEE].peer[RTP] == ("198.51.100.1", 6000)
+    assert s.relay(0, CALLEE, RTP, ("192.0.2.66", 6000), 10, 1.0) is None
+    assert s.relay(0, CALLEE, RTP, ("198.51.100.9", 6000), 10, 1.0) == ("192.168.1.50", 4000)
+    assert s.relay(0, CALLER, RTP, ("192.168.1.50", 4000), 10, 1.0) == ("198.51.100.9", 6000)
+
+
 def test_one_way_audio_is_told_once_after_the_answer():
     s = _session(now=100.0)
     s.learn(CALLER, sdp.streams(CALLER_SDP))

@@ -168,7 +168,8 @@ def test_each_leg_is_on_the_address_facing_its_phone(proxy):
                                                        ("127.0.0.1", media(invite)[1] + 1)]
     # without flag r the caller's media is expected from its SIP source, not its SDP's
     leg = entry.session.streams[0][0]
-    assert leg.peer[0] == ("127.0.0.9", 4000) and leg.strict
+    assert leg.peer[0] == ("127.0.0.9", 4000)
+    assert leg.allowed == ("127.0.0.9", "192.168.1.50", "192.168.1.50")
 
 
 def test_a_failed_reinvite_keeps_the_media_a_rejected_call_frees_it(proxy):
@@ -274,3 +275,11 @@ def test_a_late_offer_opens_in_the_reply_and_the_ack_answers(proxy):
     assert session.streams[0][0].peer[0] == ("127.0.0.9", 4000)
     assert session.streams[0][1].peer[0] == ("127.0.0.1", 8000)
     assert p.core.module("rtpproxy").late == {}
+
+
+def test_a_wildcard_listener_is_not_put_in_an_sdp(proxy):
+    p = proxy()
+    p.tr.wan.ip = "0.0.0.0"     # c=IN IP4 0.0.0.0 would put the call on hold
+    invite = p.send(p.alice, req("INVITE", "w1", "i-w1", body=sdp("192.168.1.50", 4000)),
+                    7000)[0]
+    assert media(invite) == ("192.168.1.50", 4000) and len(p.relay) == 0
