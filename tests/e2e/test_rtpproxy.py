@@ -1,5 +1,7 @@
 """The built-in media relay against the real server: a call between two raw-UDP phones (the
-caller on 127.0.0.3, the callee on 127.0.0.4) through serlite with ``rtpproxy_manage()``.
+caller on 127.0.0.3, the callee on 127.0.0.4) through serlite with ``rtpproxy_manage()``,
+which listens on 127.0.0.2 (standing in for its WAN address: the caller's INVITE comes in
+there) and on 127.0.0.1 (its LAN address: the INVITE leaves by it for the callee).
 Each SDP reaches the other phone rewritten to the relay's ports; RTP sent by each phone comes
 out at the other from the relay's ports (latching: the callee's packets go back to where the
 caller's came from); ``ser-ctl stats`` counts them; after BYE the relay's sockets are closed
@@ -13,10 +15,30 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from . import sipnet
 from .sipnet import UdpPeer, is_final, is_request, make_request, response_to, status_of
 
 CALLER, CALLEE = "127.0.0.3", "127.0.0.4"
+LAN, WAN = "127.0.0.1", "127.0.0.2"
+
+
+@pytest.fixture
+def two_homed(request, tmp_path, tools):
+    """Start serlite listening on LAN (first: where requests leave by) and WAN addresses."""
+    servers = []
+    request.node._serlite_servers = servers
+
+    def start(config):
+        port = sipnet.free_port_pair()
+        server = sipnet.SerServer(tmp_path / "relay", config, name="relay", port=port,
+                                  extra_args=["-l", f"udp:{WAN}:{port}"])
+        servers.append(server)
+        return server.start()
+    yield start
+    for server in servers:
+        server.stop()
 
 
 def config(low, high):
@@ -99,9 +121,10 @@ def header(msg, name):
     return m.group(1).decode() if m else None
 
 
-def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
+def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(two_homed):
     low = 30000 + (sipnet.free_port() % 20000) & ~1     # a range of its own, likely free
-    server = ser(config(low, low + 99))
+    server = two_homed(config(low, low + 99))
+    wan = (WAN, server.port)
     with UdpPeer(host=CALLER) as alice, UdpPeer(host=CALLEE) as bob, \
             UdpPeer(host=CALLER) as alice_rtp, UdpPeer(host=CALLEE) as bob_rtp:
         before = fds(server.pid)
@@ -111,13 +134,13 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
                               headers=[f"Contact: <sip:alice@{CALLER}:{alice.port}>",
                                        "Content-Type: application/sdp"],
                               body=sdp(CALLER, alice_rtp.port))
-        alice.send(invite, server.addr)
+        alice.send(invite, wan)
         got = bob.recv_until(is_request("INVITE"), 5)
         assert got and is_request("INVITE")(got[-1]), got
         offer = got[-1]
         # the callee is told to send to the relay, on the address the INVITE left by
         relay_b = media_of(offer)
-        assert relay_b[0] == "127.0.0.1" and low <= relay_b[1] <= low + 99, offer
+        assert relay_b[0] == LAN and low <= relay_b[1] <= low + 99, offer
         assert relay_b[1] % 2 == 0 and b"a=candidate" not in offer
         answer = response_to(offer, 200, "OK", to_tag="bobtag",
                              headers=[f"Contact: <{bob_uri}>", "Content-Type: application/sdp"],
@@ -127,7 +150,7 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
         assert got and status_of(got[-1]) == 200, got
         ok = got[-1]
         relay_a = media_of(ok)
-        assert relay_a[0] == "127.0.0.1" and low <= relay_a[1] <= low + 99, ok
+        assert relay_a[0] == WAN and low <= relay_a[1] <= low + 99, ok
         assert relay_a[1] not in (relay_b[1], bob_rtp.port)
         assert fds(server.pid) == before + 4        # one RTP/RTCP pair facing each phone
 
@@ -142,7 +165,7 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
                 "Max-Forwards: 70", f"Route: {route}", f"From: {from_line}", f"To: {to_line}",
                 f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", "Content-Length: 0"])
                 + "\r\n\r\n").encode()
-        alice.send(in_dialog("ACK", 1), server.addr)
+        alice.send(in_dialog("ACK", 1), wan)
         assert bob.recv_until(is_request("ACK"), 5), "the ACK did not reach the callee"
 
         # media: each phone sends to the relay's address its SDP answer/offer named
@@ -165,7 +188,7 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
         text = ctl(server, "rtpproxy")
         assert "relayed calls: 1" in text and "5 pkts 510 B" in text, text
 
-        alice.send(in_dialog("BYE", 2), server.addr)
+        alice.send(in_dialog("BYE", 2), wan)
         got = bob.recv_until(is_request("BYE"), 5)
         assert got and is_request("BYE")(got[-1]), got
         bob.send(response_to(got[-1], 200, "OK"), server.addr)
@@ -175,7 +198,8 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(ser):
         assert json.loads(ctl(server, "rtpproxy", "--json"))["sessions"] == []
         assert fds(server.pid) == before
         for port in (relay_a[1], relay_a[1] + 1, relay_b[1], relay_b[1] + 1):
-            assert bindable("127.0.0.1", port), f"relay port {port} still bound after BYE"
+            assert bindable(LAN, port) and bindable(WAN, port), \
+                f"relay port {port} still bound after BYE"
 
 
 def test_an_external_relay_is_a_config_error_at_check(tmp_path):
