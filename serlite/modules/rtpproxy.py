@@ -162,8 +162,9 @@ class Rtpproxy(Module):
         if "f" not in flags and NORTPPROXY in body.splitlines():
             return -1
         tags = _tags(msg)
-        if tags is None:
-            return -1
+        streams = media_sdp.streams(body)
+        if tags is None or not any(s.port for s in streams):
+            return -1       # no stream to relay (none, all refused, or malformed)
         call_id, from_tag = tags
         is_request = ctx.route_type != ONREPLY_ROUTE
         relay = self.relay
@@ -191,7 +192,6 @@ class Rtpproxy(Module):
                 log.limited(("rtpproxy-full",), log.WARN, f"rtpproxy: call not relayed: {exc}")
                 return -1
         side = session.side_of(from_tag, is_request)
-        streams = media_sdp.streams(body)
         try:
             relay.add_streams(session, len(streams))
         except RelayFull as exc:

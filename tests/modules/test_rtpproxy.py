@@ -283,3 +283,10 @@ def test_a_wildcard_listener_is_not_put_in_an_sdp(proxy):
     invite = p.send(p.alice, req("INVITE", "w1", "i-w1", body=sdp("192.168.1.50", 4000)),
                     7000)[0]
     assert media(invite) == ("192.168.1.50", 4000) and len(p.relay) == 0
+
+
+def test_an_sdp_without_a_stream_to_relay_opens_nothing(proxy):
+    p = proxy()
+    body = b"v=0\r\nc=IN IP4 192.168.1.50\r\nm=audio 0 RTP/AVP 0\r\n"
+    invite = p.send(p.alice, req("INVITE", "z1", "i-z1", body=body), 7000)[0]
+    assert invite.endswith(body) and len(p.relay) == 0
