@@ -98,7 +98,20 @@ def build(server):
                 "sl_stats": sl_stats, "ul": ul, "reload": reload, "accounts": accounts,
                 "auth_reload": auth_reload, "calls": calls}
     commands.update(ban_commands(core))
+    commands.update(rtpproxy_commands(core))
     return commands
+
+
+def rtpproxy_commands(core):
+    """The built-in media relay: ``rtpproxy`` (its sessions: each call's legs, latched
+    addresses, packets and bytes each way)."""
+    def rtpproxy():
+        module = core.module("rtpproxy")
+        if module is None:
+            raise ControlError("rtpproxy is not loaded (no media relay)")
+        return {"sessions": module.stats(core.now()),
+                "free_ports": len(module.relay.pool.free) * 2}
+    return {"rtpproxy": rtpproxy}
 
 
 def ban_commands(core):

@@ -637,6 +637,16 @@ def _show_stats(r, io):
         _table(io, ("COUNTER", "VALUE"), sorted(r["counters"].items()))
 
 
+def _show_rtpproxy(r, io):
+    io.out(f"relayed calls: {len(r['sessions'])}, free RTP ports: {r['free_ports']}")
+    if r["sessions"]:
+        _table(io, ("CALL-ID", "AGE", "SILENT", "FROM CALLER", "FROM CALLEE"),
+                [(s["call_id"][:40], _duration(s["age"]), _duration(s["silent"]),
+                  f"{s['from_caller']['packets']} pkts {s['from_caller']['bytes']} B",
+                  f"{s['from_callee']['packets']} pkts {s['from_callee']['bytes']} B")
+                 for s in r["sessions"]])
+
+
 def _show_sl_stats(r, io):
     for key, value in r.items():
         io.out(f"{key}: {value}")
@@ -667,6 +677,8 @@ def add_server_commands(subparsers):
     command("version", "the running server's version", _show_version)
     command("stats", "message counters and sizes, transactions, registrations", _show_stats)
     command("sl_stats", "replies sent, by code (SER's sl_stats)", _show_sl_stats)
+    command("rtpproxy", "the calls the built-in media relay carries, packets each way",
+            _show_rtpproxy)
     command("reload", "re-read the config (as SIGHUP; the old one stays if it fails)",
             _show_text)
     command("ping", "is the server answering?", _show_text)

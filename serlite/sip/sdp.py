@@ -15,7 +15,8 @@ RFC 4566 9:
   (a multicast IP4 address carries "/ttl", e.g. c=IN IP4 224.2.1.1/127)
 """
 
-__all__ = ["is_sdp", "addresses", "rewrite_addresses", "add_lines", "is_null_address"]
+__all__ = ["is_sdp", "addresses", "rewrite_addresses", "add_lines", "is_null_address",
+           "split_eol"]
 
 # the position of (addrtype, address) among a line's fields, and how many fields it has
 _FIELDS = {b"c": (3, 1, 2), b"o": (6, 4, 5)}
@@ -36,7 +37,8 @@ def is_null_address(address):
     return b":" in address and not address.strip(b"0:")
 
 
-def _split_eol(line):
+def split_eol(line):
+    """(the line without its ending, the ending): CRLF, a lone LF or CR, or b""."""
     if line.endswith(b"\r\n"):
         return line[:-2], b"\r\n"
     if line.endswith(b"\n") or line.endswith(b"\r"):
@@ -48,7 +50,7 @@ def _fields(line, kind):
     """(fields, eol) of a ``kind=`` line with the expected number of fields, else None."""
     if line[:2] != kind + b"=":
         return None
-    text, eol = _split_eol(line)
+    text, eol = split_eol(line)
     fields = text[2:].split()
     if len(fields) != _FIELDS[kind][0]:
         return None

@@ -1,0 +1,315 @@
+"""rtpproxy: SER's and Kamailio's interface to a media relay, here the one built into serlite's
+loop (serlite.relay, serlite.media): calls whose audio crosses the router's NAT.
+
+Script functions (Kamailio's names and meanings):
+
+* ``rtpproxy_offer([flags])`` -- the message's SDP (an offer) is learnt for the side that sent
+  it and rewritten to point at the relay's ports facing the other side; on an initial INVITE
+  this opens the call's relay session.  ``rtpproxy_answer([flags])`` -- the same for the SDP
+  that answers it (a 1xx/2xx, or the ACK of a late offer); it opens nothing.
+* ``rtpproxy_manage([flags])`` -- what to do from the message: an INVITE (UPDATE, PRACK) with
+  SDP offers (an initial INVITE without SDP is noted: the offer of its 18x/2xx opens the
+  session, and the ACK's SDP answers it), an ACK with SDP or a 1xx/2xx with SDP answers, a BYE or CANCEL, a failure_route,
+  or a final >= 300 to the INVITE of a call not answered yet closes the session.
+* ``unforce_rtp_proxy()``, ``rtpproxy_destroy()`` -- close the call's session now.
+* ``force_rtp_proxy([flags])`` -- SER 0.9's: offer on a request, answer on a reply.
+
+Flags (Kamailio's letters): ``r`` trust the SDP's address (without it the SIP message's source
+address is used with the SDP's port, and only packets from that address or the SDP's latch: a
+NATed phone names a private address, a provider's media server is not its SIP proxy), ``a`` asymmetric (no latching: send where the SDP says), ``w``
+symmetric (the default), ``o`` rewrite the ``o=`` address too, ``f`` relay even an SDP marked
+``a=nortpproxy:yes``, ``i``/``e`` (internal/external: accepted; the built-in relay takes each
+side's address from its interface, the listener the INVITE came in on for the caller, the one
+it leaves by for the callee).
+
+The session lives as long as the call: besides the cases above it is closed when tm's dialog
+tracker says the call ended (BYE, the INVITE transaction ended unanswered, the dialog expired)
+and after ``rtp_timeout`` seconds of silence on every leg.  ``rtpproxy_sock`` names an external
+relay (rtpproxy, rtpengine): not supported yet, a config error.
+"""
+
+from .. import log
+from ..dialog.tracker import CONFIRMED, TERMINATED
+from ..media import sdp as media_sdp
+from ..media.session import CALLER
+from ..relay import Relay, RelayFull
+from ..sip import sdp
+from ..sip.errors import ParseError
+from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, Function,
+                     Module, ModuleSpec, Param)
+
+_ROUTES = REQUEST_ROUTE | ONREPLY_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE
+_FLAGS = "aefiorw"
+NORTPPROXY = b"a=nortpproxy:yes"
+
+
+def _fix_flags(module, args, script):
+    flags = str(args[0]) if args else ""
+    bad = sorted(set(flags) - set(_FLAGS))
+    if bad:
+        raise ValueError(f"rtpproxy flag{'s' if len(bad) > 1 else ''} "
+                         f"{', '.join(repr(b) for b in bad)} not supported (these are: "
+                         f"{', '.join(_FLAGS)})")
+    if "a" in flags and "w" in flags:
+        raise ValueError("rtpproxy flags 'a' (asymmetric) and 'w' (symmetric) exclude "
+                         "each other")
+    return (flags,)
+
+
+def _body(msg):
+    body = msg.body
+    if not body or not sdp.is_sdp(msg.get("Content-Type")):
+        return None
+    return body
+
+
+def _unspecified(ip):
+    return ip in ("0.0.0.0", "::")
+
+
+def _tags(msg):
+    """(Call-ID, From tag) of a message, or None when it has neither."""
+    try:
+        call_id, tag = msg.call_id, msg.from_.tag
+    except (ParseError, AttributeError):
+        return None
+    if not call_id or not tag:
+        return None
+    return call_id, tag
+
+
+class Rtpproxy(Module):
+    name = "rtpproxy"
+
+    def __init__(self, params):
+        super().__init__(params)
+        if str(params["rtpproxy_sock"]).strip():
+            raise ValueError(f"rtpproxy_sock {params['rtpproxy_sock']!r}: external relays are "
+                             f"not supported yet (leave it empty: the built-in relay is used)")
+        if params["rtp_port_min"] + 1 > params["rtp_port_max"]:
+            raise ValueError(f"rtp_port_min {params['rtp_port_min']} must be below "
+                             f"rtp_port_max {params['rtp_port_max']}")
+        self.relay = None
+        self.tracker = None
+        self._adopted = False
+        # late offers (RFC 3261 13.2.1: an INVITE without SDP, the offer comes in the 2xx or
+        # 18x, the answer in the ACK): Call-ID -> (From tag, caller's address, callee's),
+        # noted at the INVITE for the reply that opens the session; bounded by max sessions
+        self.late = {}
+
+    def start(self, core, previous=None):
+        super().start(core, previous)
+        p = self.params
+        old = getattr(previous, "relay", None)
+        if old is not None:     # SIGHUP: the calls' media go on through the same sockets
+            self.relay = old
+            old.max_sessions, old.timeout = p["rtp_max_sessions"], float(p["rtp_timeout"])
+            if (old.pool.low, old.pool.high) != (p["rtp_port_min"] + (p["rtp_port_min"] & 1),
+                                                 p["rtp_port_max"]):
+                log.notice("rtpproxy: the new RTP port range is used after a restart")
+        else:
+            self.relay = Relay(core.loop, core.stats, p["rtp_port_min"], p["rtp_port_max"],
+                               p["rtp_max_sessions"], p["rtp_timeout"])
+        self._adopted = old is not None
+        tm = core.module("tm")
+        if tm is not None:
+            self.tracker = tm.dialog_tracker()
+            self.tracker.subscribe(self._dialog_changed)
+
+    def stop(self):
+        if self.tracker is not None:
+            self.tracker.unsubscribe(self._dialog_changed)
+        # a relay taken over at SIGHUP is left alone: this stop may be a failed reload's,
+        # after which the running config keeps relaying (at exit the process closes them)
+        if self.relay is not None and not self._adopted:
+            self.relay.close_all()
+
+    def _dialog_changed(self, dlg, old):
+        if dlg.state not in (CONFIRMED, TERMINATED):
+            return
+        session = self.relay.get(dlg.call_id)
+        if dlg.state == TERMINATED:
+            self.late.pop(dlg.call_id, None)
+        if session is None or session.from_tag != dlg.from_tag:
+            return
+        if dlg.state == CONFIRMED:
+            session.answered = dlg.answered     # the one-way audio hint counts from here
+        else:
+            self.relay.close(dlg.call_id, f"ended ({dlg.ended_by})")
+
+    # -- the work ---------------------------------------------------------------------------
+    def _callee_ip(self, ctx):
+        """The address of the listener the request leaves by (as tm will choose it)."""
+        core = self.core
+        try:
+            proto, host, _ = core.next_hop(ctx.msg, ctx.uri or ctx.ruri, ctx.dst_uri)
+        except ParseError:
+            return None
+        if core.resolve(host) is None:
+            return None
+        listener = core.listener_for(proto, host)
+        return listener.ip if listener is not None else None
+
+    def _rewrite(self, ctx, flags, may_open):
+        """Learn the SDP of the side that sent ``ctx.msg`` and point it at the other side's
+        legs.  1 done, -1 not (no SDP, no session, no room)."""
+        msg = ctx.msg
+        body = _body(msg)
+        if body is None:
+            if may_open and ctx.route_type != ONREPLY_ROUTE:
+                self._note_late_offer(ctx)
+            return -1
+        if "f" not in flags and NORTPPROXY in body.splitlines():
+            return -1
+        tags = _tags(msg)
+        streams = media_sdp.streams(body)
+        if tags is None or not any(s.port for s in streams):
+            return -1       # no stream to relay (none, all refused, or malformed)
+        call_id, from_tag = tags
+        is_request = ctx.route_type != ONREPLY_ROUTE
+        relay = self.relay
+        session = relay.get(call_id)
+        if session is None:
+            late = self.late.pop(call_id, None) if not is_request else None
+            if late is not None and late[0] == from_tag:
+                caller_ip, callee_ip = late[1], late[2]     # the offer in a reply
+            elif not may_open or not is_request or ctx.source is None \
+                    or ctx.source.local is None:
+                return -1
+            else:
+                caller_ip = ctx.source.local.ip
+                callee_ip = self._callee_ip(ctx) or caller_ip
+            if _unspecified(caller_ip) or _unspecified(callee_ip):
+                log.limited(("rtpproxy-wildcard",), log.WARN,
+                            "rtpproxy: call not relayed: a listener on a wildcard address "
+                            "(0.0.0.0, ::) has no address to put in the SDP; listen on the "
+                            "interfaces' addresses")
+                return -1
+            try:
+                session = relay.open(call_id, from_tag, caller_ip, callee_ip,
+                                     symmetric="a" not in flags)
+            except RelayFull as exc:
+                log.limited(("rtpproxy-full",), log.WARN, f"rtpproxy: call not relayed: {exc}")
+                return -1
+        side = session.side_of(from_tag, is_request)
+        try:
+            relay.add_streams(session, len(streams))
+        except RelayFull as exc:
+            log.limited(("rtpproxy-full",), log.WARN, f"rtpproxy: call not relayed: {exc}")
+            if not session.streams:
+                relay.close(call_id, "refused")
+            return -1
+        source_ip = None if "r" in flags or ctx.source is None else ctx.source.ip
+        session.learn(side, streams, source_ip)
+        other = 1 - side
+        ports = session.ports(other)
+        ports = [port if s.port else None for s, port in zip(streams, ports)]
+        new = media_sdp.relay_body(body, session.local_ip[other], ports, origin="o" in flags)
+        if new != body:
+            msg.set_body(new)
+        return 1
+
+    def _note_late_offer(self, ctx):
+        """An initial INVITE without SDP: note the addresses its reply's offer will need."""
+        msg = ctx.msg
+        tags = _tags(msg)
+        try:
+            initial = msg.method == "INVITE" and msg.to.tag is None
+        except (ParseError, AttributeError):
+            return
+        if tags is None or not initial or ctx.source is None or ctx.source.local is None:
+            return
+        caller_ip = ctx.source.local.ip
+        late = self.late
+        late.pop(tags[0], None)
+        while len(late) >= self.relay.max_sessions:
+            del late[next(iter(late))]              # the oldest goes first
+        late[tags[0]] = (tags[1], caller_ip, self._callee_ip(ctx) or caller_ip)
+
+    def rtpproxy_offer(self, ctx, flags=""):
+        return self._rewrite(ctx, flags, True)
+
+    def rtpproxy_answer(self, ctx, flags=""):
+        return self._rewrite(ctx, flags, False)
+
+    def force_rtp_proxy(self, ctx, flags=""):
+        return self._rewrite(ctx, flags, ctx.route_type != ONREPLY_ROUTE)
+
+    def unforce_rtp_proxy(self, ctx, flags=""):
+        tags = _tags(ctx.msg)
+        if tags is None:
+            return -1
+        return 1 if self.relay.close(tags[0], "unforced") is not None else -1
+
+    def rtpproxy_manage(self, ctx, flags=""):
+        msg = ctx.msg
+        if ctx.route_type == FAILURE_ROUTE:
+            return self.unforce_rtp_proxy(ctx)
+        if ctx.route_type == ONREPLY_ROUTE:
+            status = msg.status
+            try:
+                method = msg.cseq.method
+            except (ParseError, AttributeError):
+                return -1
+            if method != "INVITE":
+                return self._rewrite(ctx, flags, False) if method in ("UPDATE", "PRACK") \
+                    else -1
+            tags = _tags(msg)
+            entry = self.relay.entry(tags[0]) if tags else None
+            if status >= 300:
+                # a failed re-INVITE leaves the call (and its media) as it was
+                if entry is not None and not entry.answered:
+                    return self.unforce_rtp_proxy(ctx)
+                return -1
+            if 200 <= status < 300 and entry is not None:
+                entry.answered = True
+            return self._rewrite(ctx, flags, False)
+        method = msg.method
+        if method in ("BYE", "CANCEL"):
+            return self.unforce_rtp_proxy(ctx)
+        if method in ("INVITE", "UPDATE", "PRACK"):
+            return self._rewrite(ctx, flags, method == "INVITE")
+        if method == "ACK":
+            return self._rewrite(ctx, flags, False)
+        return -1
+
+    def stats(self, now):
+        """The relayed calls, for the control socket."""
+        return [e.session.as_dict(now) for e in self.relay.entries.values()]
+
+
+def _f(name, method, doc, nargs=(0, 1), fixup=_fix_flags):
+    return Function(name, method, nargs, _ROUTES, fixup, doc)
+
+
+EXPORTS = ModuleSpec(
+    name="rtpproxy",
+    doc="Media relay built into the loop: calls heard across the router's NAT.",
+    factory=Rtpproxy,
+    functions=(
+        _f("rtpproxy_manage", "rtpproxy_manage",
+           "offer, answer or close the call's relay session as the message says"),
+        _f("rtpproxy_offer", "rtpproxy_offer",
+           "relay the media of this SDP offer (opens the call's session on an INVITE)"),
+        _f("rtpproxy_answer", "rtpproxy_answer", "relay the media of this SDP answer"),
+        _f("force_rtp_proxy", "force_rtp_proxy",
+           "SER 0.9: offer on a request, answer on a reply"),
+        _f("unforce_rtp_proxy", "unforce_rtp_proxy", "close the call's relay session",
+           nargs=(0,), fixup=None),
+        _f("rtpproxy_destroy", "unforce_rtp_proxy", "close the call's relay session"),
+    ),
+    params={
+        "rtpproxy_sock": Param(str, "", "an external relay (udp:127.0.0.1:7722): not "
+                                        "supported yet; empty: the built-in relay"),
+        "rtpproxy_tout": Param(int, 1, "seconds to wait for an external relay's answer",
+                               min=1, max=60),
+        "rtp_port_min": Param(int, 10000, "lowest RTP port of the built-in relay",
+                              min=1024, max=65534),
+        "rtp_port_max": Param(int, 20000, "highest RTP (RTCP) port of the built-in relay",
+                              min=1025, max=65535),
+        "rtp_max_sessions": Param(int, 100, "calls relayed at once at most",
+                                  min=1, max=10000),
+        "rtp_timeout": Param(int, 60, "close a call's relay after this many seconds of "
+                                      "silence on every leg (rtpproxy's -T)", min=5, max=3600),
+    },
+)

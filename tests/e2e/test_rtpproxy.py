@@ -1,0 +1,214 @@
+"""The built-in media relay against the real server: a call between two raw-UDP phones (the
+caller on 127.0.0.3, the callee on 127.0.0.4) through serlite with ``rtpproxy_manage()``,
+which listens on 127.0.0.2 (standing in for its WAN address: the caller's INVITE comes in
+there) and on 127.0.0.1 (its LAN address: the INVITE leaves by it for the callee).
+Each SDP reaches the other phone rewritten to the relay's ports; RTP sent by each phone comes
+out at the other from the relay's ports (latching: the callee's packets go back to where the
+caller's came from); ``ser-ctl stats`` counts them; after BYE the relay's sockets are closed
+(the ports can be bound again and the server holds as many descriptors as before the call);
+``ser-ctl rtpproxy`` shows the call's packets each way while it lasts."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from . import sipnet
+from .sipnet import UdpPeer, is_final, is_request, make_request, response_to, status_of
+
+CALLER, CALLEE = "127.0.0.3", "127.0.0.4"
+LAN, WAN = "127.0.0.1", "127.0.0.2"
+
+
+@pytest.fixture
+def two_homed(request, tmp_path, tools):
+    """Start serlite listening on LAN (first: where requests leave by) and WAN addresses."""
+    servers = []
+    request.node._serlite_servers = servers
+
+    def start(config):
+        port = sipnet.free_port_pair()
+        server = sipnet.SerServer(tmp_path / "relay", config, name="relay", port=port,
+                                  extra_args=["-l", f"udp:{WAN}:{port}"])
+        servers.append(server)
+        return server.start()
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def config(low, high):
+    return f"""
+debug=3
+loadmodule "sl"
+loadmodule "tm"
+loadmodule "rr"
+loadmodule "rtpproxy"
+modparam("rtpproxy", "rtp_port_min", {low})
+modparam("rtpproxy", "rtp_port_max", {high})
+route {{
+    if (loose_route()) {{
+        rtpproxy_manage();
+        t_relay();
+        exit;
+    }}
+    if (method == "INVITE") {{
+        record_route();
+        t_on_reply("1");
+    }}
+    if (method == "INVITE" || method == "CANCEL") {{
+        rtpproxy_manage();
+    }}
+    t_relay();
+}}
+onreply_route[1] {{
+    rtpproxy_manage();
+}}
+"""
+
+
+def ctl(server, *args):
+    env = dict(os.environ, PYTHONPATH=str(sipnet.REPO))
+    env.pop("SER_UNIX_SOCK", None)
+    out = subprocess.run([sys.executable, "-m", "serlite.ctl", "-s", server.ctl_sock, *args],
+                         capture_output=True, text=True, timeout=30, cwd=sipnet.REPO, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def counters(server):
+    return json.loads(ctl(server, "stats", "--json"))["counters"]
+
+
+def body_of(msg):
+    return msg.split(b"\r\n\r\n", 1)[1]
+
+
+def media_of(msg):
+    """(c= address, m=audio port) of a message's SDP."""
+    body = body_of(msg)
+    return (re.search(rb"^c=IN IP4 (\S+)", body, re.M).group(1).decode(),
+            int(re.search(rb"^m=audio (\d+) ", body, re.M).group(1)))
+
+
+def sdp(ip, port):
+    return (f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"a=candidate:1 1 UDP 2130706431 {ip} {port} typ host\r\n").encode()
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def bindable(ip, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def header(msg, name):
+    m = re.search(rb"^" + name.encode() + rb":\s*(.*?)\r$", msg, re.M | re.I)
+    return m.group(1).decode() if m else None
+
+
+def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(two_homed):
+    low = 30000 + (sipnet.free_port() % 20000) & ~1     # a range of its own, likely free
+    server = two_homed(config(low, low + 99))
+    wan = (WAN, server.port)
+    with UdpPeer(host=CALLER) as alice, UdpPeer(host=CALLEE) as bob, \
+            UdpPeer(host=CALLER) as alice_rtp, UdpPeer(host=CALLEE) as bob_rtp:
+        before = fds(server.pid)
+        bob_uri = f"sip:bob@{CALLEE}:{bob.port}"
+        invite = make_request("INVITE", bob_uri, via=(alice.host, alice.port), to=bob_uri,
+                              from_=f"sip:alice@{CALLER}",
+                              headers=[f"Contact: <sip:alice@{CALLER}:{alice.port}>",
+                                       "Content-Type: application/sdp"],
+                              body=sdp(CALLER, alice_rtp.port))
+        alice.send(invite, wan)
+        got = bob.recv_until(is_request("INVITE"), 5)
+        assert got and is_request("INVITE")(got[-1]), got
+        offer = got[-1]
+        # the callee is told to send to the relay, on the address the INVITE left by
+        relay_b = media_of(offer)
+        assert relay_b[0] == LAN and low <= relay_b[1] <= low + 99, offer
+        assert relay_b[1] % 2 == 0 and b"a=candidate" not in offer
+        answer = response_to(offer, 200, "OK", to_tag="bobtag",
+                             headers=[f"Contact: <{bob_uri}>", "Content-Type: application/sdp"],
+                             body=sdp(CALLEE, bob_rtp.port))
+        bob.send(answer, server.addr)
+        got = alice.recv_until(is_final, 5)
+        assert got and status_of(got[-1]) == 200, got
+        ok = got[-1]
+        relay_a = media_of(ok)
+        assert relay_a[0] == WAN and low <= relay_a[1] <= low + 99, ok
+        assert relay_a[1] not in (relay_b[1], bob_rtp.port)
+        assert fds(server.pid) == before + 4        # one RTP/RTCP pair facing each phone
+
+        route = header(ok, "Record-Route")
+        call_id, from_line = header(invite, "Call-ID"), header(invite, "From")
+        to_line = header(ok, "To")
+
+        def in_dialog(method, cseq):
+            return ("\r\n".join([
+                f"{method} {bob_uri} SIP/2.0",
+                f"Via: SIP/2.0/UDP {CALLER}:{alice.port};branch={sipnet.new_branch()};rport",
+                "Max-Forwards: 70", f"Route: {route}", f"From: {from_line}", f"To: {to_line}",
+                f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", "Content-Length: 0"])
+                + "\r\n\r\n").encode()
+        alice.send(in_dialog("ACK", 1), wan)
+        assert bob.recv_until(is_request("ACK"), 5), "the ACK did not reach the callee"
+
+        # media: each phone sends to the relay's address its SDP answer/offer named
+        for i in range(5):
+            alice_rtp.send(b"A" * (100 + i), relay_a)
+            data, src = bob_rtp.sock.recvfrom(2048)
+            assert (data, src) == (b"A" * (100 + i), relay_b)
+        for i in range(3):
+            bob_rtp.send(b"B" * 50, relay_b)
+            data, src = alice_rtp.sock.recvfrom(2048)
+            assert (data, src) == (b"B" * 50, relay_a)
+        c = counters(server)
+        assert (c["rtp_packets"], c["rtp_bytes"]) == (8, 510 + 150), c
+        assert (c["rtp_sessions"], c["rtp_sessions_active"]) == (1, 1), c
+        (shown,) = json.loads(ctl(server, "rtpproxy", "--json"))["sessions"]
+        assert shown["call_id"] == call_id
+        assert shown["from_caller"] == {"packets": 5, "bytes": 510}
+        assert shown["from_callee"] == {"packets": 3, "bytes": 150}
+        assert shown["streams"][0][0]["peer"] == f"{CALLER}:{alice_rtp.port}"   # latched
+        text = ctl(server, "rtpproxy")
+        assert "relayed calls: 1" in text and "5 pkts 510 B" in text, text
+
+        alice.send(in_dialog("BYE", 2), wan)
+        got = bob.recv_until(is_request("BYE"), 5)
+        assert got and is_request("BYE")(got[-1]), got
+        bob.send(response_to(got[-1], 200, "OK"), server.addr)
+        assert [status_of(m) for m in alice.recv_until(is_final, 5)][-1:] == [200]
+        c = counters(server)
+        assert c["rtp_sessions_active"] == 0, c
+        assert json.loads(ctl(server, "rtpproxy", "--json"))["sessions"] == []
+        assert fds(server.pid) == before
+        for port in (relay_a[1], relay_a[1] + 1, relay_b[1], relay_b[1] + 1):
+            assert bindable(LAN, port) and bindable(WAN, port), \
+                f"relay port {port} still bound after BYE"
+
+
+def test_an_external_relay_is_a_config_error_at_check(tmp_path):
+    cfg = tmp_path / "ext.cfg"
+    cfg.write_text('loadmodule "rtpproxy"\n'
+                   'modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:7722")\n'
+                   'route { rtpproxy_manage(); drop; }\n')
+    out = subprocess.run([sys.executable, "-m", "serlite", "-c", "-f", str(cfg)],
+                         cwd=sipnet.REPO, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "external relays are not supported yet" in out.stderr, out.stderr
+    assert out.stderr.startswith(f"{cfg}:1:"), out.stderr

@@ -1,0 +1,167 @@
+"""serlite.relay: the relay's sockets in a real loop, on loopback (127.0.0.1 stands in for the
+LAN side, 127.0.0.2 for the WAN side): datagrams relayed between the legs with latching, and
+not one socket left once a session is closed."""
+
+import os
+import socket
+import time
+
+import pytest
+
+from serlite.control.stats import Stats
+from serlite.loop import Loop
+from serlite.media import sdp
+from serlite.media.ports import PortPool
+from serlite.media.session import CALLEE, CALLER
+from serlite.relay import Relay, RelayFull
+
+LAN, WAN = "127.0.0.1", "127.0.0.2"
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _pump(loop, until, timeout=2.0):
+    """Run the loop's readers until ``until()`` holds (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        left = deadline - time.monotonic()
+        assert left > 0, "timed out waiting for the relay"
+        for fd, _ in loop._poll.poll(left * 1000):
+            cb = loop._readers.get(fd)
+            if cb is not None:
+                cb()
+
+
+def _phone(ip):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, 0))
+    s.settimeout(2)
+    return s
+
+
+def _sdp(ip, port):
+    return b"v=0\r\nc=IN IP4 %s\r\nm=audio %d RTP/AVP 0\r\n" % (ip.encode(), port)
+
+
+@pytest.fixture
+def relay():
+    loop = Loop()
+    clock = [1000.0]
+    loop.time = lambda: clock[0]        # the relay's time: the test moves it (relay.clock)
+    relay = Relay(loop, Stats(0), 41000, 41099, 4, 30)
+    relay.clock = clock
+    yield relay
+    relay.close_all()
+    loop.close()
+
+
+def test_packets_relayed_both_ways_from_the_relays_ports_and_sockets_closed(relay):
+    loop = relay.loop
+    fds, readers = _fds(), len(loop._readers)
+    a, b = _phone(LAN), _phone(WAN)
+    s = relay.open("call-1", "tag-a", LAN, WAN)
+    relay.add_streams(s, 1)
+    assert relay.sockets() == 4 and _fds() == fds + 4 + 2
+    s.learn(CALLER, sdp.streams(_sdp(LAN, a.getsockname()[1])))
+    s.learn(CALLEE, sdp.streams(_sdp(WAN, b.getsockname()[1])))
+    a_leg = (LAN, s.ports(CALLER)[0])       # where the caller sends (its SDP's answer)
+    b_leg = (WAN, s.ports(CALLEE)[0])
+    a.sendto(b"from-a", a_leg)
+    _pump(loop, lambda: s.streams[0][CALLER].packets == 1)
+    data, src = b.recvfrom(100)
+    assert (data, src) == (b"from-a", b_leg)
+    b.sendto(b"from-b-longer", b_leg)
+    _pump(loop, lambda: s.streams[0][CALLEE].packets == 1)
+    data, src = a.recvfrom(100)
+    assert (data, src) == (b"from-b-longer", a_leg)
+    # RTCP on the odd port goes to the phone's RTP port + 1 (none listens there: no error)
+    c = relay.stats.counters
+    assert (c["rtp_packets"], c["rtp_bytes"], c["rtp_sessions_active"]) == (2, 19, 1)
+    relay.close("call-1")
+    assert relay.sockets() == 0 and len(relay) == 0
+    assert _fds() == fds + 2 and len(loop._readers) == readers
+    assert c["rtp_sessions_active"] == 0 and relay.pool.used == set()
+    a.close()
+    b.close()
+
+
+def test_latching_to_a_natted_source_and_strays_dropped(relay):
+    loop = relay.loop
+    a, b, nat, intruder = _phone(LAN), _phone(WAN), _phone(LAN), _phone("127.0.0.3")
+    s = relay.open("call-2", "tag-a", LAN, WAN)
+    relay.add_streams(s, 1)
+    # the caller's SDP names a port that is not where its packets come from (a NAT)
+    s.learn(CALLER, sdp.streams(_sdp(LAN, 9)))
+    # the callee's address as its SIP came from: only packets from there latch
+    s.learn(CALLEE, sdp.streams(_sdp(WAN, b.getsockname()[1])), source_ip=WAN)
+    nat.sendto(b"x", (LAN, s.ports(CALLER)[0]))
+    _pump(loop, lambda: s.streams[0][CALLER].packets == 1)
+    assert b.recvfrom(10)[0] == b"x"
+    intruder.sendto(b"evil", (WAN, s.ports(CALLEE)[0]))     # first, but from elsewhere
+    _pump(loop, lambda: s.streams[0][CALLEE].stray == 1)
+    b.sendto(b"y", (WAN, s.ports(CALLEE)[0]))
+    _pump(loop, lambda: s.streams[0][CALLEE].packets == 1)
+    assert nat.recvfrom(10)[0] == b"y"      # latched: back to where the caller's came from
+    assert relay.stats.counters["rtp_dropped"] == 1
+    for x in (a, b, nat, intruder):
+        x.close()
+
+
+def test_bounds_give_a_clear_answer_and_leave_nothing_behind(relay):
+    fds = _fds()
+    sessions = [relay.open(f"c{i}", "t", LAN, WAN) for i in range(4)]
+    with pytest.raises(RelayFull, match="4 calls relayed already"):
+        relay.open("c5", "t", LAN, WAN)
+    relay.pool = PortPool(41000, 41019)     # 10 pairs; a stream takes 2 (one per side)
+    for s in sessions[:2]:
+        relay.add_streams(s, 2)
+    # the first of these two streams fits, the second does not: both are taken back
+    with pytest.raises(RelayFull, match="no free RTP port in 41000-41019"):
+        relay.add_streams(sessions[2], 2)
+    assert len(sessions[2].streams) == 0 and len(relay.pool.used) == 8
+    assert relay.sockets() == 16 and _fds() == fds + 16
+    assert relay.stats.counters["rtp_refused"] == 2
+    relay.close_all()
+    assert _fds() == fds and relay.pool.used == set()
+
+
+def test_a_silent_session_times_out(relay):
+    loop = relay.loop
+    s = relay.open("quiet", "t", LAN, WAN)
+    relay.add_streams(s, 1)
+    fds = _fds()
+    relay.clock[0] += 29
+    loop.run_due(relay.clock[0])
+    assert len(relay) == 1
+    relay.clock[0] += 6
+    loop.run_due(relay.clock[0])            # the next sweep (every 5 s) after 30 s of silence
+    assert len(relay) == 0 and relay.stats.counters["rtp_timeouts"] == 1
+    assert _fds() == fds - 4 and relay._timer is None
+
+
+def test_one_way_audio_is_logged_once_and_counted(relay, capsys):
+    from serlite import log
+    old = log.level
+    log.configure(debug=log.NOTICE, stderr=True)
+    try:
+        loop = relay.loop
+        a, b = _phone(LAN), _phone(WAN)
+        s = relay.open("oneway", "t", LAN, WAN)
+        relay.add_streams(s, 1)
+        s.learn(CALLER, sdp.streams(_sdp(LAN, a.getsockname()[1])))
+        s.learn(CALLEE, sdp.streams(_sdp(WAN, b.getsockname()[1])))
+        b.sendto(b"only-b", (WAN, s.ports(CALLEE)[0]))
+        _pump(loop, lambda: s.streams[0][CALLEE].packets == 1)
+        s.answered = relay.clock[0]
+        for _ in range(4):                  # sweeps every 5 s (ONE_WAY_AFTER): told once
+            relay.clock[0] += 5
+            loop.run_due(relay.clock[0])
+        err = capsys.readouterr().err
+        assert err.count("nothing received from the caller 5 s after the answer") == 1, err
+        assert relay.stats.counters["rtp_one_way"] == 1 and len(relay) == 1
+        a.close()
+        b.close()
+    finally:
+        log.level = old
