@@ -91,6 +91,7 @@ class Server:
                                    msg_read_timeout=float(g.get("tcp_msg_read_timeout", 10)),
                                    msg_data_timeout=float(g.get("tcp_msg_data_timeout", 10)))
         self.core.transport = self.transport
+        self.transport.mhomed = bool(g.get("mhomed", 0))
         for proto, ip, port in self._listen_specs(script):
             try:
                 listener = self.transport.bind(proto, ip, port)

@@ -30,6 +30,7 @@ _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 RECV_BATCH = 64            # datagrams read per wake-up: batch work, but stay fair to TCP/timers
 _UDP_SOURCES_MAX = 1024    # peer addresses whose Source is kept (see Transport._udp_sources)
 UDP_RCVBUF = 512 * 1024    # room for a burst while the loop is busy (Kamailio's default too)
+_ROUTE_CACHE_MAX = 256     # mhomed: destination IPs whose source address is kept
 
 
 class Listener:
@@ -183,6 +184,10 @@ class Transport:
         # address, so its Source is made once (Sources are never changed once made)
         self._udp_sources = {}
         self._sweep = None
+        # SER's mhomed: 1 sends from the listener whose address the kernel's routing table
+        # gives as the source toward the destination (_routed_source); 0 from the first one
+        self.mhomed = False
+        self._route_sources = {}     # destination IP -> source IP the kernel chose (or None)
 
     # -- set-up -----------------------------------------------------------------------------
     def bind(self, proto, ip, port):
@@ -219,11 +224,40 @@ class Transport:
         self.listeners = []
         self._udp_sources = {}
 
-    def listener_for(self, proto, family):
+    def listener_for(self, proto, family, ip=None):
+        """Our socket of ``proto`` and ``family`` to send to ``ip`` from: with ``mhomed`` the
+        one on the address the kernel would send from (its route toward ``ip``), else (or
+        when none is on it) the first one, as SER does."""
+        if ip is not None and self.mhomed:
+            source = self._route_sources.get(ip, False)
+            if source is False:
+                source = self._routed_source(family, ip)
+            if source is not None:
+                for lst in self.listeners:
+                    if lst.ip == source and lst.proto == proto:
+                        return lst
         for lst in self.listeners:
             if lst.proto == proto and lst.family == family:
                 return lst
         return None
+
+    def _routed_source(self, family, ip):
+        """The address the kernel picks as the source toward ``ip``: connect() of a UDP socket
+        only looks up the route (it sends nothing and never blocks), getsockname() tells.
+        Kept per destination, in a bounded table (cleared when full: routes rarely change)."""
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((ip, 9))
+                source = probe.getsockname()[0]
+        except OSError:         # no route (yet): the first listener, and ask again next time
+            return None
+        if ":" in source:
+            source = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6,
+                                                                        source.split("%")[0]))
+        if len(self._route_sources) >= _ROUTE_CACHE_MAX:
+            self._route_sources.clear()
+        self._route_sources[ip] = source
+        return source
 
     # -- UDP --------------------------------------------------------------------------------
     def _read_udp(self, listener):
@@ -414,7 +448,7 @@ class Transport:
             log.limited("tcp-limit-out", log.WARN, "too many TCP connections, cannot connect")
             return None
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        listener = self.listener_for("tcp", family)
+        listener = self.listener_for("tcp", family, ip)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -470,7 +504,7 @@ class Transport:
             return True
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         if local is None or local.proto != "udp" or local.family != family:
-            local = self.listener_for("udp", family)
+            local = self.listener_for("udp", family, ip)
             if local is None:
                 log.limited(("nolistener", family), log.WARN,
                             f"no UDP socket for {ip}: cannot send")

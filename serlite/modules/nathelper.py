@@ -469,7 +469,7 @@ class Nathelper(Module):
             local = listeners.get(binding.socket)
             if local is None or local.proto != "udp" or (":" in host) != (":" in local.ip):
                 local = core.transport.listener_for(
-                    "udp", socket.AF_INET6 if ":" in host else socket.AF_INET)
+                    "udp", socket.AF_INET6 if ":" in host else socket.AF_INET, host)
                 if local is None:
                     continue
             if method is None:

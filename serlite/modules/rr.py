@@ -8,6 +8,16 @@ address in a Route are easy to forge (``Route: <sip:ROUTER;lr>,<sip:GATEWAY;lr>`
 To tag would walk an INVITE past the logins to a gateway); a signature is not, and it needs no
 state, so dialogs outlive a restart.  Both directions of a dialog share the Call-ID, and the
 Route value is the Record-Route value we wrote, so the check holds for either side.
+
+``enable_double_rr`` (Kamailio's, 1 by default there and here): a request that leaves by
+another socket than it came in on (another interface with ``mhomed=1``, or another transport)
+gets two entries, the outgoing socket's on top (the one the callee sends to), then the incoming
+one's (the one the caller sends to), so each side reaches us on the address it can reach.
+``record_route()`` runs before the branch's socket is known (the script may still change the
+destination, tm forks), so it writes the incoming entry only, and the sending code asks
+``double_entry`` per branch, once its socket is chosen, for the bytes with the outgoing entry
+added: Kamailio's lumps do the same at the point of sending.  It costs one identity check per
+branch when the sockets are the same.
 """
 
 import hashlib
@@ -32,6 +42,42 @@ class Rr(Module):
         self._prefixes = {}     # Listener -> "Record-Route: <sip:host:port;transport=..;lr"
         self._sign = bool(params["sign_routes"])
         self._key = None        # the auth module's secret, taken at first use
+        self._double = bool(params["enable_double_rr"])
+
+    def start(self, core, previous=None):
+        super().start(core, previous)
+        # the sending code (core's forward, tm's branches) adds the outgoing entry
+        core.double_rr = self.double_entry if self._double else None
+
+    def _prefix(self, local):
+        prefix = self._prefixes.get(local)
+        if prefix is None:
+            transport = ";transport=tcp" if local.proto == "tcp" else ""
+            prefix = self._prefixes[local] = (
+                f"Record-Route: <sip:{local.host}:{local.port}{transport}{self._lr}")
+        return prefix
+
+    def double_entry(self, rest, inbound, outbound):
+        """``rest`` (a request's bytes after its request line) with ``outbound``'s entry put on
+        top of the one ``record_route()`` wrote for ``inbound``, with the same parameters
+        (ftag, sig); ``rest`` as it is when it has no such entry.  Ours is the first
+        Record-Route line (record_route puts it above the others)."""
+        prefix = self._prefixes.get(inbound)
+        if prefix is None:      # record_route() never ran for this socket
+            return rest
+        head = prefix.encode("latin-1")
+        start = rest.find(head)
+        if start < 0:
+            return rest
+        # record_route() puts ours above every other Record-Route: a match further down is
+        # another hop's entry naming us (a spiral), not ours to double
+        first = rest.find(b"Record-Route:")
+        if first != start:
+            return rest
+        end = rest.find(b"\r\n", start)
+        tail = rest[start + len(head):end + 2]  # ;ftag=...;sig=...>CRLF
+        return (rest[:start] + self._prefix(outbound).encode("latin-1") + tail
+                + rest[start:])
 
     def _signature(self, msg):
         """``;sig=`` + the MAC of the request's Call-ID (empty when routes are not signed)."""
@@ -71,11 +117,7 @@ class Rr(Module):
         local = ctx.source.local
         if local is None:
             return -1
-        prefix = self._prefixes.get(local)
-        if prefix is None:
-            transport = ";transport=tcp" if local.proto == "tcp" else ""
-            prefix = self._prefixes[local] = (
-                f"Record-Route: <sip:{local.host}:{local.port}{transport}{self._lr}")
+        prefix = self._prefixes.get(local) or self._prefix(local)
         # our address, and the From tag as parse() took it (a token, no LWS, no CR/LF): a
         # line that needs none of add_header's checks (``_ftag``, written out: this runs for
         # every request)
@@ -157,5 +199,8 @@ EXPORTS = ModuleSpec(
                              "under auth's secret) and loose_route follows only signed ones "
                              "(serlite's)", min=0, max=1),
         "append_fromtag": Param(int, 1, "add ;ftag= with the From tag", min=0, max=1),
+        "enable_double_rr": Param(int, 1, "1: a request leaving by another socket than it came "
+                                  "in on gets two Record-Route entries, the outgoing one's on "
+                                  "top", min=0, max=1),
     },
 )

@@ -463,7 +463,7 @@ class Tm(Module):
                 branch_msg, uri, dst, parsed = bctx.msg, bctx.ruri, bctx.dst_uri, bctx.uri
                 branch_rest = forward.prepare_request(branch_msg, rc.max_forwards)
             if self._send_branch(rc, branch_msg, uri, dst, branch_rest, host, port, proto,
-                                 parsed):
+                                 parsed, ctx.source.local):
                 sent += 1
         ctx.forwarded = True
         if not sent:
@@ -494,9 +494,11 @@ class Tm(Module):
         self.core.script.run(BRANCH_ROUTE, rc.branch_route, bctx)
         return None if bctx.dropped else bctx
 
-    def _send_branch(self, rc, msg, uri, dst, rest, host, port, proto, parsed=None):
+    def _send_branch(self, rc, msg, uri, dst, rest, host, port, proto, parsed=None,
+                     inbound=None):
         """Send ``msg`` to ``uri`` (text; ``parsed``: the same as a URI, when known) on a new
-        client transaction; False when it could not go (the branch is then final already)."""
+        client transaction; False when it could not go (the branch is then final already).
+        ``inbound``: the socket the request came in on (rr's double Record-Route)."""
         core = self.core
         try:
             if host is not None:
@@ -521,6 +523,8 @@ class Tm(Module):
         self._branch_seq += 1
         branch_id = f"{self._branch_prefix}.{self._branch_seq}"
         method = sys.intern(msg.method)
+        if listener is not inbound and inbound is not None and core.double_rr is not None:
+            rest = core.double_rr(rest, inbound, listener)
         data = forward.branch_bytes(method, uri, rest,
                                     forward.via_line(listener, hproto, branch_id))
         branch = BranchState(rc, uri, hproto, ip, hport, listener, data)

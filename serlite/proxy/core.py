@@ -40,6 +40,9 @@ class Core:
         self._myself = {}               # (host, port) -> is_myself's answer, see is_myself
         self.response_handlers = {}     # Via branch prefix -> callable(msg, source)
         self._server_line = (None, ())  # (server_header, its checked line): _server_lines
+        # rr's double_entry(rest, inbound, outbound) when enable_double_rr is on: a request
+        # leaving by another socket than it came in on gets that socket's Record-Route too
+        self.double_rr = None
 
     def add_source_filter(self, check):
         """``check(source)`` runs for every message before it is parsed; True drops it (pike
@@ -371,8 +374,11 @@ class Core:
             if listener is None:
                 continue
             branch = forward.stateless_branch(msg, index)
-            data = forward.branch_bytes(msg.method, uri, rest,
-                                        forward.via_line(listener, hproto, branch))
+            local = ctx.source.local
+            data = forward.branch_bytes(
+                msg.method, uri, rest if listener is local or local is None
+                or self.double_rr is None else self.double_rr(rest, local, listener),
+                forward.via_line(listener, hproto, branch))
             self.stats.request_out(msg.method, len(data))
             sent = self.send(hproto, hhost, hport, data, listener) or sent
         ctx.forwarded = True
@@ -381,8 +387,9 @@ class Core:
     def listener_for(self, proto, host):
         """The socket to send to ``host`` from: ours of that protocol and address family."""
         entry = self._dns.get(host) or self._address(host)     # resolve(), written out
-        family = _AF_INET6 if entry is not None and ":" in entry[0] else _AF_INET
-        listener = self.transport.listener_for(proto, family)
+        ip = None if entry is None else entry[0]
+        family = _AF_INET6 if ip is not None and ":" in ip else _AF_INET
+        listener = self.transport.listener_for(proto, family, ip)
         if listener is None:
             log.limited(("nolistener", proto, family), log.WARN,
                         f"no {proto} socket for {host}: not forwarded")

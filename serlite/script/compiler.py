@@ -59,7 +59,7 @@ GLOBALS = {
     "unix_sock_children": ("int", _ONE_PROCESS),
     "dns": ("bool", None),
     "rev_dns": ("bool", None),
-    "mhomed": ("bool", None),
+    "mhomed": ("int", None),        # SER's: a number, 0 or 1 (cfg.y: MHOMED EQUAL NUMBER)
     "check_via": ("bool", None),
     "sip_warning": ("bool", None),
     "server_signature": ("bool", None),
@@ -99,6 +99,7 @@ GLOBALS = {
 GLOBAL_RANGES = {
     "port": (1, 65535),
     "advertised_port": (1, 65535),
+    "mhomed": (0, 1),
     "tcp_max_connections": (1, 65535),
     "tcp_accept_iplimit": (1, 65535),
     "tcp_connection_lifetime": (1, 7 * 86400),

@@ -325,7 +325,7 @@ class FakeTransport:
                           FakeListener("udp", "10.0.0.1", 5060)]
         self.sent = []
 
-    def listener_for(self, proto, family):
+    def listener_for(self, proto, family, ip=None):
         return self.listeners[0]
 
     def send(self, proto, ip, port, data, local=None, conn=None):

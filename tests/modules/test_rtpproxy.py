@@ -70,7 +70,7 @@ class Transport:
         self.sent.append((port, data))
         return True
 
-    def listener_for(self, proto, family):
+    def listener_for(self, proto, family, ip=None):
         return self.lan
 
 

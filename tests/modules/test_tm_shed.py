@@ -42,7 +42,7 @@ class Transport:
         self.last = data
         return True
 
-    def listener_for(self, proto, family):
+    def listener_for(self, proto, family, ip=None):
         return self.listeners[0]
 
 
