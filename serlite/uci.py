@@ -438,6 +438,10 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         f"port={s.port}",
     ]
     out += [f"listen={_listen_word(ip)}" for ip in listen]
+    if len(listen) > 1:
+        # SER's mhomed: send from the address facing the destination (the WAN one to the
+        # Internet), not the first one, which the WAN's masquerade would rewrite
+        out.append("mhomed=1")
     if s.domain:
         out.append(f'alias="{s.domain}"')
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf

@@ -61,17 +61,6 @@ def relay_pending(*case):
         reason="no media relay yet (issue 14): remove this mark when the relay lands"))
 
 
-def invite_from_lan_socket(*case):
-    """LAN calls the phone behind the other NAT: today the INVITE does not even arrive.  It
-    came in on the LAN socket and leaves from it (serlite picks no socket facing the
-    destination, SER's mhomed, nor the socket the registration came in on): the router's
-    masquerade gives it a new source port, which the other home's NAT has no mapping for."""
-    return pytest.param(*case, marks=pytest.mark.xfail(
-        strict=True, raises=(NotConnected, OneWayAudio),
-        reason="INVITE sent from the LAN socket, masqueraded (not connected), and no media "
-               "relay yet (issue 14): remove this mark when both are fixed"))
-
-
 # Where each phone lives: namespace attribute of Net, its address, its extension, and the
 # router address it registers to.
 PLACES = {
@@ -260,7 +249,7 @@ def test_lan_phone_calls_lan_phone_and_both_hear_each_other(phones, router):
 @pytest.mark.parametrize("caller,callee", [
     relay_pending("lan", "wan"),
     relay_pending("wan", "lan"),
-    invite_from_lan_socket("lan", "home2"),
+    relay_pending("lan", "home2"),     # connects since mhomed=1: the INVITE leaves by the WAN
     relay_pending("home2", "lan"),
 ])
 def test_a_call_across_the_routers_nat_is_heard_both_ways(phones, caller, callee):
