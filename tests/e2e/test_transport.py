@@ -258,3 +258,31 @@ def test_udp_backlog_is_each_sockets_own():
             assert flooded.backlog == 0.0
     finally:
         transport.close()
+
+
+def test_mhomed_picks_the_socket_on_the_kernels_source_address():
+    """SER's mhomed: toward a 127/8 peer the kernel's route gives 127.0.0.1 as the source, so
+    with mhomed the 127.0.0.1 socket is chosen though 127.0.0.2's is first; without it the
+    first one (SER's mhomed=0).  The route is asked once per destination, in a bounded
+    table."""
+    import socket
+
+    from serlite import transport as tmod
+    from serlite.loop import Loop
+    from serlite.transport import Transport
+
+    t = Transport(Loop(), lambda data, source: None)
+    try:
+        wan = t.bind("udp", "127.0.0.2", 0)
+        lan = t.bind("udp", "127.0.0.1", 0)
+        assert t.listener_for("udp", socket.AF_INET, "127.0.0.9") is wan
+        t.mhomed = True
+        assert t.listener_for("udp", socket.AF_INET, "127.0.0.9") is lan
+        assert t._route_sources == {"127.0.0.9": "127.0.0.1"}
+        assert t.listener_for("udp", socket.AF_INET) is wan         # no destination: first
+        assert t.listener_for("tcp", socket.AF_INET, "127.0.0.9") is None
+        for i in range(tmod._ROUTE_CACHE_MAX + 5):
+            t.listener_for("udp", socket.AF_INET, f"127.1.{i // 250}.{i % 250 + 1}")
+        assert len(t._route_sources) <= tmod._ROUTE_CACHE_MAX
+    finally:
+        t.close()

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def test_globals_and_notes(rec):
         "debug": 3, "fork": True, "log_stderror": False, "children": 4, "port": 5060,
         "listen": ["udp:127.0.0.1:5060", "tcp:[::1]:5070", "127.0.0.1", "eth0"],
         "alias": ["home.lan", "sip.example.com"], "unix_sock": "/var/run/ser/ser.sock",
-        "dns": False, "rev_dns": False, "mhomed": False, "check_via": False, "user": "ser"}
+        "dns": False, "rev_dns": False, "mhomed": 0, "check_via": False, "user": "ser"}
     assert s.notes == [
         "ser.cfg:3: log_stderr read as log_stderror",
         "ser.cfg:4: children=4 ignored (serlite runs one process)",
@@ -142,3 +143,11 @@ def test_runs_under_python3_light():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=root, check=True)
     assert out.stdout.startswith("x.cfg:1:8: missing '}'")
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "yes"])
+def test_mhomed_is_0_or_1_as_in_ser(value):
+    from serlite.script.errors import ConfigError
+    with pytest.raises(ConfigError) as err:
+        compile_config(f"mhomed={value}\nroute {{ }}", "ser.cfg")
+    assert re.match(r"ser.cfg:1:\d+: 'mhomed' ", str(err.value)), err.value
