@@ -91,7 +91,6 @@ class Server:
                                    msg_read_timeout=float(g.get("tcp_msg_read_timeout", 10)),
                                    msg_data_timeout=float(g.get("tcp_msg_data_timeout", 10)))
         self.core.transport = self.transport
-        self.transport.mhomed = bool(g.get("mhomed", 0))
         for proto, ip, port in self._listen_specs(script):
             try:
                 listener = self.transport.bind(proto, ip, port)
@@ -132,8 +131,9 @@ class Server:
 
     def _start_script(self, script, previous):
         core = self.core
-        hooks = core.source_filters, core.response_handlers
+        hooks = core.source_filters, core.response_handlers, core.double_rr
         core.source_filters, core.response_handlers = [], {}     # the new modules add theirs
+        core.double_rr = None                                   # rr sets it again
         core.use_script(script)     # so that a starting module sees the others (core.module)
         started = []
         try:
@@ -147,11 +147,12 @@ class Server:
                     module.stop()
                 except Exception as exc:
                     log.error(f"{module.name}: stop failed: {exc}")
-            core.source_filters, core.response_handlers = hooks
+            core.source_filters, core.response_handlers, core.double_rr = hooks
             if previous is not None:
                 core.use_script(previous)
             raise
         self.script = script
+        self.transport.mhomed = bool(script.globals.get("mhomed", 0))   # SIGHUP changes it too
 
     def _bad_frame(self, head, source, exc):
         """A TCP request that cannot be framed: 513 when over the size limit (RFC 3261
