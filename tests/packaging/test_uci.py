@@ -375,3 +375,12 @@ def test_bad_ban_options_are_errors(option, value, message):
                                if option in ("trusted", "scanner_agents") else
                                f"config ser 'main'\n\toption {option} '{value}'\n"))
     assert str(exc.value).startswith(message), str(exc.value)
+
+
+def test_mhomed_when_listening_on_more_than_one_address():
+    """SER's mhomed=1 once there is a choice: a request to the Internet leaves by the WAN
+    address (the masquerade would rewrite one from the LAN socket); one address, no choice."""
+    one = uci.generate(uci.parse(LAN_ONLY_UCI), {"lan": ["192.168.1.1/24"]})
+    assert "mhomed=1" not in one.splitlines()
+    both = uci.generate(uci.parse(LAN_WAN_UCI), LAN_WAN).splitlines()
+    assert "mhomed=1" in both and both.index("mhomed=1") > both.index("listen=192.168.1.1")
