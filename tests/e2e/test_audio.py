@@ -14,7 +14,8 @@ audio (what it sent) to files.  tests/e2e/audio.py says which tone a recording h
 what share of the call (the length of the audio the same phone sent).
 
 Today media crosses the router's NAT in no direction that the SDP can name: the LAN phone's
-SDP names 192.168.77.2, which no one outside can reach.  The cases that need a relay are marked
+SDP names 192.168.77.2, which no one outside can reach (the built-in relay, the rtpproxy
+module, exists but the generated config does not use it yet).  The cases that need a relay are marked
 ``xfail(strict=True, raises=OneWayAudio)``: they fail only by the audio check (a call that does
 not even connect is a plain failure), and the day the relay makes them pass, strict xfail turns
 them red so that the mark is removed.
@@ -58,7 +59,8 @@ def relay_pending(*case):
     """A case that crosses a NAT: expected to fail by its audio today, and only by its audio."""
     return pytest.param(*case, marks=pytest.mark.xfail(
         strict=True, raises=OneWayAudio,
-        reason="no media relay yet (issue 14): remove this mark when the relay lands"))
+        reason="the generated config does not call the relay (rtpproxy_manage) yet "
+               "(issue 14): remove this mark when it does"))
 
 
 # Where each phone lives: namespace attribute of Net, its address, its extension, and the
