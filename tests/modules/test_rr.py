@@ -9,8 +9,16 @@ from serlite.proxy.context import Source
 from test_tm_shed import request, seed_core
 
 
-def relay(modparams):
+def relay(modparams, out_by_wan=False):
+    """``send(data) -> (sent lines, last bytes)`` through the seed config's core, bob registered.
+    ``out_by_wan``: a second (WAN) socket that every request leaves by, as mhomed=1 chooses it
+    for a destination out there; requests come in on the first one."""
     _, tr, core = seed_core(modparams)
+    if out_by_wan:
+        wan = WanListener()
+        tr.listeners.append(wan)
+        core.set_identity(tr.listeners, [])
+        tr.listener_for = lambda proto, family, ip=None: wan
     src = Source("udp", "127.0.0.1", 6001, tr.listeners[0])
     core.receive(request("REGISTER", "reg1", "r1", extra=(
         "Contact: <sip:bob@127.0.0.1:7000>", "Expires: 600")), src)
@@ -65,23 +73,7 @@ class WanListener:
 
 
 def relay_out_by_wan(modparams):
-    """The seed config's core with a second (WAN) socket that every request leaves by, as
-    mhomed=1 chooses it for a destination out there; requests come in on the first one."""
-    _, tr, core = seed_core(modparams)
-    wan = WanListener()
-    tr.listeners.append(wan)
-    core.set_identity(tr.listeners, [])
-    tr.listener_for = lambda proto, family, ip=None: wan
-    src = Source("udp", "127.0.0.1", 6001, tr.listeners[0])
-    core.receive(request("REGISTER", "reg1", "r1", extra=(
-        "Contact: <sip:bob@127.0.0.1:7000>", "Expires: 600")), src)
-    tr.sent.clear()
-
-    def send(data):
-        core.receive(data, src)
-        out, tr.sent[:] = [(port, line) for _, port, line in tr.sent], []
-        return out, tr.last
-    return send
+    return relay(modparams, out_by_wan=True)
 
 
 def record_routes_of(data):
