@@ -133,6 +133,10 @@ MAIN_OPTIONS = {
     "trusted": "addresses/networks never banned, e.g. your provider's (list)",
     "scanner_agents": "User-Agent parts whose requests are dropped unanswered (list; given, "
                       "it replaces the default list)",
+    # rtpproxy (docs/modules.md): the audio of calls that cross the router's NAT
+    "relay": "relay calls' audio through the router: auto (calls between the LAN and "
+             "elsewhere), on (every call), off",
+    "rtp_ports": "the relay's UDP ports, FIRST-LAST (16384-16483: 4 a call)",
 }
 USER_OPTIONS = ("name", "password")
 _TRUE = ("1", "yes", "on", "true", "enabled")
@@ -163,6 +167,8 @@ class Settings:
         self.ban_time_max = 86400
         self.trusted = []        # ip_network
         self.scanner_agents = None      # None: secfilter's default list
+        self.relay = "auto"
+        self.rtp_ports = RTP_PORTS
 
     @property
     def listen_interfaces(self):
@@ -264,6 +270,10 @@ def settings(sections, notes=None):
             s.config = _quotable(where, _single(where, value))
         elif name in BAN_OPTIONS:
             _ban_option(s, name, where, value)
+        elif name == "relay":
+            s.relay = _relay_mode(where, _single(where, value))
+        elif name == "rtp_ports":
+            s.rtp_ports = _port_range(where, _single(where, value))
     if s.ban_time_max < s.ban_time:
         raise UciError(f"option ban_time_max: {s.ban_time_max} is shorter than ban_time "
                        f"({s.ban_time})")
@@ -324,6 +334,38 @@ def _ban_option(s, name, where, value):
                            f"without commas")
         agents.append(_quotable(where, w))
     s.scanner_agents = agents
+
+
+RELAY_MODES = ("auto", "on", "off")
+RTP_PORTS = (16384, 16483)
+
+
+def _relay_mode(where, value):
+    mode = value.strip().lower()
+    if mode in _TRUE:
+        mode = "on"
+    elif mode in _FALSE:
+        mode = "off"
+    if mode not in RELAY_MODES:
+        raise UciError(f"{where}: {value!r} is not auto, on or off")
+    return mode
+
+
+def _port_range(where, value):
+    """'16384-16483' -> (16384, 16483), as the rtpproxy module's rtp_port_min/max allow."""
+    low, sep, high = value.strip().partition("-")
+    try:
+        first, last = int(low), int(high)
+    except ValueError:
+        first = last = None
+    if not sep or first is None:
+        raise UciError(f"{where}: {value!r} is not a port range FIRST-LAST (16384-16483)")
+    if not 1024 <= first < last <= 65535:
+        raise UciError(f"{where}: {value!r}: the ports must be from 1024 to 65535, the first "
+                       f"below the last")
+    if last - first + 1 < 4:
+        raise UciError(f"{where}: {value!r} holds {last - first + 1} ports: a call needs 4")
+    return first, last
 
 
 def is_user_name(name):
@@ -447,6 +489,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
     modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
                "nathelper", "pike", "acc", "secfilter"]
+    if s.relay != "off":
+        modules.append("rtpproxy")
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -467,6 +511,13 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     ]
     out += _ACC_PARAMS
     out += _secfilter_params(s)
+    if s.relay != "off":
+        out += [
+            "# the audio of calls that cross the router's NAT goes through the router's own",
+            f"# relay (rtpproxy; option relay '{s.relay}'), on these UDP ports",
+            f'modparam("rtpproxy", "rtp_port_min", {s.rtp_ports[0]})',
+            f'modparam("rtpproxy", "rtp_port_max", {s.rtp_ports[1]})',
+        ]
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
 
@@ -526,6 +577,54 @@ _KEEPALIVE = [
 ]
 
 
+def _octets_regex(first, last):
+    """A regular expression for the decimal numbers first..last (one octet)."""
+    if first == last:
+        return str(first)
+    if (first, last) == (0, 255):
+        return "[0-9]+"
+    return "(" + "|".join(str(n) for n in range(first, last + 1)) + ")"
+
+
+def _ipv4_regex(net):
+    """``^...$`` matching the dotted-quad text of the addresses of IPv4 ``net`` (what $rd holds
+    when a phone's Contact names one): the script compares addresses with networks only for
+    src_ip, so the destination is matched as text."""
+    octets = str(net.network_address).split(".")
+    parts = []
+    for i in range(4):
+        bits = min(max(net.prefixlen - 8 * i, 0), 8)
+        low = int(octets[i])
+        parts.append(_octets_regex(low, low + (1 << (8 - bits)) - 1))
+    return "^" + r"\.".join(parts) + "$"
+
+
+def _relay_route(nets):
+    """route[relay_needed] (option relay 'auto'): true when the call's audio crosses between
+    the LAN and elsewhere (Kamailio's default config relays when either side is NATed; here
+    the router's own NAT is the one that matters).  Calls between two LAN phones keep direct
+    media.  IPv6 destinations have no text pattern here: they are relayed (audio still works,
+    through the router)."""
+    out = ["", "# does the call's audio cross the router's NAT (option relay 'auto')?  Calls",
+           "# between two phones of the house keep their direct media", "route[relay_needed] {",
+           "    if (!route(from_lan)) return(1);     # the caller is outside",
+           "    # lookup found a phone registered from behind a NAT outside: its received address",
+           "    if ($du != null) return(1);"]
+    out += [f'    if ($rd =~ "{_ipv4_regex(n)}") return(-1);' for n in nets if n.version == 4]
+    out += ["    return(1);", "}"]
+    return out
+
+
+def _relay_call(s, indent):
+    """The rtpproxy_manage() call of option relay (none when off)."""
+    pad = " " * indent
+    if s.relay == "off":
+        return []
+    if s.relay == "on":
+        return [f"{pad}rtpproxy_manage();      # option relay 'on': every call"]
+    return [f"{pad}if (route(relay_needed)) {{", f"{pad}    rtpproxy_manage();", f"{pad}}}"]
+
+
 def _routes(s, nets):
     """The routing: every REGISTER needs a subscriber's password (www_authorize), and so does
     every other new request but ACK and CANCEL (proxy_authorize), from any address, unless
@@ -539,6 +638,8 @@ def _routes(s, nets):
            "the others)", "route[from_lan] {"]
     lan += [f"    if (src_ip == {_net_word(n)}) return(1);" for n in nets]
     lan += ["    return(-1);", "}"]
+    if s.relay == "auto":
+        lan += _relay_route(nets)
     register = [
         f"        if (!www_authorize(\"{realm}\", \"subscriber\")) {{",
         f"            www_challenge(\"{realm}\", \"1\");",
@@ -580,6 +681,8 @@ def _routes(s, nets):
         "    # requests inside a call (To tag) follow the route set the INVITE recorded",
         "    if (has_totag()) {",
         "        if (loose_route()) {",
+    ] + (["            # a re-INVITE's SDP (hold, resume), its ACK, a BYE: the call's relay"]
+         if s.relay != "off" else []) + _relay_call(s, 12) + [
         "            t_relay();",
         "            exit;",
         "        }",
@@ -621,6 +724,11 @@ def _routes(s, nets):
         "            exit;",
         "        }",
         "    }",
+    ] + ([
+        "    # the audio of a call across the router's NAT goes through the relay (rtpproxy);",
+        "    # the session ends with the call (BYE, CANCEL, failure: the dialog tracker)",
+        "    if (method == \"INVITE\") {",
+    ] + _relay_call(s, 8) + ["    }"] if s.relay != "off" else []) + [
         "    t_relay();",
         "}",
         "",
@@ -629,6 +737,10 @@ def _routes(s, nets):
         "    if (!route(from_lan) && nat_uac_test(\"1\")) {",
         "        fix_nated_contact();",
         "    }",
+    ] + ([
+        "    # the answer's SDP, for a call the relay carries (others are left alone)",
+        "    rtpproxy_manage();",
+    ] if s.relay != "off" else []) + [
         "}",
     ]
     return lan + main

@@ -210,6 +210,11 @@ class Net:
     def _build_phones(self):
         """The second LAN phone, the WAN phone, and a second home behind its own NAT."""
         self._ip(self.internet, "addr", "add", f"{WAN_PHONE}/24", "dev", "uplink")
+        # what the WAN phone sends to the router leaves from its own address, as a phone's
+        # would: baresip binds its RTP socket to the wildcard, and the namespace's first
+        # address (INTERNET) would otherwise be the source, which no relay lets in
+        self._ip(self.internet, "route", "add", f"{ROUTER_WAN}/32", "dev", "uplink",
+                 "src", WAN_PHONE)
         for ns in (self.lan2, self.home2, self.home2lan):
             run("ip", "netns", "add", ns)
             self.made.append(ns)

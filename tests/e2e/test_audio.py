@@ -13,12 +13,10 @@ the ``sndfile`` filter writes the call's decoded audio (what the phone would pla
 audio (what it sent) to files.  tests/e2e/audio.py says which tone a recording holds and for
 what share of the call (the length of the audio the same phone sent).
 
-Today media crosses the router's NAT in no direction that the SDP can name: the LAN phone's
-SDP names 192.168.77.2, which no one outside can reach (the built-in relay, the rtpproxy
-module, exists but the generated config does not use it yet).  The cases that need a relay are marked
-``xfail(strict=True, raises=OneWayAudio)``: they fail only by the audio check (a call that does
-not even connect is a plain failure), and the day the relay makes them pass, strict xfail turns
-them red so that the mark is removed.
+Without a relay, media crosses the router's NAT in no direction that the SDP can name: the LAN
+phone's SDP names 192.168.77.2, which no one outside can reach.  The generated config (option
+relay 'auto', the default) sends the audio of every call between the LAN and elsewhere through
+the built-in relay (rtpproxy_manage), and leaves calls between two LAN phones direct.
 
 Bounded: each call lasts CALL_SECONDS, each phone step WAIT seconds, baresip quits by itself
 after 120 s (-t); the module takes about 30 s.  Needs root, ip, nft and baresip.
@@ -53,14 +51,6 @@ class OneWayAudio(AssertionError):
 
 class NotConnected(AssertionError):
     """The callee never saw the call established."""
-
-
-def relay_pending(*case):
-    """A case that crosses a NAT: expected to fail by its audio today, and only by its audio."""
-    return pytest.param(*case, marks=pytest.mark.xfail(
-        strict=True, raises=OneWayAudio,
-        reason="the generated config does not call the relay (rtpproxy_manage) yet "
-               "(issue 14): remove this mark when it does"))
 
 
 # Where each phone lives: namespace attribute of Net, its address, its extension, and the
@@ -249,17 +239,19 @@ def test_lan_phone_calls_lan_phone_and_both_hear_each_other(phones, router):
 
 
 @pytest.mark.parametrize("caller,callee", [
-    relay_pending("lan", "wan"),
-    relay_pending("wan", "lan"),
-    relay_pending("lan", "home2"),     # connects since mhomed=1: the INVITE leaves by the WAN
-    relay_pending("home2", "lan"),
+    ("lan", "wan"),
+    ("wan", "lan"),
+    ("lan", "home2"),     # connects since mhomed=1: the INVITE leaves by the WAN
+    ("home2", "lan"),
 ])
 def test_a_call_across_the_routers_nat_is_heard_both_ways(phones, caller, callee):
     """The issue's fault: the call connects through serlite, and then one side hears nothing,
-    because the LAN phone's SDP names an address (192.168.77.2) the far side cannot reach.
+    because the LAN phone's SDP names an address (192.168.77.2) the far side cannot reach;
+    the generated config relays these calls (option relay 'auto').
 
-    Measured today (3 s calls): LAN<->WAN, the WAN phone hears the LAN tone 96 % of the call
-    (the LAN phone's RTP goes out masqueraded, and baresip plays what comes from anywhere)
+    Measured without the relay (3 s calls): LAN<->WAN, the WAN phone hears the LAN tone 96 %
+    of the call (the LAN phone's RTP goes out masqueraded, and baresip plays what comes from
+    anywhere)
     and the LAN phone hears nothing; home2->LAN, neither hears anything (both SDPs name
     private addresses)."""
     by_place = dict(zip((caller, callee), phones(caller, callee)))

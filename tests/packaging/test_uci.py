@@ -384,3 +384,84 @@ def test_mhomed_when_listening_on_more_than_one_address():
     assert "mhomed=1" not in one.splitlines()
     both = uci.generate(uci.parse(LAN_WAN_UCI), LAN_WAN).splitlines()
     assert "mhomed=1" in both and both.index("mhomed=1") > both.index("listen=192.168.1.1")
+
+
+# --- the media relay (option relay, rtp_ports) -------------------------------------------------
+
+def _relay_lines(relay, addresses=LAN_WAN):
+    text = uci.generate(uci.parse(LAN_WAN_UCI.replace(
+        "option log_level '3'", f"option log_level '3'\n\toption relay '{relay}'\n"
+                                f"\toption rtp_ports '20000-20099'")), addresses)
+    return text, [line.strip() for line in text.splitlines()]
+
+
+def test_relay_auto_is_the_default_and_relays_calls_between_the_lan_and_elsewhere(tmp_path):
+    """Kamailio's NATMANAGE places: the initial INVITE after lookup, requests inside a call,
+    every reply; a call between two LAN addresses (the source and $rd on the LAN, no $du of a
+    NATed phone) keeps its direct media."""
+    default = uci.generate(uci.parse(LAN_WAN_UCI), LAN_WAN)
+    text, lines = _relay_lines("auto")
+    assert text.replace("20000", "16384").replace("20099", "16483") == default
+    assert 'loadmodule "/usr/lib/ser/modules/rtpproxy.so"' in lines
+    assert 'modparam("rtpproxy", "rtp_port_min", 20000)' in lines
+    assert 'modparam("rtpproxy", "rtp_port_max", 20099)' in lines
+    route = lines[lines.index("route[relay_needed] {"):]
+    route = route[:route.index("}")]
+    assert route[1:] == [
+        "if (!route(from_lan)) return(1);     # the caller is outside",
+        "# lookup found a phone registered from behind a NAT outside: its received address",
+        "if ($du != null) return(1);",
+        r'if ($rd =~ "^192\.168\.1\.[0-9]+$") return(-1);',
+        r'if ($rd =~ "^127\.[0-9]+\.[0-9]+\.[0-9]+$") return(-1);',
+        "return(1);"]
+    # initial INVITEs after lookup; inside a call after loose_route; every reply
+    after_lookup = lines.index('if (!lookup("location")) {')
+    invite = lines.index('if (method == "INVITE") {', after_lookup)
+    assert lines[invite + 1:invite + 3] == ["if (route(relay_needed)) {", "rtpproxy_manage();"]
+    assert lines.index("t_relay();", invite) == invite + 5
+    loose = lines.index("if (loose_route()) {")
+    assert "if (route(relay_needed)) {" in lines[loose:loose + 3]
+    reply = lines[lines.index("onreply_route {"):]
+    assert "rtpproxy_manage();" in reply
+    (tmp_path / "auto.cfg").write_text(text)
+    check = ser_check(tmp_path / "auto.cfg")
+    assert check.returncode == 0, check.stderr + text
+
+
+def test_relay_on_relays_every_call_and_off_loads_no_relay(tmp_path):
+    on, on_lines = _relay_lines("on")
+    assert "route[relay_needed] {" not in on_lines and on.count("rtpproxy_manage();") == 3
+    off, off_lines = _relay_lines("off")
+    assert "rtpproxy" not in off and "relay_needed" not in off
+    for name, text in (("on", on), ("off", off)):
+        (tmp_path / f"{name}.cfg").write_text(text)
+        check = ser_check(tmp_path / f"{name}.cfg")
+        assert check.returncode == 0, check.stderr + text
+
+
+@pytest.mark.parametrize("net, matches, misses", [
+    ("192.168.1.0/24", ["192.168.1.0", "192.168.1.255"], ["192.168.10.1", "192.168.2.1"]),
+    ("10.16.0.0/12", ["10.16.0.1", "10.31.255.255"], ["10.15.0.1", "10.32.0.1", "110.16.0.1"]),
+    ("192.168.1.4/30", ["192.168.1.4", "192.168.1.7"], ["192.168.1.8", "192.168.1.44"]),
+    ("192.168.1.9/32", ["192.168.1.9"], ["192.168.1.90"]),
+])
+def test_the_destination_pattern_matches_exactly_the_networks_addresses(net, matches, misses):
+    import ipaddress
+    import re
+    pattern = re.compile(uci._ipv4_regex(ipaddress.ip_network(net)))
+    assert all(pattern.search(a) for a in matches), pattern
+    assert not any(pattern.search(a) for a in misses), pattern
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("relay", "sometimes", "option relay: 'sometimes' is not auto, on or off"),
+    ("rtp_ports", "16384", "option rtp_ports: '16384' is not a port range FIRST-LAST"),
+    ("rtp_ports", "a-b", "option rtp_ports: 'a-b' is not a port range"),
+    ("rtp_ports", "80-1000", "option rtp_ports: '80-1000': the ports must be from 1024"),
+    ("rtp_ports", "20000-10000", "option rtp_ports: '20000-10000': the ports must be"),
+    ("rtp_ports", "20000-20002", "option rtp_ports: '20000-20002' holds 3 ports: a call needs 4"),
+])
+def test_bad_relay_options_are_errors(option, value, message):
+    with pytest.raises(uci.UciError) as exc:
+        uci.settings(uci.parse(f"config ser 'main'\n\toption {option} '{value}'\n"))
+    assert str(exc.value).startswith(message), str(exc.value)
