@@ -480,54 +480,61 @@ def _uci_password(value, io, what):
     return password.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
+def _uci_change(args, io, what, name, change):
+    """Under the accounts' lock: read the UCI file, let ``change(accounts, text, index,
+    section)`` edit it (``section`` None: no such user) and say what it did, write the file and
+    the server's table; then print that and tell the running server."""
+    accounts = UciAccounts(args, io)
+    with accounts.locked(what):
+        text, sections = accounts.read(what)
+        index, section = accounts.find(sections, name)
+        done = change(accounts, text, index, section)
+        accounts.publish(what)
+    io.out(done)
+    _tell_server(args, io)
+    return 0
+
+
 def uci_user_add(args, io):
     what = "user add"
     name = _uci_name(args.user, what)
     password = _uci_password(args.password, io, what)
-    accounts = UciAccounts(args, io)
-    with accounts.locked(what):
-        text, sections = accounts.read(what)
-        if accounts.find(sections, name)[1] is not None:
+
+    def add(accounts, text, index, section):
+        if section is not None:
             raise CtlError(f"{what}: {name} exists (change its password with 'user passwd', "
                            f"or 'user del' it first)")
         accounts.add(text, name, password, what)
-        accounts.publish(what)
-    io.out(f"{what}: {name} added to {accounts.path}")
-    _tell_server(args, io)
-    return 0
+        return f"{what}: {name} added to {accounts.path}"
+    return _uci_change(args, io, what, name, add)
+
+
+def _existing(what, name, accounts, section):
+    if section is None:
+        raise CtlError(f"{what}: no user {name} in {accounts.path}")
 
 
 def uci_user_passwd(args, io):
     what = "user passwd"
     name = _uci_name(args.user, what)
     password = _uci_password(args.password, io, what)
-    accounts = UciAccounts(args, io)
-    with accounts.locked(what):
-        text, sections = accounts.read(what)
-        index, section = accounts.find(sections, name)
-        if section is None:
-            raise CtlError(f"{what}: no user {name} in {accounts.path}")
+
+    def passwd(accounts, text, index, section):
+        _existing(what, name, accounts, section)
         accounts.passwd(text, index, section, password, what)
-        accounts.publish(what)
-    io.out(f"{what}: password of {name} changed")
-    _tell_server(args, io)
-    return 0
+        return f"{what}: password of {name} changed"
+    return _uci_change(args, io, what, name, passwd)
 
 
 def uci_user_del(args, io):
     what = "user del"
     name = _uci_name(args.user, what)
-    accounts = UciAccounts(args, io)
-    with accounts.locked(what):
-        text, sections = accounts.read(what)
-        index, section = accounts.find(sections, name)
-        if section is None:
-            raise CtlError(f"{what}: no user {name} in {accounts.path}")
+
+    def delete(accounts, text, index, section):
+        _existing(what, name, accounts, section)
         accounts.delete(text, index, section, what)
-        accounts.publish(what)
-    io.out(f"{what}: {name} deleted (its registrations go too)")
-    _tell_server(args, io)
-    return 0
+        return f"{what}: {name} deleted (its registrations go too)"
+    return _uci_change(args, io, what, name, delete)
 
 
 def uci_user_list(args, io):

@@ -32,14 +32,7 @@ def ser(request, tmp_path, tools):
         return server.start()
 
     yield start
-
-    crashed = [s for s in servers if s.proc is not None and not s.stopped and not s.running()]
-    for server in servers:
-        server.stop()
-    if crashed:
-        pytest.fail("serlite exited during the test: "
-                    + ", ".join(f"{s.name} (status {s.proc.returncode})" for s in crashed)
-                    + "\n" + "\n".join(s.tail() for s in crashed), pytrace=False)
+    sipnet.stop_servers(servers)
 
 
 @pytest.hookimpl(hookwrapper=True)

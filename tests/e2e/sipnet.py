@@ -57,6 +57,18 @@ def family_of(host):
     return V6 if ":" in host else V4
 
 
+def stop_servers(servers):
+    """A fixture's teardown: stop every server it started, and fail the test when one of them
+    had exited by itself meanwhile (a crash), with the end of its log."""
+    crashed = [s for s in servers if s.proc is not None and not s.stopped and not s.running()]
+    for server in servers:
+        server.stop()
+    if crashed:
+        pytest.fail("serlite exited during the test: "
+                    + ", ".join(f"{s.name} (status {s.proc.returncode})" for s in crashed)
+                    + "\n" + "\n".join(s.tail() for s in crashed), pytrace=False)
+
+
 # --- the router's own files ---------------------------------------------------------------
 
 # What a config made by serlite.uci writes on the router's flash, besides its RAM directory:

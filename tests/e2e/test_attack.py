@@ -133,12 +133,7 @@ def router(request, net, tmp_path):
         return server.start()
 
     yield start
-    crashed = [s for s in servers if s.proc is not None and not s.stopped and not s.running()]
-    for server in servers:
-        server.stop()
-    if crashed:
-        pytest.fail("serlite exited during the test:\n" + "\n".join(s.tail() for s in crashed),
-                    pytrace=False)
+    sipnet.stop_servers(servers)
 
 
 # --- SIP clients inside the namespaces -----------------------------------------------------
