@@ -26,6 +26,7 @@ from .media.session import CALLEE, CALLER, RelaySession
 
 RECV_BATCH = 64         # datagrams read per wake-up and socket (as transport.py does)
 ONE_WAY_AFTER = 5.0     # seconds after the answer without a packet from a side: logged once
+NEARLY_FULL = 0.8       # share of the ports or sessions in use the page warns from
 _SIDES = ("caller", "callee")
 _BUF = 65535
 
@@ -63,6 +64,24 @@ class Relay:
 
     def __len__(self):
         return len(self.entries)
+
+    def totals(self):
+        """What ``ser-ctl rtpproxy``, ``ser-ctl calls`` and the status page show of the relay:
+        sessions now and their bound, the pool's ports in use (RTP and RTCP: 4 per relayed
+        audio stream, a pair facing each side), its counters, and ``nearly_full`` when either
+        bound is NEARLY_FULL used (the next calls may go without audio)."""
+        c = self.stats.counters
+        pool = self.pool
+        used, ports = 2 * len(pool.used), 2 * pool.size
+        return {"sessions": len(self.entries), "max_sessions": self.max_sessions,
+                "ports_used": used, "ports": ports, "port_min": pool.low,
+                "port_max": pool.low + ports - 1,
+                "packets": c["rtp_packets"], "bytes": c["rtp_bytes"],
+                "opened": c["rtp_sessions"], "refused": c["rtp_refused"],
+                "timeouts": c["rtp_timeouts"], "one_way": c["rtp_one_way"],
+                "dropped": c["rtp_dropped"],
+                "nearly_full": (used >= NEARLY_FULL * ports
+                                or len(self.entries) >= NEARLY_FULL * self.max_sessions)}
 
     def sockets(self):
         """How many sockets the relay holds (tests: none may outlive its session)."""

@@ -265,6 +265,7 @@ def ask_server(conf, st):
                 st.calls = client.call("calls", 50)
             except CommandFailed:           # acc not loaded: no calls to show
                 st.calls = None
+            st.relay = relay_totals(client, st.calls)
             try:
                 st.bans = client.call("bans")
             except CommandFailed:           # secfilter not loaded: no bans to show
@@ -279,6 +280,18 @@ def ask_server(conf, st):
     except (OSError, ValueError, CommandFailed) as exc:
         st.running = False
         st.down_reason = f"the control socket gave no usable answer: {exc}"
+
+
+def relay_totals(client, calls):
+    """The media relay's totals: ``calls`` carries them (joined there with the calls); without
+    acc, ``rtpproxy``'s; None when no relay is loaded."""
+    from .control.client import CommandFailed
+    if calls is not None:
+        return calls.get("relay")
+    try:
+        return client.call("rtpproxy").get("totals")
+    except CommandFailed:                   # rtpproxy not loaded: no relay
+        return None
 
 
 def trust_lan(path):

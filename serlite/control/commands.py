@@ -103,15 +103,40 @@ def build(server):
 
 
 def rtpproxy_commands(core):
-    """The built-in media relay: ``rtpproxy`` (its sessions: each call's legs, latched
-    addresses, packets and bytes each way)."""
+    """The built-in media relay: ``rtpproxy`` (its totals, and its sessions: each call's
+    caller, callee and state when the dialog tracker follows it, legs, latched addresses,
+    packets and bytes each way, a silent side)."""
     def rtpproxy():
         module = core.module("rtpproxy")
         if module is None:
             raise ControlError("rtpproxy is not loaded (no media relay)")
-        return {"sessions": module.stats(core.now()),
-                "free_ports": len(module.relay.pool.free) * 2}
+        tm = core.module("tm")
+        tracker = tm.dialogs if tm is not None else None     # made by rtpproxy's start
+        active = tracker.active(core.now()) if tracker is not None else []
+        totals, untracked = join_media(core, active)
+        sessions = [dict(call["media"], caller=call["caller"], callee=call["callee"],
+                         state=call["state"]) for call in active if call["media"]]
+        return {"sessions": sessions + untracked, "totals": totals,
+                "free_ports": totals["ports"] - totals["ports_used"]}
     return {"rtpproxy": rtpproxy}
+
+
+def join_media(core, active):
+    """The one join of the dialog tracker's calls (``active``: DialogTracker.active rows)
+    with the relay's sessions, by Call-ID: each call gets ``media``, its relay session's
+    numbers (packets and bytes from each side, a side silent), None when its media go direct
+    (or no relay is loaded).  Returns (the relay's totals or None, the sessions no call of
+    ``active`` has: a tracker full, tm not loaded)."""
+    module = core.module("rtpproxy")
+    sessions = {}
+    if module is not None:
+        sessions = {s["call_id"]: s for s in module.stats(core.now())}
+    for call in active:
+        call["media"] = sessions.get(call["call_id"])
+    if module is None:
+        return None, []
+    joined = {call["call_id"] for call in active}
+    return module.totals(), [s for cid, s in sessions.items() if cid not in joined]
 
 
 def ban_commands(core):
@@ -192,7 +217,9 @@ def calls_of(server, n):
         n = int(n)
     except (TypeError, ValueError):
         raise ControlError(f"calls N: a number, not {n!r}")
-    return acc.calls(max(0, min(n, 100000)), core.now())
+    out = acc.calls(max(0, min(n, 100000)), core.now())
+    out["relay"], _ = join_media(core, out["active"])
+    return out
 
 
 def binding_row(table, b, now):

@@ -645,13 +645,32 @@ def _show_stats(r, io):
 
 
 def _show_rtpproxy(r, io):
-    io.out(f"relayed calls: {len(r['sessions'])}, free RTP ports: {r['free_ports']}")
+    _relay_totals(r["totals"], io)
     if r["sessions"]:
-        _table(io, ("CALL-ID", "AGE", "SILENT", "FROM CALLER", "FROM CALLEE"),
-                [(s["call_id"][:40], _duration(s["age"]), _duration(s["silent"]),
-                  f"{s['from_caller']['packets']} pkts {s['from_caller']['bytes']} B",
-                  f"{s['from_callee']['packets']} pkts {s['from_callee']['bytes']} B")
-                 for s in r["sessions"]])
+        _table(io, ("CALLER", "CALLEE", "STATE", "AGE", "FROM CALLER", "FROM CALLEE",
+                    "CALL-ID"),
+               [(s.get("caller", "?"), s.get("callee", "?"), s.get("state", "?"),
+                 _duration(s["age"]), *_media_cells(s)[1:], s["call_id"][:40])
+                for s in r["sessions"]])
+
+
+def _relay_totals(t, io):
+    """The relay's totals line, as ``rtpproxy`` and ``calls`` print it."""
+    io.out(f"relayed calls: {t['sessions']} (at most {t['max_sessions']}), RTP ports in use: "
+           f"{t['ports_used']} of {t['ports']} ({t['port_min']}-{t['port_max']})"
+           + (" NEARLY FULL" if t["nearly_full"] else ""))
+    io.out(f"relayed: {t['packets']} packets {t['bytes']} B; calls refused (full): "
+           f"{t['refused']}, timed out: {t['timeouts']}, one-way audio: {t['one_way']}")
+
+
+def _media_cells(media):
+    """(MEDIA, FROM CALLER, FROM CALLEE) of a call: its relay session's packets and bytes
+    from each side, SILENT when nothing came from it lately; direct: not relayed."""
+    if not media:
+        return ("direct", "-", "-")
+    return ("relayed",) + tuple(
+        f"{side['packets']} pkts {side['bytes']} B" + (" SILENT" if side.get("silent") else "")
+        for side in (media["from_caller"], media["from_callee"]))
 
 
 def _show_sl_stats(r, io):
@@ -707,10 +726,14 @@ def _calls(args, io):
         return 0
     import time
     io.out(f"active calls: {len(result['active'])}")
+    relay = result.get("relay")
     if result["active"]:
-        _table(io, ("CALLER", "CALLEE", "STATE", "SINCE"),
+        media = ("MEDIA", "FROM CALLER", "FROM CALLEE") if relay else ()
+        _table(io, ("CALLER", "CALLEE", "STATE", "SINCE") + media,
                [(c["caller"], c["callee"], c["state"], _duration(c["since"]))
-                for c in result["active"]])
+                + (_media_cells(c.get("media")) if relay else ()) for c in result["active"]])
+    if relay:
+        _relay_totals(relay, io)
     io.out("")
     if not result.get("history_on", True):
         io.out("no call history (modparam(\"acc\", \"history_file\", ...) is not set)")

@@ -35,7 +35,7 @@ class Status:
                  "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
                  "token", "actions_note", "made_ms", "accounts", "trust_lan",
-                 "calls", "bans")
+                 "calls", "bans", "relay")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -61,6 +61,8 @@ class Status:
         self.calls = None               # ``calls``: {"active", "history"}; None: no acc
         self.bans = None                # ``bans``: {"bans", "alarms", "trusted"}; None: the
                                         # server has no secfilter, no section
+        self.relay = None               # the media relay's totals (``calls``' "relay", or
+                                        # ``rtpproxy``'s "totals"); None: no relay, no card
 
 
 class Address:
@@ -163,6 +165,8 @@ def render(st, localtime):
     if st.running and st.bans is not None:
         parts.append(_ban_alarms(st, localtime))
     parts.append(_cards(st, localtime))
+    if st.running and st.relay is not None:
+        parts.append(_relay(st.relay))
     if st.running and st.calls is not None:
         parts.append(_calls(st, localtime))
     if st.running:
@@ -403,13 +407,17 @@ def _calls(st, localtime):
     missed ones marked."""
     calls = st.calls
     active, history = calls.get("active", []), calls.get("history", [])
+    relay = calls.get("relay") is not None       # the media columns: only with a relay
     rows = ["<tr>" + _td("Caller", esc(_party(c.get("caller"))), "strong")
             + _td("Callee", esc(_party(c.get("callee"))), "strong")
             + _td("State", f'<span class="tag">{esc(c.get("state", ""))}</span>')
-            + _td("Since", esc(duration(c.get("since", 0))), "num") + "</tr>"
+            + _td("Since", esc(duration(c.get("since", 0))), "num")
+            + (_media_cells(c.get("media")) if relay else "") + "</tr>"
             for c in active]
-    now = _table("active-calls", ("Caller", "Callee", "State", "Since"), rows,
-                 "No call going on.")
+    head = ("Caller", "Callee", "State", "Since")
+    if relay:
+        head += ("Media", "From caller", "From callee")
+    now = _table("active-calls", head, rows, "No call going on.")
     if not calls.get("history_on", True):
         last = ('<p class="empty" id="calls-off">No call history: set '
                 'modparam("acc", "history_file", ...).</p>')
@@ -432,6 +440,48 @@ def _calls(st, localtime):
     return (f'<section id="calls"><h2>Calls now <span class="count">{len(active)}</span></h2>'
             f'{now}<h2>Last calls <span class="count">{len(history)}</span>{note}</h2>'
             f'{last}</section>')
+
+
+def _media_cells(media):
+    """A call's media: relayed through the router (packets and bytes received from each
+    side, a side marked silent when nothing came from it lately: the one-way audio the
+    relay logs) or direct between the phones."""
+    if not media:
+        return (_td("Media", '<span class="tag">direct</span>')
+                + _td("From caller", "—", "num zero") + _td("From callee", "—", "num zero"))
+    cells = _td("Media", '<span class="tag ok">relayed</span>')
+    for label, key in (("From caller", "from_caller"), ("From callee", "from_callee")):
+        side = media.get(key) or {}
+        n, nbytes = int(side.get("packets") or 0), int(side.get("bytes") or 0)
+        silent = (' <span class="tag bad">silent</span>' if side.get("silent") else "")
+        cells += (f'<td data-label="{label}" class="num" data-n="{n}" data-bytes="{nbytes}">'
+                  f'{n}{silent}<small>{esc(size(nbytes))}</small></td>')
+    return cells
+
+
+def _relay(t):
+    """The media relay: calls relayed now of the most it takes, the port range's ports in
+    use (4 per relayed audio stream), what it relayed and refused; a warning when nearly
+    full (new calls past it get no relay: no audio across the NAT)."""
+    used, ports = int(t.get("ports_used") or 0), int(t.get("ports") or 0)
+    full = t.get("nearly_full")
+    warn = (f'<p class="notice error" id="relay-full"><b>The media relay is nearly full</b>: '
+            f'{esc(t.get("sessions", 0))} of {esc(t.get("max_sessions", 0))} calls, {used} of '
+            f'{ports} RTP ports in use. Calls past it have no audio across the NAT: widen '
+            f'<code>option rtp_ports</code> (4 ports a call).</p>' if full else "")
+    cards = [
+        _card("relay-sessions", "Calls relayed", esc(t.get("sessions", 0)),
+              f'<p>at most {esc(t.get("max_sessions", 0))}</p>'),
+        _card("relay-ports", "RTP ports in use", f"{used} / {ports}",
+              f'<p>{esc(t.get("port_min", ""))}-{esc(t.get("port_max", ""))}, 4 a call</p>'),
+        _card("relay-packets", "Media relayed", esc(t.get("packets", 0)),
+              f'<p>packets, {esc(size(int(t.get("bytes") or 0)))}</p>'),
+        _card("relay-problems", "Relay refused", esc(t.get("refused", 0)),
+              f'<p>timed out {esc(t.get("timeouts", 0))}, one-way '
+              f'{esc(t.get("one_way", 0))}</p>'),
+    ]
+    return (f'<section id="relay">{warn}<h2>Media relay</h2>'
+            f'<div class="cards">{"".join(cards)}</div></section>')
 
 
 def _count_cell(label, entry):

@@ -183,13 +183,30 @@ class RelaySession:
                         sum(legs[side].bytes for legs in self.streams)))
         return out
 
-    def as_dict(self, now):
+    def side_silent(self, side, now, after):
+        """Whether ``side`` is silent now: the call was answered ``after`` seconds ago or
+        more and nothing came from that side (on any leg) in the last ``after`` seconds (the
+        one-way audio the hint of ``silent_sides`` logs once, shown while it lasts; a phone
+        holding with ``inactive`` is silent too).  Asks, changes nothing."""
+        if self.answered is None or now - self.answered < after:
+            return False
+        times = [legs[side].last for legs in self.streams if legs[side].last is not None]
+        return not times or now - max(times) >= after
+
+    def as_dict(self, now, after=None):
+        """Plain data for the control socket; with ``after`` (seconds) each side says
+        whether it is silent (``side_silent``)."""
         (pa, ba), (pb, bb) = self.totals()
         last = self.last_packet()
+        sides = [{"packets": pa, "bytes": ba}, {"packets": pb, "bytes": bb}]
+        if after is not None:
+            for side, entry in zip((CALLER, CALLEE), sides):
+                entry["silent"] = self.side_silent(side, now, after)
         return {"call_id": self.call_id, "age": round(now - self.created, 3),
                 "silent": round(now - (last if last is not None else self.created), 3),
-                "from_caller": {"packets": pa, "bytes": ba},
-                "from_callee": {"packets": pb, "bytes": bb},
+                "answered": self.answered is not None,
+                "from_caller": sides[CALLER],
+                "from_callee": sides[CALLEE],
                 "streams": [[legs[CALLER].as_dict(), legs[CALLEE].as_dict()]
                             for legs in self.streams]}
 

@@ -32,7 +32,7 @@ from .. import log
 from ..dialog.tracker import CONFIRMED, TERMINATED
 from ..media import sdp as media_sdp
 from ..media.session import CALLER
-from ..relay import Relay, RelayFull
+from ..relay import ONE_WAY_AFTER, Relay, RelayFull
 from ..sip import sdp
 from ..sip.errors import ParseError
 from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, Function,
@@ -274,8 +274,13 @@ class Rtpproxy(Module):
         return -1
 
     def stats(self, now):
-        """The relayed calls, for the control socket."""
-        return [e.session.as_dict(now) for e in self.relay.entries.values()]
+        """The relayed calls, for the control socket: each session's numbers, a side silent
+        ONE_WAY_AFTER seconds after the answer marked (the one-way audio the log hints at)."""
+        return [e.session.as_dict(now, ONE_WAY_AFTER) for e in self.relay.entries.values()]
+
+    def totals(self):
+        """The relay's bounds and counters, for the control socket (serlite.relay.Relay)."""
+        return self.relay.totals()
 
 
 def _f(name, method, doc, nargs=(0, 1), fixup=_fix_flags):

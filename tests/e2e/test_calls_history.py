@@ -142,7 +142,8 @@ def test_without_a_history_file_calls_says_so(ser, tmp_path):
     text = acc_config("x").replace('modparam("acc", "history_file", "x")\n', "")
     server = ser(text)
     got = calls(server)
-    assert got == {"active": [], "history": [], "history_on": False, "untracked": 0}
+    assert got == {"active": [], "history": [], "history_on": False, "untracked": 0,
+                   "relay": None}      # no media relay loaded
     assert "no call history" in ctl(server, "calls").stdout
     assert re.search(r"acc is not loaded", ctl(ser(sipnet.SEED_CFG.read_text(),
                                                    name="plain"), "calls").stderr)

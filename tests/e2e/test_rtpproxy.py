@@ -182,8 +182,8 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(two_homed):
         assert (c["rtp_sessions"], c["rtp_sessions_active"]) == (1, 1), c
         (shown,) = json.loads(ctl(server, "rtpproxy", "--json"))["sessions"]
         assert shown["call_id"] == call_id
-        assert shown["from_caller"] == {"packets": 5, "bytes": 510}
-        assert shown["from_callee"] == {"packets": 3, "bytes": 150}
+        assert shown["from_caller"] == {"packets": 5, "bytes": 510, "silent": False}
+        assert shown["from_callee"] == {"packets": 3, "bytes": 150, "silent": False}
         assert shown["streams"][0][0]["peer"] == f"{CALLER}:{alice_rtp.port}"   # latched
         text = ctl(server, "rtpproxy")
         assert "relayed calls: 1" in text and "5 pkts 510 B" in text, text

@@ -85,6 +85,24 @@ def test_idle_after_silence():
     assert d["from_caller"] == {"packets": 1, "bytes": 10} and d["silent"] == 60.0
 
 
+def test_a_side_is_silent_while_nothing_came_from_it_after_the_answer():
+    s = _session(now=100.0)
+    s.learn(CALLER, sdp.streams(CALLER_SDP))
+    s.learn(CALLEE, sdp.streams(CALLEE_SDP))
+    s.relay(0, CALLER, RTP, ("192.168.1.50", 4000), 10, 101.0)
+    assert not s.side_silent(CALLEE, 200.0, 5)          # not answered: ringing is quiet
+    s.answered = 102.0
+    assert not s.side_silent(CALLEE, 106.9, 5)          # too early to say
+    assert s.side_silent(CALLEE, 107.0, 5)              # nothing ever came from the callee
+    assert s.side_silent(CALLER, 107.0, 5)              # the caller's last was at 101
+    s.relay(0, CALLER, RTP, ("192.168.1.50", 4000), 10, 107.0)
+    assert not s.side_silent(CALLER, 111.9, 5) and s.side_silent(CALLER, 112.0, 5)
+    d = s.as_dict(108.0, 5)
+    assert d["from_caller"] == {"packets": 2, "bytes": 20, "silent": False}
+    assert d["from_callee"] == {"packets": 0, "bytes": 0, "silent": True}
+    assert d["answered"] is True
+
+
 def test_with_the_sip_source_address_only_that_address_latches():
     s = _session()
     s.learn(CALLEE, sdp.streams(CALLEE_SDP))
