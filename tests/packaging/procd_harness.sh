@@ -36,6 +36,16 @@ procd_add_interface_trigger() { record procd_add_interface_trigger "$@"; }
 procd_add_reload_interface_trigger() { record procd_add_reload_interface_trigger "$@"; }
 procd_send_signal() { record procd_send_signal "$@"; }
 procd_kill() { record procd_kill "$@"; }
+procd_open_data() { record procd_open_data "$@"; }
+procd_close_data() { record procd_close_data "$@"; }
+procd_set_config_changed() { record procd_set_config_changed "$@"; }
+
+# jshn.sh: what the script puts in procd's data (the firewall rules)
+json_add_string() { record json_add_string "$@"; }
+json_add_object() { record json_add_object "$@"; }
+json_close_object() { record json_close_object "$@"; }
+json_add_array() { record json_add_array "$@"; }
+json_close_array() { record json_close_array "$@"; }
 
 # /lib/functions.sh: UCI as config_load leaves it, CONFIG_<section>_<option>
 config_load() {
@@ -68,11 +78,27 @@ logger() {
 	fi
 }
 
-# rc.common with USE_PROCD: start runs start_service, and procd_close_service service_triggers
+# rc.common with USE_PROCD: start runs start_service, procd_close_service service_triggers,
+# then service_started if the script has it; stop runs stop_service, procd_kill, then
+# service_stopped
 start() {
 	record start
 	start_service "$@"
 	service_triggers
+	if type service_started >/dev/null 2>&1; then
+		service_started
+	fi
+}
+
+stop() {
+	record stop
+	if type stop_service >/dev/null 2>&1; then
+		stop_service "$@"
+	fi
+	procd_kill ser
+	if type service_stopped >/dev/null 2>&1; then
+		service_stopped
+	fi
 }
 
 harness() {

@@ -80,8 +80,9 @@ class Router:
         (self.tmp / "ser").write_text(text)
         (self.tmp / "uci.sh").write_text(uci_sh(text))
 
-    def run(self, *actions, ser_bin=None):
-        """Run the actions in one shell; return the recorded calls [(name, [args])]."""
+    def run(self, *actions, ser_bin=None, bin_dir=None):
+        """Run the actions in one shell; return the recorded calls [(name, [args])].
+        ``bin_dir``: a directory of stand-in commands first on PATH (fw4)."""
         self.record.write_text("")
         env = dict(os.environ, RECORD=str(self.record), UCI_SH=str(self.tmp / "uci.sh"),
                    IPKG_INSTROOT=str(self.tmp / "root"), HARNESS_PYTHON=sys.executable,
@@ -89,6 +90,8 @@ class Router:
                    HARNESS_SER_UCI=str(self.tmp / "ser"))
         if ser_bin:
             env["HARNESS_SER_BIN"] = str(ser_bin)
+        if bin_dir:
+            env["PATH"] = f"{bin_dir}:{env['PATH']}"
         for iface, addrs in self.addresses.items():
             env[f"ADDR4_{iface}"] = " ".join(a for a in addrs if ":" not in a)
             env[f"ADDR6_{iface}"] = " ".join(a for a in addrs if ":" in a)
@@ -110,6 +113,32 @@ def params(calls, name):
     return [args[1:] for call, args in calls if call == "procd_set_param" and args[0] == name]
 
 
+def signature(calls):
+    """The signature of the instance's data (procd restarts the instance when it changes)."""
+    return [args[1] for call, args in calls if call == "json_add_string" and
+            args[0] == "signature"]
+
+
+def firewall(calls):
+    """The rules of the instance's data's firewall array, as dicts; None: no such array."""
+    rules, rule, inside = [], None, False
+    for call, args in calls:
+        if call == "json_add_array" and args == ["firewall"]:
+            inside = True
+        elif not inside:
+            continue
+        elif call == "json_add_object":
+            rule = {}
+        elif call == "json_add_string" and rule is not None:
+            rule[args[0]] = args[1]
+        elif call == "json_close_object":
+            rules.append(rule)
+            rule = None
+        elif call == "json_close_array":
+            return rules
+    return None
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_start_declares_the_instance(tmp_path, shell):
     router = Router(tmp_path, shell, UCI_LAN, lan=["192.168.1.1/24", "fd00::1/64"],
@@ -121,8 +150,8 @@ def test_start_declares_the_instance(tmp_path, shell):
     assert params(calls, "command") == [["/usr/bin/ser", "-D", "-E", "-f", str(cfg)]]
     assert params(calls, "respawn") == [[]]          # procd's defaults from system.@service
     assert params(calls, "stdout") == [["1"]] and params(calls, "stderr") == [["1"]]
-    (data,) = params(calls, "data")
-    assert data[0].startswith("signature=") and "listen=192.168.1.1" in data[0]
+    (sig,) = signature(calls)
+    assert "listen=192.168.1.1" in sig
     # the generated config: in the RAM directory, the LAN's addresses only
     text = cfg.read_text()
     assert "listen=192.168.1.1\nlisten=[fd00::1]\n" in text and "203.0.113.5" not in text
@@ -163,12 +192,12 @@ def test_reload_sends_sighup_when_the_sockets_stay(tmp_path, shell):
 @pytest.mark.parametrize("shell", SHELLS)
 def test_reload_restarts_when_the_wan_address_changes(tmp_path, shell):
     router = Router(tmp_path, shell, UCI_WAN, lan=["192.168.1.1/24"], wan=["203.0.113.5/24"])
-    first = params(router.run("start"), "data")
+    first = signature(router.run("start"))
     router.addresses["wan"] = ["198.51.100.20/24"]       # the WAN came up with a new address
     calls = router.run("reload")
     # no SIGHUP: start declares a new signature, and procd restarts the instance to bind again
     assert not [c for c, _ in calls if c == "procd_send_signal"]
-    assert params(calls, "data") != first
+    assert signature(calls) != first
     assert "listen=198.51.100.20" in (router.run_dir / "ser.cfg").read_text()
 
 
@@ -215,8 +244,8 @@ def test_the_wan_is_triggered_on_once_and_only_when_open(tmp_path, shell):
     router.set_uci(text.replace("wan_open '1'", "wan_open '0'"))
     calls = router.run("start")
     assert [a[1] for c, a in calls if c == "procd_add_interface_trigger"] == ["lan"]
-    (data,) = params(calls, "data")
-    assert "203.0.113.5" not in data[0]
+    (sig,) = signature(calls)
+    assert "203.0.113.5" not in sig
 
 
 @pytest.mark.parametrize("shell", SHELLS[:1])
@@ -244,3 +273,55 @@ def test_check_shows_the_notes_and_runs_ser_c(tmp_path, shell):
     assert router.returncode == 0, router.stderr
     assert "'colour'" in router.stderr
     assert f"{router.run_dir / 'ser.cfg'}: ok" in router.stderr
+
+
+RTP_RULE = {"type": "rule", "name": "Allow-SIP-RTP", "src": "wan", "proto": "udp",
+            "dest_port": "16384-16483", "target": "ACCEPT"}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_wan_open_opens_the_relays_rtp_ports_on_the_wan(tmp_path, shell):
+    router = Router(tmp_path, shell, UCI_WAN, lan=["192.168.1.1/24"], wan=["203.0.113.5/24"])
+    calls = router.run("start")
+    assert firewall(calls) == [RTP_RULE]
+    names = [c for c, _ in calls]
+    # in the instance's one data object, and the firewall told to read it again
+    assert names.index("procd_open_instance") < names.index("procd_open_data") \
+        < names.index("procd_close_data") < names.index("procd_close_instance")
+    assert names.count("procd_open_data") == 1 and not params(calls, "data")
+    assert calls[-1] == ("procd_set_config_changed", ["firewall"])
+    # the range is the UCI rtp_ports; a change of it restarts (no SIGHUP: the relay's
+    # sockets keep their ports until a restart)
+    router.set_uci(UCI_WAN.replace("option wan_open '1'",
+                                   "option wan_open '1'\n\toption rtp_ports '20000-20099'"))
+    calls = router.run("reload")
+    assert firewall(calls) == [dict(RTP_RULE, dest_port="20000-20099")]
+    assert "procd_send_signal" not in [c for c, _ in calls]
+    # stopping the service drops the rule too
+    calls = router.run("stop")
+    assert ("procd_set_config_changed", ["firewall"]) in calls
+
+
+@pytest.mark.parametrize("shell", SHELLS[:1])
+@pytest.mark.parametrize("change", [("option wan_open '1'", "option wan_open '0'"),
+                                    ("option wan_open '1'",
+                                     "option wan_open '1'\n\toption relay 'off'")],
+                         ids=["wan-closed", "relay-off"])
+def test_no_rtp_port_is_opened_when_the_wan_is_closed_or_nothing_is_relayed(tmp_path, shell,
+                                                                            change):
+    router = Router(tmp_path, shell, UCI_WAN.replace(*change), lan=["192.168.1.1/24"],
+                    wan=["203.0.113.5/24"])
+    calls = router.run("start")
+    assert "procd_open_instance" in [c for c, _ in calls]
+    assert firewall(calls) == []
+
+
+@pytest.mark.parametrize("shell", SHELLS[:1])
+def test_the_rule_names_the_wan_networks_firewall_zone(tmp_path, shell):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fw4 = bin_dir / "fw4"
+    fw4.write_text('#!/bin/sh\n[ "$*" = "-q network wan" ] && echo internet\n')
+    fw4.chmod(0o755)
+    router = Router(tmp_path, shell, UCI_WAN, lan=["192.168.1.1/24"], wan=["203.0.113.5/24"])
+    assert firewall(router.run("start", bin_dir=bin_dir)) == [dict(RTP_RULE, src="internet")]
