@@ -277,6 +277,9 @@ def settings(sections, notes=None):
     if s.ban_time_max < s.ban_time:
         raise UciError(f"option ban_time_max: {s.ban_time_max} is shorter than ban_time "
                        f"({s.ban_time})")
+    if s.relay != "off" and s.rtp_ports[0] <= s.port <= s.rtp_ports[1]:
+        raise UciError(f"option rtp_ports: {s.rtp_ports[0]}-{s.rtp_ports[1]} holds the SIP "
+                       f"port {s.port} (option port): the relay's ports must be others")
     if not s.location_db:
         s.location_db = DEFAULT_LOCATION_DB
     if s.config:
@@ -365,6 +368,13 @@ def _port_range(where, value):
                        f"below the last")
     if last - first + 1 < 4:
         raise UciError(f"{where}: {value!r} holds {last - first + 1} ports: a call needs 4")
+    # RTP on an even port, RTCP on the one above (RFC 3550 11), as the relay's PortPool takes
+    # them; a relayed call's audio takes a pair facing each side
+    pairs = len(range(first + (first & 1), last, 2))
+    if pairs < 2:
+        raise UciError(f"{where}: {value!r} holds {pairs} RTP/RTCP pair (an even port and the "
+                       f"next): a call needs 2, 4 ports from an even one ({first + (first & 1)}"
+                       f"-{first + (first & 1) + 3})")
     return first, last
 
 

@@ -289,7 +289,15 @@ def _f(name, method, doc, nargs=(0, 1), fixup=_fix_flags):
 
 EXPORTS = ModuleSpec(
     name="rtpproxy",
-    doc="Media relay built into the loop: calls heard across the router's NAT.",
+    doc="Media relay built into the loop: calls heard across the router's NAT.  Ports: a "
+        "relayed stream takes an RTP/RTCP pair facing each side, so 4 ports per audio stream "
+        "(a call with audio: 4, with video too: 8).  The module's defaults (10000-20000: "
+        "ports for 2500 calls, rtp_max_sessions bounds them at 100 first) apply to a config "
+        "that sets no range; the shipped ser.cfg and the UCI config (option rtp_ports) use "
+        "16384-16483: 100 ports, 25 calls with audio at once, a small range to open in the "
+        "firewall (the init script opens it on the WAN when wan_open is 1).  Past either "
+        "bound a call goes unrelayed (ser-ctl rtpproxy and the status page say when it is "
+        "nearly full).",
     factory=Rtpproxy,
     functions=(
         _f("rtpproxy_manage", "rtpproxy_manage",

@@ -460,6 +460,11 @@ def test_the_destination_pattern_matches_exactly_the_networks_addresses(net, mat
     ("rtp_ports", "80-1000", "option rtp_ports: '80-1000': the ports must be from 1024"),
     ("rtp_ports", "20000-10000", "option rtp_ports: '20000-10000': the ports must be"),
     ("rtp_ports", "20000-20002", "option rtp_ports: '20000-20002' holds 3 ports: a call needs 4"),
+    ("rtp_ports", "20001-20004", "option rtp_ports: '20001-20004' holds 1 RTP/RTCP pair (an "
+                                 "even port and the next): a call needs 2, 4 ports from an even "
+                                 "one (20002-20005)"),
+    ("rtp_ports", "5000-5999", "option rtp_ports: 5000-5999 holds the SIP port 5060 (option "
+                               "port): the relay's ports must be others"),
 ])
 def test_bad_relay_options_are_errors(option, value, message):
     with pytest.raises(uci.UciError) as exc:
