@@ -127,6 +127,29 @@ def test_bounds_give_a_clear_answer_and_leave_nothing_behind(relay):
     assert _fds() == fds and relay.pool.used == set()
 
 
+def test_totals_count_ports_in_use_and_say_when_nearly_full(relay):
+    relay.max_sessions = 10
+    relay.pool = PortPool(41000, 41019)     # 10 pairs, 20 ports: 5 calls with audio
+    t = relay.totals()
+    assert (t["sessions"], t["ports_used"], t["ports"], t["port_min"], t["port_max"],
+            t["nearly_full"]) == (0, 0, 20, 41000, 41019, False)
+    sessions = [relay.open(f"c{i}", "t", LAN, WAN) for i in range(4)]
+    for s in sessions[:3]:
+        relay.add_streams(s, 1)
+    t = relay.totals()
+    assert (t["sessions"], t["ports_used"], t["nearly_full"]) == (4, 12, False)
+    relay.add_streams(sessions[3], 1)       # 16 of 20 ports: 80 %
+    t = relay.totals()
+    assert (t["ports_used"], t["nearly_full"]) == (16, True)
+    relay.close("c3")
+    assert relay.totals()["nearly_full"] is False
+    for i in range(5, 10):                  # 8 of 10 sessions, without streams: 80 % too
+        relay.open(f"c{i}", "t", LAN, WAN)
+    t = relay.totals()
+    assert (t["sessions"], t["ports_used"], t["nearly_full"]) == (8, 12, True)
+    assert t["refused"] == 0 and t["opened"] == 9
+
+
 def test_a_silent_session_times_out(relay):
     loop = relay.loop
     s = relay.open("quiet", "t", LAN, WAN)
