@@ -398,6 +398,8 @@ def _party(uri):
     return text.split(";", 1)[0] or "—"
 
 
+# the dialog tracker's states as people say them (ser-ctl calls shows the tracker's words)
+_CALL_STATES = {"trying": "calling", "early": "ringing", "confirmed": "answered"}
 _RESULT_TAGS = {"missed": "tag bad", "busy": "tag warn", "failed": "tag warn",
                 "answered": "tag ok"}
 
@@ -410,7 +412,8 @@ def _calls(st, localtime):
     relay = calls.get("relay") is not None       # the media columns: only with a relay
     rows = ["<tr>" + _td("Caller", esc(_party(c.get("caller"))), "strong")
             + _td("Callee", esc(_party(c.get("callee"))), "strong")
-            + _td("State", f'<span class="tag">{esc(c.get("state", ""))}</span>')
+            + _td("State", f'<span class="tag" data-state="{esc(c.get("state", ""))}">'
+                           f'{esc(_CALL_STATES.get(c.get("state"), c.get("state", "")))}</span>')
             + _td("Since", esc(duration(c.get("since", 0))), "num")
             + (_media_cells(c.get("media")) if relay else "") + "</tr>"
             for c in active]

@@ -65,7 +65,7 @@ def test_the_page_shows_active_calls_and_marks_missed_ones(ser, webui, tmp_path)
         assert "1 missed" in page.root.by_id("calls").text
         active = page.rows("active-calls")
         assert [(r["Caller"].split("@")[0], r["Callee"].split("@")[0], r["State"])
-                for r in active] == [("frank", "carol", "early")]
+                for r in active] == [("frank", "carol", "ringing")]
 
         dom = Page(run_chromium(binary, tmp_path / "profile", "--dump-dom", httpd.url()))
         assert [r["Result"] for r in dom.rows("call-history")] == ["missed", "answered"]

@@ -62,7 +62,7 @@ def test_the_page_shows_a_relayed_call_with_rising_packet_counts(two_homed, ser,
         assert alice.recv_until(lambda m: status_of(m) == 180, 5)
         rows, counts, page = media_row(httpd)
         assert [(r["Caller"], r["State"], r["Media"]) for r in rows] == [
-            (f"alice@{CALLER}", "early", "relayed")], rows
+            (f"alice@{CALLER}", "ringing", "relayed")], rows
         assert counts == (0, 0) and page.card("relay-sessions").startswith("Calls relayed 1")
 
         bob.send(response_to(got[-1], 200, "OK", to_tag="bobtag",
@@ -95,7 +95,7 @@ def test_the_page_shows_a_relayed_call_with_rising_packet_counts(two_homed, ser,
 
         talk(5, 3)
         rows, counts, page = media_row(httpd)
-        assert [(r["State"], r["Media"]) for r in rows] == [("confirmed", "relayed")], rows
+        assert [(r["State"], r["Media"]) for r in rows] == [("answered", "relayed")], rows
         assert counts == (5, 3) and "silent" not in rows[0]["From callee"], rows
         talk(10, 7)
         rows, counts, page = media_row(httpd)

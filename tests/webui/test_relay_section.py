@@ -68,7 +68,7 @@ def test_without_a_relay_no_media_columns_and_no_card():
     p = Page(page.render(status(calls_with(None, call("100", "200", "confirmed", None)), None),
                          time.gmtime))
     (row,) = p.rows("active-calls")
-    assert "Media" not in row and row["State"] == "confirmed"
+    assert "Media" not in row and row["State"] == "answered"
     assert p.root.by_id("relay") is None
 
 
