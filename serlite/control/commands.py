@@ -121,16 +121,17 @@ def rtpproxy_commands(core):
     return {"rtpproxy": rtpproxy}
 
 
-def join_media(core, active):
+def join_media(core, active, legs=True):
     """The one join of the dialog tracker's calls (``active``: DialogTracker.active rows)
     with the relay's sessions, by Call-ID: each call gets ``media``, its relay session's
     numbers (packets and bytes from each side, a side silent), None when its media go direct
     (or no relay is loaded).  Returns (the relay's totals or None, the sessions no call of
-    ``active`` has: a tracker full, tm not loaded)."""
+    ``active`` has: a tracker full, tm not loaded).  ``legs`` False: without each stream's
+    legs (addresses, latching: ``rtpproxy``'s detail; the page needs the counts only)."""
     module = core.module("rtpproxy")
     sessions = {}
     if module is not None:
-        sessions = {s["call_id"]: s for s in module.stats(core.now())}
+        sessions = {s["call_id"]: s for s in module.stats(core.now(), legs)}
     for call in active:
         call["media"] = sessions.get(call["call_id"])
     if module is None:
@@ -218,7 +219,7 @@ def calls_of(server, n):
     except (TypeError, ValueError):
         raise ControlError(f"calls N: a number, not {n!r}")
     out = acc.calls(max(0, min(n, 100000)), core.now())
-    out["relay"], _ = join_media(core, out["active"])
+    out["relay"], _ = join_media(core, out["active"], legs=False)
     return out
 
 

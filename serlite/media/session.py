@@ -193,20 +193,22 @@ class RelaySession:
         times = [legs[side].last for legs in self.streams if legs[side].last is not None]
         return not times or now - max(times) >= after
 
-    def as_dict(self, now, after=None):
+    def as_dict(self, now, after=None, legs=True):
         """Plain data for the control socket; with ``after`` (seconds) each side says
-        whether it is silent (``side_silent``)."""
+        whether it is silent (``side_silent``); ``legs``: each stream's legs too."""
         (pa, ba), (pb, bb) = self.totals()
         last = self.last_packet()
         sides = [{"packets": pa, "bytes": ba}, {"packets": pb, "bytes": bb}]
         if after is not None:
             for side, entry in zip((CALLER, CALLEE), sides):
                 entry["silent"] = self.side_silent(side, now, after)
-        return {"call_id": self.call_id, "age": round(now - self.created, 3),
-                "silent": round(now - (last if last is not None else self.created), 3),
-                "answered": self.answered is not None,
-                "from_caller": sides[CALLER],
-                "from_callee": sides[CALLEE],
-                "streams": [[legs[CALLER].as_dict(), legs[CALLEE].as_dict()]
-                            for legs in self.streams]}
+        out = {"call_id": self.call_id, "age": round(now - self.created, 3),
+               "silent": round(now - (last if last is not None else self.created), 3),
+               "answered": self.answered is not None,
+               "from_caller": sides[CALLER],
+               "from_callee": sides[CALLEE]}
+        if legs:
+            out["streams"] = [[pair[CALLER].as_dict(), pair[CALLEE].as_dict()]
+                              for pair in self.streams]
+        return out
 

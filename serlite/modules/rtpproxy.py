@@ -273,10 +273,12 @@ class Rtpproxy(Module):
             return self._rewrite(ctx, flags, False)
         return -1
 
-    def stats(self, now):
+    def stats(self, now, legs=True):
         """The relayed calls, for the control socket: each session's numbers, a side silent
-        ONE_WAY_AFTER seconds after the answer marked (the one-way audio the log hints at)."""
-        return [e.session.as_dict(now, ONE_WAY_AFTER) for e in self.relay.entries.values()]
+        ONE_WAY_AFTER seconds after the answer marked (the one-way audio the log hints at);
+        ``legs``: each stream's legs too."""
+        return [e.session.as_dict(now, ONE_WAY_AFTER, legs)
+                for e in self.relay.entries.values()]
 
     def totals(self):
         """The relay's bounds and counters, for the control socket (serlite.relay.Relay)."""

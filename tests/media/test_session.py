@@ -100,7 +100,8 @@ def test_a_side_is_silent_while_nothing_came_from_it_after_the_answer():
     d = s.as_dict(108.0, 5)
     assert d["from_caller"] == {"packets": 2, "bytes": 20, "silent": False}
     assert d["from_callee"] == {"packets": 0, "bytes": 0, "silent": True}
-    assert d["answered"] is True
+    assert d["answered"] is True and len(d["streams"]) == 1
+    assert "streams" not in s.as_dict(108.0, 5, legs=False)
 
 
 def test_with_the_sip_source_address_only_that_address_latches():
