@@ -277,13 +277,15 @@ def test_check_shows_the_notes_and_runs_ser_c(tmp_path, shell):
 
 RTP_RULE = {"type": "rule", "name": "Allow-SIP-RTP", "src": "wan", "proto": "udp",
             "dest_port": "16384-16483", "target": "ACCEPT"}
+SIP_RULE = {"type": "rule", "name": "Allow-SIP", "src": "wan", "proto": "udp tcp",
+            "dest_port": "5060", "target": "ACCEPT"}
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_wan_open_opens_the_relays_rtp_ports_on_the_wan(tmp_path, shell):
+def test_wan_open_opens_the_sip_port_and_the_relays_rtp_ports_on_the_wan(tmp_path, shell):
     router = Router(tmp_path, shell, UCI_WAN, lan=["192.168.1.1/24"], wan=["203.0.113.5/24"])
     calls = router.run("start")
-    assert firewall(calls) == [RTP_RULE]
+    assert firewall(calls) == [SIP_RULE, RTP_RULE]
     names = [c for c, _ in calls]
     # in the instance's one data object, and the firewall told to read it again
     assert names.index("procd_open_instance") < names.index("procd_open_data") \
@@ -295,7 +297,7 @@ def test_wan_open_opens_the_relays_rtp_ports_on_the_wan(tmp_path, shell):
     router.set_uci(UCI_WAN.replace("option wan_open '1'",
                                    "option wan_open '1'\n\toption rtp_ports '20000-20099'"))
     calls = router.run("reload")
-    assert firewall(calls) == [dict(RTP_RULE, dest_port="20000-20099")]
+    assert firewall(calls) == [SIP_RULE, dict(RTP_RULE, dest_port="20000-20099")]
     assert "procd_send_signal" not in [c for c, _ in calls]
     # stopping the service drops the rule too
     calls = router.run("stop")
@@ -313,7 +315,8 @@ def test_no_rtp_port_is_opened_when_the_wan_is_closed_or_nothing_is_relayed(tmp_
                     wan=["203.0.113.5/24"])
     calls = router.run("start")
     assert "procd_open_instance" in [c for c, _ in calls]
-    assert firewall(calls) == []
+    # the SIP port only when the WAN is open; the RTP ports only when something is relayed
+    assert firewall(calls) == ([SIP_RULE] if "relay" in change[1] else [])
 
 
 @pytest.mark.parametrize("shell", SHELLS[:1])
@@ -324,4 +327,5 @@ def test_the_rule_names_the_wan_networks_firewall_zone(tmp_path, shell):
     fw4.write_text('#!/bin/sh\n[ "$*" = "-q network wan" ] && echo internet\n')
     fw4.chmod(0o755)
     router = Router(tmp_path, shell, UCI_WAN, lan=["192.168.1.1/24"], wan=["203.0.113.5/24"])
-    assert firewall(router.run("start", bin_dir=bin_dir)) == [dict(RTP_RULE, src="internet")]
+    assert firewall(router.run("start", bin_dir=bin_dir)) == [dict(SIP_RULE, src="internet"),
+                                                          dict(RTP_RULE, src="internet")]
