@@ -462,6 +462,14 @@ def _media_cells(media):
     return cells
 
 
+def _relay_remedy(t, used, ports):
+    """What to widen: the port range when the ports run out first, else the session bound."""
+    if used >= 0.8 * ports:
+        return "widen <code>option rtp_ports</code> (4 ports a call)"
+    return ('raise <code>modparam("rtpproxy", "rtp_max_sessions", ...)</code> in the '
+            'config')
+
+
 def _relay(t):
     """The media relay: calls relayed now of the most it takes, the port range's ports in
     use (4 per relayed audio stream), what it relayed and refused; a warning when nearly
@@ -470,8 +478,8 @@ def _relay(t):
     full = t.get("nearly_full")
     warn = (f'<p class="notice error" id="relay-full"><b>The media relay is nearly full</b>: '
             f'{esc(t.get("sessions", 0))} of {esc(t.get("max_sessions", 0))} calls, {used} of '
-            f'{ports} RTP ports in use. Calls past it have no audio across the NAT: widen '
-            f'<code>option rtp_ports</code> (4 ports a call).</p>' if full else "")
+            f'{ports} RTP ports in use. Calls past it have no audio across the NAT: '
+            f'{_relay_remedy(t, used, ports)}.</p>' if full else "")
     cards = [
         _card("relay-sessions", "Calls relayed", esc(t.get("sessions", 0)),
               f'<p>at most {esc(t.get("max_sessions", 0))}</p>'),

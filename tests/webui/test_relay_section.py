@@ -77,3 +77,10 @@ def test_values_from_the_network_are_escaped():
     html = page.render(status(calls_with(TOTALS, call("<b>x</b>", "200", "confirmed", evil)),
                               dict(TOTALS, port_min="<i>")), time.gmtime)
     assert "<b>x</b>" not in html and "<i>" not in html
+
+
+def test_nearly_full_of_sessions_says_to_raise_the_session_bound_not_the_ports():
+    full = dict(TOTALS, sessions=90, ports_used=20, nearly_full=True)
+    warning = Page(page.render(status(calls_with(full), full), time.gmtime)).root.by_id(
+        "relay-full").text
+    assert "rtp_max_sessions" in warning and "rtp_ports" not in warning, warning
