@@ -56,8 +56,9 @@ class _TcpQuery:
 class DnsClient:
     def __init__(self, loop, resolv_conf="/etc/resolv.conf", hosts="/etc/hosts", port=53,
                  protos=("udp", "tcp"), families=(m.A, m.AAAA), deadline=DEFAULT_DEADLINE,
-                 cache=None, edns_size=0, rng=None):
+                 cache=None, edns_size=0, rng=None, check_files_every=_CHECK_FILES_EVERY):
         self.loop = loop
+        self.check_files_every = check_files_every
         self.resolv_conf_path = resolv_conf
         self.hosts_path = hosts
         self.port = port
@@ -94,7 +95,7 @@ class DnsClient:
             return ""
 
     def _check_files(self, now):
-        if self._checked is not None and now - self._checked < _CHECK_FILES_EVERY:
+        if self._checked is not None and now - self._checked < self.check_files_every:
             return
         self._checked = now
         text = self._read_if_changed(self.resolv_conf_path)
