@@ -133,13 +133,17 @@ def encode_query(qid, name, qtype, edns_size=0):
 
 
 # -- decoding ---------------------------------------------------------------------------------
-def _name(data, offset):
-    """(name, offset after it in the record): labels followed through backward pointers."""
-    labels = []
+def _name(data, offset, memo=None):
+    """(name, offset after it in the record): labels followed through backward pointers.
+    Names lower-case (they compare without case, RFC 4343); ``memo`` {offset:
+    name} of the names decoded in this message, which compression points back to."""
+    start = offset
+    parts = []
     length = 0
     end = None              # where the name ends in place (after its first pointer)
     pointers = 0
     size = len(data)
+    tail = None
     while True:
         if offset >= size:
             raise DnsError("name runs past the end of the message", offset)
@@ -155,6 +159,13 @@ def _name(data, offset):
             # self pointer can only serve a loop
             if target >= offset or pointers > _MAX_POINTERS:
                 raise DnsError("compression pointer loop or forward pointer", offset)
+            if memo is not None:
+                tail = memo.get(target)
+                if tail is not None:
+                    length += len(tail) + 1
+                    if length + 1 > MAX_NAME:
+                        raise DnsError(f"name longer than {MAX_NAME} octets", offset)
+                    break
             offset = target
             continue
         if n & 0xC0:
@@ -167,9 +178,14 @@ def _name(data, offset):
         length += n + 1
         if length + 1 > MAX_NAME:
             raise DnsError(f"name longer than {MAX_NAME} octets", offset)
-        labels.append(data[offset + 1:offset + 1 + n].decode("latin-1").lower())
+        parts.append(data[offset + 1:offset + 1 + n])
         offset += 1 + n
-    return ".".join(labels), (offset if end is None else end)
+    name = b".".join(parts).lower().decode("latin-1")
+    if tail is not None:
+        name = f"{name}.{tail}" if name else tail
+    if memo is not None:
+        memo[start] = name
+    return name, (offset if end is None else end)
 
 
 def _char_string(data, offset, end):
@@ -181,7 +197,7 @@ def _char_string(data, offset, end):
     return data[offset + 1:offset + 1 + n].decode("latin-1"), offset + 1 + n
 
 
-def _rdata(data, rtype, offset, rdlen):
+def _rdata(data, memo, rtype, offset, rdlen):
     end = offset + rdlen
     if rtype == A:
         if rdlen != 4:
@@ -192,7 +208,7 @@ def _rdata(data, rtype, offset, rdlen):
             raise DnsError(f"AAAA record of {rdlen} octets", offset)
         return str(ipaddress.IPv6Address(bytes(data[offset:end])))
     if rtype == CNAME:
-        name, after = _name(data, offset)
+        name, after = _name(data, offset, memo)
         if after != end:
             raise DnsError("CNAME name does not fill its record", offset)
         return name
@@ -200,7 +216,7 @@ def _rdata(data, rtype, offset, rdlen):
         if rdlen < 7:
             raise DnsError(f"SRV record of {rdlen} octets", offset)
         priority, weight, port = _SRV.unpack_from(data, offset)
-        target, after = _name(data, offset + 6)
+        target, after = _name(data, offset + 6, memo)
         if after != end:
             raise DnsError("SRV target does not fill its record", offset)
         return (priority, weight, port, target)
@@ -212,23 +228,23 @@ def _rdata(data, rtype, offset, rdlen):
         flags, pos = _char_string(data, pos, end)
         service, pos = _char_string(data, pos, end)
         regexp, pos = _char_string(data, pos, end)
-        replacement, after = _name(data, pos)
+        replacement, after = _name(data, pos, memo)
         if after != end:
             raise DnsError("NAPTR replacement does not fill its record", offset)
         return (order, preference, flags.lower(), service.lower(), regexp, replacement)
     if rtype == SOA:
-        mname, pos = _name(data, offset)
-        rname, pos = _name(data, pos)
+        mname, pos = _name(data, offset, memo)
+        rname, pos = _name(data, pos, memo)
         if pos + 20 != end:
             raise DnsError("SOA record of the wrong size", offset)
         return (mname, rname) + _SOA.unpack_from(data, pos)
     return bytes(data[offset:end])
 
 
-def _records(data, offset, count, out):
+def _records(data, memo, offset, count, out):
     size = len(data)
     for _ in range(count):
-        name, offset = _name(data, offset)
+        name, offset = _name(data, offset, memo)
         if offset + 10 > size:
             raise DnsError("record header cut short", offset)
         rtype, rclass, ttl, rdlen = _RR.unpack_from(data, offset)
@@ -238,7 +254,7 @@ def _records(data, offset, count, out):
         if ttl & 0x80000000:    # RFC 2181 8: a TTL with the top bit set is zero
             ttl = 0
         if rtype == OPT or rclass == CLASS_IN:
-            out.append(Record(name, rtype, ttl, _rdata(data, rtype, offset, rdlen)))
+            out.append(Record(name, rtype, ttl, _rdata(data, memo, rtype, offset, rdlen)))
         offset += rdlen
     return offset
 
@@ -256,18 +272,19 @@ def decode(data):
             raise DnsError(f"counts ({qd} questions, {an + ns + ar} records) larger than the "
                            f"message of {size} octets", 4)
         offset = 12
+        memo = {}
         questions = []
         for _ in range(qd):
-            name, offset = _name(data, offset)
+            name, offset = _name(data, offset, memo)
             if offset + 4 > size:
                 raise DnsError("question cut short", offset)
             qtype, _qclass = struct.unpack_from("!HH", data, offset)
             offset += 4
             questions.append((name, qtype))
         answers, authority, additional = [], [], []
-        offset = _records(data, offset, an, answers)
-        offset = _records(data, offset, ns, authority)
-        _records(data, offset, ar, additional)
+        offset = _records(data, memo, offset, an, answers)
+        offset = _records(data, memo, offset, ns, authority)
+        _records(data, memo, offset, ar, additional)
         return Message(qid, flags, questions, answers, authority, additional)
     except DnsError:
         raise

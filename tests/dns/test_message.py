@@ -120,3 +120,17 @@ def test_names_that_cannot_be_encoded():
     for bad in ("a..b", "x" * 64 + ".com", "é.example", ("a" * 60 + ".") * 5):
         with pytest.raises(DnsError):
             m.encode_query(1, bad, m.A)
+
+
+def test_pointer_bytes_in_the_letter_range_and_mixed_case_names():
+    # pointer offsets like 0x52 ("R") must not be mistaken for letters, and names come out
+    # lower-case however the server wrote them
+    pad = [Record(f"N{i}.Example", m.TXT, 1, b"\x01x" * 2) for i in range(2)]
+    wire = bytearray(m.encode_response(1, 0, [("Q.Example", m.A)], pad))
+    at = len(wire)
+    wire += b"\x03Ptr\xc0\x0e" + struct.pack("!HHIH", m.A, 1, 5, 4) + bytes((1, 2, 3, 4))
+    wire += struct.pack("!H", 0xC000 | at) + struct.pack("!HHIH", m.A, 1, 5, 4) + bytes(4)
+    wire[7] = 4                                        # four answers
+    msg = m.decode(bytes(wire))
+    assert 0x41 <= at <= 0x5A and [r.name for r in msg.answers[-2:]] == ["ptr.example", "ptr.example"]
+    assert msg.questions == [("q.example", m.A)]
