@@ -3,7 +3,8 @@ relay.py), so that a name is resolved inside the one poll loop and never blocks 
 getaddrinfo).
 
 One non-blocking UDP socket per address family (made when a name server of that family is
-first asked; the kernel picks a random source port), registered with the loop; a TCP
+first asked; the kernel picks a random source port; replaced by a new one, a new port, every
+QUERIES_PER_SOCKET queries once nothing is in flight on it: RFC 5452), registered with the loop; a TCP
 connection per truncated answer (RFC 7766), closed when its lookup ends; one loop timer at
 the resolver's next deadline.  /etc/resolv.conf and /etc/hosts (paths are parameters) are read
 at the start and again when their mtime changes (checked at most once a second).
@@ -37,6 +38,11 @@ from .sip.errors import ParseError
 from .sip.uri import URI
 
 RECV_BATCH = 64
+# RFC 5452 4.5, 9.2: the source port is part of what a spoofer must guess.  The UDP socket of
+# a family is replaced by a new one (a new random port) after this many queries, once nothing
+# is in flight on it
+QUERIES_PER_SOCKET = 32
+MAX_UDP_ANSWER = 4096           # the receive size, and the largest EDNS0 size offered
 _CHECK_FILES_EVERY = 1.0        # seconds between mtime checks of resolv.conf and hosts
 _MAX_TCP_ANSWER = 65535
 
@@ -68,9 +74,10 @@ class DnsClient:
         self._mtimes = {}
         self._checked = None
         self.resolver = Resolver(parse_resolv_conf("", port), self.rng, self._transmit,
-                                 cache if cache is not None else Cache(), {}, edns_size,
-                                 deadline)
+                                 cache if cache is not None else Cache(), {},
+                                 min(edns_size, MAX_UDP_ANSWER), deadline)
         self._socks = {}        # family -> UDP socket
+        self._uses = {}         # family -> queries sent from its socket
         self._tcp = {}          # resolver key -> _TcpQuery
         self._timer = None
         self._timer_at = None
@@ -178,9 +185,17 @@ class DnsClient:
             self._timer = None
 
     # -- sending -----------------------------------------------------------------------------
-    def _udp_socket(self, family):
+    def _udp_socket(self, family, key):
+        """The family's socket for the query ``key`` (a new one when it is due)."""
         sock = self._socks.get(family)
+        if sock is not None and self._uses[family] >= QUERIES_PER_SOCKET and \
+                not any((":" in k[1][0]) == (family == socket.AF_INET6)
+                        for k in self.resolver.pending if k != key):
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+            sock = None
         if sock is None:
+            self._uses[family] = 0
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setblocking(False)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
@@ -192,7 +207,8 @@ class DnsClient:
         family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
         try:
             if proto == "udp":
-                self._udp_socket(family).sendto(data, server)
+                self._udp_socket(family, key).sendto(data, server)
+                self._uses[family] += 1
                 return
             old = self._tcp.pop(key, None)
             if old is not None:
@@ -215,7 +231,7 @@ class DnsClient:
         now = self.loop.time()
         for _ in range(RECV_BATCH):
             try:
-                data, addr = sock.recvfrom(4096)
+                data, addr = sock.recvfrom(MAX_UDP_ANSWER)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:

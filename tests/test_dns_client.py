@@ -178,3 +178,16 @@ def test_hosts_first_and_reread_when_it_changes(tmp_path, dnsmasq):
     run.wait(2)
     assert run.results[1].targets == [("udp", "10.9.9.8", 5060)]
     run.close()
+
+
+def test_ipv6_name_server_and_the_udp_socket_renewed_between_bursts(tmp_path):
+    with Dnsmasq(tmp_path, RECORDS, address="::1") as dns:
+        run = Run(tmp_path, dns.resolv_conf, dns.port, families=(m.A,))
+        ports = set()
+        for i in range(3):
+            boxes = [run.resolve(f"sip:u@n{i}-{j}.{D}:5060") for j in range(20)]
+            run.wait(len(run.results) + 20)
+            assert all(b and b[0].error.kind == NXDOMAIN for b in boxes), dns.log()
+            ports.add(run.client._socks[socket.AF_INET6].getsockname()[1])
+        assert len(ports) >= 2              # 20 queries a burst, a new port every 32
+        run.close()

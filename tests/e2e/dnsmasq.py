@@ -24,7 +24,8 @@ class Dnsmasq:
         if shutil.which("dnsmasq") is None:
             raise sipnet.HarnessError("dnsmasq missing: tests/run installs dnsmasq-base")
         self.address = address
-        self.port = sipnet.free_port("udp")
+        self.port = sipnet.free_port("udp", socket.AF_INET6 if ":" in address
+                                     else socket.AF_INET)
         self.log_path = tmp_path / f"dnsmasq-{self.port}.log"
         self.resolv_conf = tmp_path / f"resolv-{self.port}.conf"
         self.resolv_conf.write_text(f"nameserver {address}\n{options}\n")
@@ -47,7 +48,8 @@ class Dnsmasq:
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         # ready when it answers (bounded: 5 s)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(0.1)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -83,9 +85,10 @@ class SilentServer:
     """A UDP socket on loopback that never reads: queries to it are never answered."""
 
     def __init__(self, address="127.0.0.2", port=0):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                                  socket.SOCK_DGRAM)
         self.sock.bind((address, port))
-        self.address, self.port = self.sock.getsockname()
+        self.address, self.port = self.sock.getsockname()[:2]
 
     def close(self):
         self.sock.close()
