@@ -50,6 +50,16 @@ class Located:
         return f"Located({self.targets!r}, {self.error!r})"
 
 
+def failure_status(error):
+    """The SIP final response for a request whose next hop did not resolve (SER's tm answers
+    "478 Unresolvable destination"): a name or record that does not exist is the request's
+    fault (478); name servers that fail or stay silent are ours (503, RFC 3261 16.7 6:
+    the hop is unreachable for now)."""
+    if error is not None and error.kind == FAILED:
+        return 503, "Service Unavailable (DNS failed)"
+    return 478, "Unresolvable destination"
+
+
 def numeric(host):
     """The address text of a numeric host (IPv6 with or without brackets), else None."""
     host = host.strip("[]")

@@ -166,3 +166,11 @@ def test_srv_priority_order_and_rfc2782_weight_distribution():
     assert abs(firsts["b"] / 20000 - 0.3) < 0.02
     assert abs(firsts["c"] / 20000 - 0.1) < 0.015
     assert firsts["z"] / 20000 < 0.02
+
+
+def test_failure_status_478_for_no_such_name_503_for_silent_servers():
+    from serlite.dns.cache import Negative
+    from serlite.dns.locate import failure_status
+    assert failure_status(Negative(NXDOMAIN, "x"))[0] == 478
+    assert failure_status(Negative(NODATA, "x"))[0] == 478
+    assert failure_status(Negative(FAILED, "x")) == (503, "Service Unavailable (DNS failed)")
