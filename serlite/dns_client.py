@@ -2,12 +2,12 @@
 relay.py), so that a name is resolved inside the one poll loop and never blocks it (no
 getaddrinfo).
 
-One non-blocking UDP socket per address family (made when a name server of that family is
-first asked; the kernel picks a random source port; replaced by a new one, a new port, every
-QUERIES_PER_SOCKET queries once nothing is in flight on it: RFC 5452), registered with the loop; a TCP
-connection per truncated answer (RFC 7766), closed when its lookup ends; one loop timer at
-the resolver's next deadline.  /etc/resolv.conf and /etc/hosts (paths are parameters) are read
-at the start and again when their mtime changes (checked at most once a second).
+One non-blocking UDP socket per address family (made when a name server of that family is first
+asked; the kernel picks a random source port; replaced by a new one, a new port, every
+QUERIES_PER_SOCKET queries once nothing is in flight on it: RFC 5452), registered with the loop;
+a TCP connection per truncated answer (RFC 7766), closed when its lookup ends; one loop timer at
+the resolver's next deadline. /etc/resolv.conf and /etc/hosts (paths are parameters) are read at
+the start and again when their mtime changes (checked at most once a second).
 
 The services (callbacks always run from the loop, never inside the call that asked):
 
@@ -229,18 +229,23 @@ class DnsClient:
     # -- receiving ---------------------------------------------------------------------------
     def _read_udp(self, sock):
         now = self.loop.time()
-        for _ in range(RECV_BATCH):
-            try:
-                data, addr = sock.recvfrom(MAX_UDP_ANSWER)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue        # an ICMP error queued on the socket
-            what = self.resolver.receive(data, (addr[0], addr[1]), "udp", now)
-            if what != "answer":
-                log.limited(("dns-drop", addr[0]), log.NOTICE,
-                            f"dns: {what} message from {addr[0]}:{addr[1]} dropped")
-        self._after()
+        try:
+            for _ in range(RECV_BATCH):
+                try:
+                    data, addr = sock.recvfrom(MAX_UDP_ANSWER)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    continue        # an ICMP error queued on the socket
+                what = self.resolver.receive(data, (addr[0], addr[1]), "udp", now)
+                if what == "bad":
+                    log.limited(("dns-bad", addr[0]), log.NOTICE,
+                                f"dns: malformed message from {addr[0]}:{addr[1]} dropped")
+                elif what == "unmatched":   # late, duplicate, or a guess at our ids
+                    log.limited(("dns-unmatched", addr[0]), log.DBG,
+                                f"dns: unexpected answer from {addr[0]}:{addr[1]} dropped")
+        finally:            # a waiter that raised must not leave the timer unset
+            self._after()
 
     def _tcp_writable(self, key, query):
         sock = query.sock
@@ -275,8 +280,10 @@ class DnsClient:
         if len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
             data = bytes(buf[2:2 + int.from_bytes(buf[:2], "big")])
             self._drop_tcp(key)
-            self.resolver.receive(data, query.server, "tcp", self.loop.time())
-            self._after()
+            try:
+                self.resolver.receive(data, query.server, "tcp", self.loop.time())
+            finally:
+                self._after()
         elif not chunk:
             self._drop_tcp(key)     # closed before a whole answer: the try times out
 
@@ -295,8 +302,10 @@ class DnsClient:
     # -- time --------------------------------------------------------------------------------
     def _expire(self):
         self._timer = self._timer_at = None
-        self.resolver.expire(self.loop.time())
-        self._after()
+        try:
+            self.resolver.expire(self.loop.time())
+        finally:
+            self._after()
 
     def _after(self):
         """After the resolver ran: TCP connections of ended lookups closed, the timer set."""

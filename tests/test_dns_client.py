@@ -3,7 +3,6 @@
 
 import os
 import socket
-import threading
 import time
 
 import pytest
@@ -191,3 +190,19 @@ def test_ipv6_name_server_and_the_udp_socket_renewed_between_bursts(tmp_path):
             ports.add(run.client._socks[socket.AF_INET6].getsockname()[1])
         assert len(ports) >= 2              # 20 queries a burst, a new port every 32
         run.close()
+
+
+def test_a_callback_that_raises_is_logged_and_the_client_goes_on(tmp_path, dnsmasq):
+    run = Run(tmp_path, dnsmasq.resolv_conf, dnsmasq.port)
+
+    def bad(_located):
+        raise RuntimeError("a waiter's bug")
+    run.client.resolve(f"sip:first.{D}:5060", bad)
+    good = run.resolve(f"sip:first.{D}:5060")
+    run.wait()
+    assert good[0].targets == [("udp", "127.0.0.11", 5060)]
+    later = run.resolve(f"sip:second.{D}:5060")
+    run.wait(2)
+    assert later[0].targets[0] == ("udp", "127.0.0.12", 5060)
+    assert run.client.resolver.next_deadline() is None and run.client._timer is None
+    run.close()

@@ -117,7 +117,8 @@ def test_servfail_moves_to_the_next_server_at_once():
 
 
 def test_truncated_answer_asked_again_over_tcp_of_the_same_server():
-    net = FakeNet(zone={("big.example", m.SRV): [rr("big.example", m.SRV, (1, 1, 5060, "t.example"))]})
+    srv = rr("big.example", m.SRV, (1, 1, 5060, "t.example"))
+    net = FakeNet(zone={("big.example", m.SRV): [srv]})
     got = _ask(net, "big.example", m.SRV)
     proto, server, query, key = net.sent.pop()
     net.resolver.receive(net.response(query, flags=m.TC, answers=[]), server, "udp", 0.1)
