@@ -62,8 +62,13 @@ class _TcpQuery:
 class DnsClient:
     def __init__(self, loop, resolv_conf="/etc/resolv.conf", hosts="/etc/hosts", port=53,
                  protos=("udp", "tcp"), families=(m.A, m.AAAA), deadline=DEFAULT_DEADLINE,
-                 cache=None, edns_size=0, rng=None, check_files_every=_CHECK_FILES_EVERY):
+                 cache=None, edns_size=0, rng=None, check_files_every=_CHECK_FILES_EVERY,
+                 naptr=True, srv_lb=True, retr_time=None, retr_no=None, servers_no=None):
         self.loop = loop
+        self.naptr = naptr
+        self.srv_lb = srv_lb
+        # Kamailio's dns_retr_time, dns_retr_no, dns_servers_no: over resolv.conf's
+        self._overrides = (retr_time, retr_no, servers_no)
         self.check_files_every = check_files_every
         self.resolv_conf_path = resolv_conf
         self.hosts_path = hosts
@@ -107,7 +112,15 @@ class DnsClient:
         self._checked = now
         text = self._read_if_changed(self.resolv_conf_path)
         if text is not None:
-            self.resolver.conf = parse_resolv_conf(text, self.port)
+            conf = parse_resolv_conf(text, self.port)
+            retr_time, retr_no, servers_no = self._overrides
+            if retr_time:
+                conf.timeout = float(retr_time)
+            if retr_no:
+                conf.attempts = retr_no
+            if servers_no:
+                conf.nameservers = conf.nameservers[:servers_no]
+            self.resolver.conf = conf
         text = self._read_if_changed(self.hosts_path)
         if text is not None:
             self.resolver.hosts = parse_hosts(text)
@@ -134,7 +147,7 @@ class DnsClient:
             else:
                 callback(located)
         locate(self.resolver, host, port, transport, secure, now, done, self.rng,
-               self.protos, self.families)
+               self.protos, self.families, False, self.naptr, self.srv_lb)
         asking[0] = False
         if box:
             self.loop.call_later(0, callback, box[0])
@@ -150,7 +163,7 @@ class DnsClient:
         self._check_files(now)
         box = []
         locate(self.resolver, host, port, transport, secure, now, box.append, self.rng,
-               self.protos, self.families, cache_only=True)
+               self.protos, self.families, True, self.naptr, self.srv_lb)
         if box and box[0].targets:
             return box[0].targets
         return None
@@ -323,6 +336,42 @@ class DnsClient:
     def sockets(self):
         """How many sockets the client holds (tests: TCP ones must not outlive a lookup)."""
         return len(self._socks) + len(self._tcp)
+
+
+# Kamailio's core parameters for DNS (core/cfg.y, core/dns_cache.c) and what they set here
+# (serlite's defaults differ where the issue asks for RFC 3263 as written: NAPTR and SRV
+# weights on); dns_use_search_list is accepted and not acted on (see dns/config.py)
+KAMAILIO_PARAMS = ("dns_retr_time", "dns_retr_no", "dns_servers_no", "dns_try_ipv6",
+                   "dns_try_naptr", "dns_srv_lb", "use_dns_cache", "dns_cache_min_ttl",
+                   "dns_cache_max_ttl", "dns_cache_negative_ttl", "dns_cache_max_entries")
+
+
+def options_from_globals(globals_):
+    """``DnsClient`` keyword arguments from a config's core parameters (Kamailio's names):
+    dns_retr_time (s per try), dns_retr_no (rounds over the servers), dns_servers_no (the
+    first N of resolv.conf), dns_try_ipv6 (AAAA too), dns_try_naptr, dns_srv_lb (SRV weights),
+    use_dns_cache and dns_cache_min_ttl/max_ttl/negative_ttl (s), dns_cache_max_entries."""
+    g = globals_
+    kw = {}
+    for name, key in (("dns_retr_time", "retr_time"), ("dns_retr_no", "retr_no"),
+                      ("dns_servers_no", "servers_no")):
+        if g.get(name):
+            kw[key] = int(g[name])
+    if "dns_try_ipv6" in g:
+        kw["families"] = (m.A, m.AAAA) if g["dns_try_ipv6"] else (m.A,)
+    if "dns_try_naptr" in g:
+        kw["naptr"] = bool(g["dns_try_naptr"])
+    if "dns_srv_lb" in g:
+        kw["srv_lb"] = bool(g["dns_srv_lb"])
+    defaults = Cache()
+    kw["cache"] = Cache(
+        max_entries=(int(g.get("dns_cache_max_entries", defaults.max_entries))
+                     if g.get("use_dns_cache", 1) else 0),
+        min_ttl=int(g.get("dns_cache_min_ttl", defaults.min_ttl)),
+        max_ttl=int(g.get("dns_cache_max_ttl", defaults.max_ttl)),
+        default_negative_ttl=int(g.get("dns_cache_negative_ttl",
+                                       defaults.default_negative_ttl)))
+    return kw
 
 
 def _target_parts(target):

@@ -206,3 +206,19 @@ def test_a_callback_that_raises_is_logged_and_the_client_goes_on(tmp_path, dnsma
     assert later[0].targets[0] == ("udp", "127.0.0.12", 5060)
     assert run.client.resolver.next_deadline() is None and run.client._timer is None
     run.close()
+
+
+def test_kamailio_core_parameters_map_to_the_client(tmp_path):
+    from serlite.dns_client import options_from_globals
+    kw = options_from_globals({"dns_retr_time": 1, "dns_retr_no": 3, "dns_servers_no": 1,
+                               "dns_try_ipv6": 0, "dns_try_naptr": 0, "dns_srv_lb": 0,
+                               "dns_cache_negative_ttl": 7, "dns_cache_max_ttl": 600})
+    assert kw["families"] == (m.A,) and kw["naptr"] is False and kw["srv_lb"] is False
+    assert kw["cache"].default_negative_ttl == 7 and kw["cache"].max_ttl == 600
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.2\nnameserver 127.0.0.3\noptions timeout:5\n")
+    run = Run(tmp_path, conf, 53, **kw)
+    c = run.client.resolver.conf
+    assert c.nameservers == [("127.0.0.2", 53)] and c.timeout == 1.0 and c.attempts == 3
+    assert options_from_globals({"use_dns_cache": 0})["cache"].max_entries == 0
+    run.close()

@@ -71,10 +71,13 @@ def numeric(host):
         return None
 
 
-def order_srv(records, rng):
+def order_srv(records, rng, weighted=True):
     """RFC 2782 "Usage rules": by priority, and within a priority by weighted random
     selection (the weight-0 records first in the running sum, so that they are rarely
-    chosen first).  ``records`` (priority, weight, port, target)."""
+    chosen first).  ``records`` (priority, weight, port, target).  ``weighted`` False
+    (Kamailio's dns_srv_lb=0): by priority, then the heavier first, no randomness."""
+    if not weighted:
+        return sorted(records, key=lambda r: (r[0], -r[1]))
     out = []
     for priority in sorted({r[0] for r in records}):
         group = [r for r in records if r[0] == priority]
@@ -109,7 +112,7 @@ class _Locate:
     """One selection in progress."""
 
     def __init__(self, resolver, host, port, proto, secure, now, done, rng, protos,
-                 families, cache_only):
+                 families, cache_only, naptr=True, weighted=True):
         self.resolver = resolver
         self.host = host
         self.port = port
@@ -121,6 +124,8 @@ class _Locate:
         self.protos = protos
         self.families = families
         self.cache_only = cache_only
+        self.naptr = naptr
+        self.weighted = weighted
         self.finished = False
 
     def _lookup(self, name, qtype, then):
@@ -167,8 +172,10 @@ class _Locate:
             self._addresses([(proto, self.host, port)])
         elif self.proto is not None:
             self._srv([(self.proto, SRV_PREFIX[self.proto] + self.host)], fallback=True)
-        else:
+        elif self.naptr:
             self._lookup(self.host, m.NAPTR, self._naptr)
+        else:
+            self._naptr(Negative(NODATA, "NAPTR not asked (dns_try_naptr=0)"))
 
     def _fallback(self):
         """No NAPTR or SRV: A/AAAA on the default port (RFC 3263 4.1, 4.2)."""
@@ -230,7 +237,7 @@ class _Locate:
             self._end([], Negative(NODATA, f"{self.host}: SIP over {proto} not offered "
                                            f"(SRV target \".\")"))
             return
-        ordered = order_srv([r for r in records if r[3]], self.rng)
+        ordered = order_srv([r for r in records if r[3]], self.rng, self.weighted)
         self._addresses([(proto, r[3], r[2]) for r in ordered])
 
     def _addresses(self, wanted):
@@ -257,10 +264,12 @@ class _Locate:
 
 
 def locate(resolver, host, port, transport, secure, now, done, rng,
-           protos=("udp", "tcp"), families=(m.A, m.AAAA), cache_only=False):
+           protos=("udp", "tcp"), families=(m.A, m.AAAA), cache_only=False, naptr=True,
+           weighted=True):
     """Select the targets for a URI's ``host``, ``port`` (int or None), ``transport`` param
     (text or None) and ``secure`` (sips:); ``done(Located)``.  ``protos``: the transports
-    this server can send over; ``families``: (A, AAAA), or one of them."""
+    this server can send over; ``families``: (A, AAAA), or one of them; ``naptr`` False: no
+    NAPTR asked (straight to SRV); ``weighted`` False: SRV by priority, heavier first."""
     proto = transport.lower() if transport else None
     if secure and proto in (None, "tcp", "tls"):
         proto = "tls" if proto is not None or port is not None else None
@@ -281,4 +290,4 @@ def locate(resolver, host, port, transport, secure, now, done, rng,
         return
     name = host.lower().rstrip(".")
     _Locate(resolver, name, port, proto, secure, now, done, rng, protos, families,
-            cache_only).start()
+            cache_only, naptr, weighted).start()

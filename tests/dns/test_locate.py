@@ -174,3 +174,20 @@ def test_failure_status_478_for_no_such_name_503_for_silent_servers():
     assert failure_status(Negative(NXDOMAIN, "x"))[0] == 478
     assert failure_status(Negative(NODATA, "x"))[0] == 478
     assert failure_status(Negative(FAILED, "x")) == (503, "Service Unavailable (DNS failed)")
+
+
+def test_without_naptr_and_without_weights():
+    net = FakeNet(zone=_zone(srv_tcp=True))
+    got = _locate_opts(net, D, naptr=False, weighted=False)
+    assert (D, m.NAPTR) not in net.asked
+    assert got.targets[0] == ("udp", "192.0.2.1", 5070)      # SRV of udp first, no NAPTR
+    recs = [(1, 10, 1, "light"), (1, 90, 2, "heavy"), (0, 0, 3, "first")]
+    assert [r[3] for r in order_srv(recs, None, weighted=False)] == ["first", "heavy", "light"]
+
+
+def _locate_opts(net, host, **kw):
+    got = []
+    locate(net.resolver, host, None, None, False, 0.0, got.append, random.Random(7), **kw)
+    for _ in range(10):
+        net.answer_all(0.1)
+    return got[0]
