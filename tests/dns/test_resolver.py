@@ -179,3 +179,27 @@ def test_a_waiter_that_raises_does_not_starve_the_others():
         pass
     assert got == [("192.0.2.1",)] and not net.resolver.lookups
     assert not isinstance(got[0], Negative)
+
+
+def test_mangled_answers_from_the_right_server_never_raise_and_lookups_still_end():
+    import random
+    rnd = random.Random(5452)
+    soa = rr("example", m.SOA, ("ns.example", "h.example", 1, 2, 3, 4, 20))
+    for round_ in range(300):
+        net = FakeNet(servers=(S1, S2))
+        got = _ask(net, f"n{round_}.example", m.SRV)
+        _p, server, query, _k = net.sent.pop()
+        good = bytearray(net.response(query, answers=[
+            rr(f"n{round_}.example", m.CNAME, "t.example"),
+            rr("t.example", m.SRV, (1, 2, 5060, "x.example"))], authority=[soa],
+            additional=[rr("x.example", m.A, "192.0.2.1")]))
+        for _ in range(rnd.randint(1, 4)):
+            at = rnd.randrange(12, len(good))     # keep the id: the answer is matched
+            good[at] = rnd.randrange(256)
+        net.resolver.receive(bytes(good), server, "udp", 0.1)
+        for _ in range(10):                       # bounded: the lookup ends by its deadline
+            deadline = net.resolver.next_deadline()
+            if deadline is None:
+                break
+            net.resolver.expire(deadline)
+        assert len(got) == 1 and not net.resolver.pending
