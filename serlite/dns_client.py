@@ -15,8 +15,9 @@ The services (callbacks always run from the loop, never inside the call that ask
   or "host", "host:port", "[v6]:port"; ``callback(Located)`` with the RFC 3263 targets
   (proto, ip, port) in the order to try, or an empty list and the error.
 * ``locate(host, port, transport, secure, callback)``: the same from a URI's parts.
-* ``cached(target)``: the targets when everything needed is known now (numeric host, hosts,
-  cache), else None; nothing is sent.  The fast path of a send.
+* ``cached(target)``, ``cached_locate(host, port, transport, secure)``: the targets when
+  everything needed is known now (numeric host, hosts, cache), else None; nothing is sent.
+  The fast path of a send (a selection is remembered for a second: ~1 us).
 * ``lookup(name, qtype, callback)``: one record type (tuple of data, or a Negative).
 
 A name whose servers never answer is called back with a FAILED error within the deadline
@@ -42,6 +43,8 @@ RECV_BATCH = 64
 # a family is replaced by a new one (a new random port) after this many queries, once nothing
 # is in flight on it
 QUERIES_PER_SOCKET = 32
+MEMO_SECONDS = 1.0              # cached_locate's memory of a selection
+MEMO_MAX = 256
 MAX_UDP_ANSWER = 4096           # the receive size, and the largest EDNS0 size offered
 _CHECK_FILES_EVERY = 1.0        # seconds between mtime checks of resolv.conf and hosts
 _MAX_TCP_ANSWER = 65535
@@ -83,6 +86,7 @@ class DnsClient:
                                  min(edns_size, MAX_UDP_ANSWER), deadline)
         self._socks = {}        # family -> UDP socket
         self._uses = {}         # family -> queries sent from its socket
+        self._memo = {}         # (host, port, transport, secure) -> (until, targets)
         self._tcp = {}          # resolver key -> _TcpQuery
         self._timer = None
         self._timer_at = None
@@ -154,17 +158,31 @@ class DnsClient:
         self._after()
 
     def cached(self, target):
-        """The targets [(proto, ip, port)] if known without asking, else None."""
+        """The targets [(proto, ip, port)] of a SIP URI or host[:port] if known without
+        asking, else None."""
         try:
             host, port, transport, secure = _target_parts(target)
         except ValueError:
             return None
+        return self.cached_locate(host, port, transport, secure)
+
+    def cached_locate(self, host, port, transport, secure):
+        """``cached`` from a URI's parts.  The selection is remembered for up to
+        MEMO_SECONDS (a request and its retransmissions, the calls of a busy second pay one
+        selection; records that expire meanwhile are used at most that much longer)."""
         now = self.loop.time()
+        key = (host, port, transport, secure)
+        memo = self._memo.get(key)
+        if memo is not None and memo[0] > now:
+            return list(memo[1])
         self._check_files(now)
         box = []
         locate(self.resolver, host, port, transport, secure, now, box.append, self.rng,
                self.protos, self.families, True, self.naptr, self.srv_lb)
         if box and box[0].targets:
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = (now + MEMO_SECONDS, tuple(box[0].targets))
             return box[0].targets
         return None
 

@@ -91,7 +91,11 @@ def test_naptr_srv_priority_order_and_addresses(tmp_path, dnsmasq):
     assert run.client.sockets() == 1                  # the UDP socket only
     # known now: the same answer from the cache, nothing sent
     before = run.client.resolver.counters["queries"]
-    assert run.client.cached(f"sip:alice@{D}")[0] == ("udp", "127.0.0.11", 5080)
+    first = run.client.cached(f"sip:alice@{D}")
+    assert first[0] == ("udp", "127.0.0.11", 5080)
+    first.pop()                                       # the caller's copy: the memo unhurt
+    assert run.client.cached(f"sip:alice@{D}") == alice[0].targets
+    assert run.client.cached(f"sip:nobody@unknown.{D}") is None
     assert run.client.resolver.counters["queries"] == before
     run.close()
 
