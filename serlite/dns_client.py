@@ -43,6 +43,9 @@ RECV_BATCH = 64
 # a family is replaced by a new one (a new random port) after this many queries, once nothing
 # is in flight on it
 QUERIES_PER_SOCKET = 32
+# A selection is a chain of lookups (NAPTR, SRV, A/AAAA), each bounded by the resolver's
+# deadline; slow answers at each step could add up: the whole selection ends by this
+LOCATE_DEADLINE = 8.0
 MEMO_SECONDS = 1.0              # cached_locate's memory of a selection
 MEMO_MAX = 256
 MAX_UDP_ANSWER = 4096           # the receive size, and the largest EDNS0 size offered
@@ -62,12 +65,45 @@ class _TcpQuery:
         self.buf = bytearray()
 
 
+class _Job:
+    """A caller's callback while its answer is on the way: called once, from the loop; with a
+    guard timer, FAILED when the answer is later than that."""
+
+    __slots__ = ("callback", "inside", "over", "result", "guard")
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.inside = True      # still inside the call that asked
+        self.over = False
+        self.result = None
+        self.guard = None
+
+    def done(self, result):
+        if self.over:
+            return
+        self.over = True
+        if self.inside:
+            self.result = result
+            return
+        if self.guard is not None:
+            self.guard.cancel()
+        self.callback(result)
+
+    def expire(self, name, seconds):
+        if not self.over:
+            self.over = True
+            self.callback(Located([], Negative(FAILED, f"{name}: not resolved within "
+                                                       f"{seconds:g} s")))
+
+
 class DnsClient:
     def __init__(self, loop, resolv_conf="/etc/resolv.conf", hosts="/etc/hosts", port=53,
                  protos=("udp", "tcp"), families=(m.A, m.AAAA), deadline=DEFAULT_DEADLINE,
                  cache=None, edns_size=0, rng=None, check_files_every=_CHECK_FILES_EVERY,
-                 naptr=True, srv_lb=True, retr_time=None, retr_no=None, servers_no=None):
+                 naptr=True, srv_lb=True, retr_time=None, retr_no=None, servers_no=None,
+                 locate_deadline=LOCATE_DEADLINE):
         self.loop = loop
+        self.locate_deadline = locate_deadline
         self.naptr = naptr
         self.srv_lb = srv_lb
         # Kamailio's dns_retr_time, dns_retr_no, dns_servers_no: over resolv.conf's
@@ -142,19 +178,18 @@ class DnsClient:
     def locate(self, host, port, transport, secure, callback):
         now = self.loop.time()
         self._check_files(now)
-        box = []
-        asking = [True]
-
-        def done(located):
-            if asking[0]:       # known at once: called back from the loop, not from here
-                box.append(located)
-            else:
-                callback(located)
-        locate(self.resolver, host, port, transport, secure, now, done, self.rng,
+        job = _Job(callback)
+        locate(self.resolver, host, port, transport, secure, now, job.done, self.rng,
                self.protos, self.families, False, self.naptr, self.srv_lb)
-        asking[0] = False
-        if box:
-            self.loop.call_later(0, callback, box[0])
+        self._started(job, host, self.locate_deadline)
+
+    def _started(self, job, name, deadline):
+        if job.over:        # known at once: called back from the loop, not from here
+            self.loop.call_later(0, job.callback, job.result)
+        else:
+            job.inside = False
+            if deadline is not None:
+                job.guard = self.loop.call_later(deadline, job.expire, name, deadline)
         self._after()
 
     def cached(self, target):
@@ -189,19 +224,9 @@ class DnsClient:
     def lookup(self, name, qtype, callback):
         now = self.loop.time()
         self._check_files(now)
-        box = []
-        asking = [True]
-
-        def done(result):
-            if asking[0]:
-                box.append(result)
-            else:
-                callback(result)
-        self.resolver.lookup(name, qtype, now, done)
-        asking[0] = False
-        if box:
-            self.loop.call_later(0, callback, box[0])
-        self._after()
+        job = _Job(callback)
+        self.resolver.lookup(name, qtype, now, job.done)
+        self._started(job, name, None)     # the resolver's deadline bounds one lookup
 
     def close(self):
         """Every lookup in flight fails; the sockets are closed."""

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from serlite.dns import message as m
-from serlite.dns.cache import FAILED, NXDOMAIN
+from serlite.dns.cache import FAILED, NODATA, NXDOMAIN
 from serlite.dns_client import DnsClient
 from serlite.loop import Loop
 
@@ -226,3 +226,61 @@ def test_kamailio_core_parameters_map_to_the_client(tmp_path):
     assert c.nameservers == [("127.0.0.2", 53)] and c.timeout == 1.0 and c.attempts == 3
     assert options_from_globals({"use_dns_cache": 0})["cache"].max_entries == 0
     run.close()
+
+
+class SlowServer:
+    """A name server inside the test's own loop: every query answered NOERROR without records
+    after ``delay`` s (a loop timer, no sleep)."""
+
+    def __init__(self, loop, delay, address="127.0.0.3"):
+        self.loop, self.delay = loop, delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.setblocking(False)
+        self.address, self.port = self.sock.getsockname()
+        loop.add_reader(self.sock.fileno(), self._read)
+
+    def _read(self):
+        data, addr = self.sock.recvfrom(4096)
+        query = m.decode(data)
+        answer = m.encode_response(query.id, 0, query.questions)
+        self.loop.call_later(self.delay, self.sock.sendto, answer, addr)
+
+    def close(self):
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+def test_a_selection_of_slow_steps_ends_by_the_locate_deadline(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.3\noptions timeout:2\n")
+    run = Run(tmp_path, conf, 53, locate_deadline=1.5)
+    slow = SlowServer(run.loop, 0.6)
+    run.client.port = slow.port
+    run.client._mtimes.clear()
+    run.client._checked = None
+    run.client._check_files(run.loop.time())
+    # NAPTR, then SRV, then A/AAAA: 0.6 s each, 1.8 s in all: past the 1.5 s bound
+    box = run.resolve(f"sip:slow.{D}")
+    took = run.wait()
+    assert box[0].targets == [] and box[0].error.kind == FAILED
+    assert "not resolved within 1.5 s" in box[0].error.reason and 1.4 < took < 1.8
+    late = run.resolve(f"sip:slow.{D}")         # the late answers were cached meanwhile
+    run.wait(2, limit=3)
+    assert late[0].error.kind == NODATA and "not resolved" not in late[0].error.reason
+    assert max(run.gaps) < 0.25
+    slow.close()
+    run.close()
+
+
+def test_a_dead_first_name_server_costs_one_timeout_per_selection(tmp_path, dnsmasq):
+    with SilentServer("127.0.0.2", dnsmasq.port) as silent:
+        conf = tmp_path / "resolv.conf"
+        conf.write_text(f"nameserver {silent.address}\nnameserver 127.0.0.1\n"
+                        "options timeout:1 attempts:2\n")
+        run = Run(tmp_path, conf, dnsmasq.port)
+        box = run.resolve(f"sip:alice@{D}")          # NAPTR, SRV, A and AAAA
+        took = run.wait()
+        assert box[0].targets[0] == ("udp", "127.0.0.11", 5080)
+        assert 0.9 < took < 1.8                       # one timeout, not one per step
+        run.close()

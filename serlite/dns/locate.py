@@ -118,9 +118,9 @@ class _Locate:
         self.port = port
         self.proto = proto
         self.secure = secure
-        self.now = now
         self.done = done
         self.rng = rng
+        resolver.now = now
         self.protos = protos
         self.families = families
         self.cache_only = cache_only
@@ -129,7 +129,9 @@ class _Locate:
         self.finished = False
 
     def _lookup(self, name, qtype, then):
-        self.resolver.lookup(name, qtype, self.now, then, self.cache_only)
+        # the next step starts when the answer to the last came: the resolver's time now
+        # (the selection's start time would make its tries' waits already over)
+        self.resolver.lookup(name, qtype, self.resolver.now, then, self.cache_only)
 
     def _gather(self, asks, then):
         """Ask every (name, qtype) of ``asks`` at once; ``then(results)`` in their order."""

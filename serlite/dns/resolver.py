@@ -10,6 +10,8 @@ a tuple of record data (see message.Record) or a ``cache.Negative`` — at once 
 
 Tries: the servers in resolv.conf order, round ``attempts`` times, each try waiting
 ``timeout`` s for its answer; an answer to an earlier try still counts while the lookup lasts.
+A server that let a try time out is asked after the others for SILENT_FOR s (until it
+answers again), so that a dead first name server costs one timeout, not one per lookup.
 The whole lookup ends within ``deadline`` s (5 s): then every waiter gets a FAILED answer.
 A SERVFAIL, REFUSED, NOTIMP or FORMERR moves on to the next server at once.  A truncated
 answer (TC, RFC 1035 4.2.1) is asked again over TCP of the same server (RFC 7766 5).
@@ -26,6 +28,7 @@ from .cache import FAILED, NODATA, NXDOMAIN, Cache, Negative
 
 MISS = "miss"                   # cache_only lookups: not known without asking
 DEFAULT_DEADLINE = 5.0
+SILENT_FOR = 60.0               # a server that let a try time out is asked last this long
 _RETRY_RCODES = (m.SERVFAIL, m.REFUSED, m.NOTIMP, m.FORMERR)
 
 
@@ -33,9 +36,9 @@ class _Lookup:
     """One (name, type) in flight and who waits for it."""
 
     __slots__ = ("name", "qtype", "qname", "waiters", "tries", "keys", "wires", "deadline",
-                 "try_deadline", "failed", "why", "cnames", "ttl")
+                 "try_deadline", "failed", "why", "cnames", "ttl", "order")
 
-    def __init__(self, name, qtype, deadline):
+    def __init__(self, name, qtype, deadline, order):
         self.name = name                # as asked (the cache key)
         self.qname = name               # what is asked now (after CNAMEs)
         self.qtype = qtype
@@ -49,6 +52,7 @@ class _Lookup:
         self.why = "no answer"
         self.cnames = 0
         self.ttl = None                 # the smallest TTL along a CNAME chain
+        self.order = order              # the servers in the order this lookup asks them
 
 
 class Resolver:
@@ -63,7 +67,10 @@ class Resolver:
         self.deadline = deadline
         self.max_lookups = max_lookups
         self.max_cname = max_cname
+        self.now = 0.0                  # the time of the event being handled (for waiters
+                                        # that start the next lookup from their callback)
         self.pending = {}               # (id, server, qname, qtype) -> _Lookup
+        self.silent = {}                # server -> until when it is asked last
         self.lookups = {}               # (name, qtype) -> _Lookup
         self.counters = {"queries": 0, "tcp": 0, "answers": 0, "bad": 0, "unmatched": 0,
                          "timeouts": 0, "failures": 0}
@@ -85,6 +92,7 @@ class Resolver:
 
     def lookup(self, name, qtype, now, done, cache_only=False):
         """``done(result)`` with the data tuple or a Negative for (name, qtype)."""
+        self.now = now
         name = name.lower().rstrip(".")
         known = self.known(name, qtype, now)
         if known is not None:
@@ -105,15 +113,20 @@ class Resolver:
         if len(self.lookups) >= self.max_lookups:
             done(Negative(FAILED, f"{self.max_lookups} lookups in flight already"))
             return
-        timeout = self.conf.timeout * self.conf.attempts * len(self.conf.nameservers)
-        lk = _Lookup(name, qtype, now + min(self.deadline, timeout))
+        servers = self.conf.nameservers
+        timeout = self.conf.timeout * self.conf.attempts * len(servers)
+        if self.silent:
+            # resolv.conf order, but a server silent lately after the others, so that the
+            # next steps of an RFC 3263 selection do not wait for it again (stable sort)
+            servers = sorted(servers, key=lambda s: self.silent.get(s, 0) > now)
+        lk = _Lookup(name, qtype, now + min(self.deadline, timeout), servers)
         lk.waiters.append(done)
         self.lookups[(name, qtype)] = lk
         self._try(lk, now)
 
     def _try(self, lk, now):
         """Send the next try of ``lk``, or fail it when every try was made."""
-        servers = self.conf.nameservers
+        servers = lk.order
         while lk.tries < len(servers) * self.conf.attempts:
             server = servers[lk.tries % len(servers)]
             lk.tries += 1
@@ -136,6 +149,7 @@ class Resolver:
     def receive(self, data, server, proto, now):
         """A message read from ``server`` over ``proto``: an answer to a try, or dropped.
         Returns what it was: "answer", "bad" (malformed) or "unmatched"."""
+        self.now = now
         try:
             msg = m.decode(data)
         except m.DnsError:
@@ -151,6 +165,8 @@ class Resolver:
             self.counters["unmatched"] += 1
             return "unmatched"
         self.counters["answers"] += 1
+        if self.silent:
+            self.silent.pop(server, None)
         if msg.truncated:
             if proto == "udp":      # RFC 7766 5: ask the same server again over TCP
                 self.counters["tcp"] += 1
@@ -261,10 +277,15 @@ class Resolver:
 
     def expire(self, now):
         """Tries whose wait ended: the next try, or FAILED past the lookup's deadline."""
+        self.now = now
         for lk in [lk for lk in self.lookups.values() if lk.try_deadline <= now]:
             if (lk.name, lk.qtype) not in self.lookups:
                 continue
             self.counters["timeouts"] += 1
+            if lk.keys:
+                if len(self.silent) > 16:       # servers of older resolv.confs
+                    self.silent.clear()
+                self.silent[lk.keys[-1][1]] = now + SILENT_FOR
             last = lk.keys[-1][1][0] if lk.keys else "?"
             lk.why = f"no answer from {last} within {self.conf.timeout:g} s"
             if now >= lk.deadline:
@@ -275,6 +296,7 @@ class Resolver:
 
     def cancel_all(self, why, now):
         """Every lookup in flight fails (the resolver is closed)."""
+        self.now = now
         for lk in list(self.lookups.values()):
             if (lk.name, lk.qtype) in self.lookups:
                 self._finish(lk, Negative(FAILED, f"{lk.qname}: {why}"), now)

@@ -191,3 +191,15 @@ def _locate_opts(net, host, **kw):
     for _ in range(10):
         net.answer_all(0.1)
     return got[0]
+
+
+def test_each_step_waits_its_own_timeout_from_when_it_starts():
+    # the NAPTR answered at t=3: the SRV lookup it starts waits from 3, not from the
+    # selection's start (whose wait would be over at once, skipping the first server)
+    net = FakeNet(zone=_zone(), timeout=1.0, attempts=2)
+    got = []
+    locate(net.resolver, D, None, None, False, 0.0, got.append, random.Random(1))
+    _p, server, query, _k = net.sent.pop()
+    net.resolver.receive(net.response(query), server, "udp", 3.0)
+    assert net.asked[-1] == (f"_sip._tcp.{D}", m.SRV)       # NAPTR order 10: SIP+D2T
+    assert net.resolver.next_deadline() == 4.0

@@ -203,3 +203,21 @@ def test_mangled_answers_from_the_right_server_never_raise_and_lookups_still_end
                 break
             net.resolver.expire(deadline)
         assert len(got) == 1 and not net.resolver.pending
+
+
+def test_a_silent_server_is_asked_last_until_it_answers_again():
+    zone = {(f"h{i}.example", m.A): [rr(f"h{i}.example", m.A, "192.0.2.1")] for i in range(4)}
+    net = FakeNet(servers=(S1, S2), zone=zone)
+    _ask(net, "h0.example", m.A)
+    net.sent.clear()                                 # S1 silent
+    net.resolver.expire(1.0)
+    net.answer_all(1.1)                              # S2 answers
+    got = _ask(net, "h1.example", m.A, now=2.0)
+    assert [s for _p, s, _q, _k in net.sent] == [S2]  # S2 first now: no wait for S1
+    net.answer_all(2.1)
+    assert got == [("192.0.2.1",)]
+    _ask(net, "h2.example", m.A, now=61.5)           # 60 s later: resolv.conf order again
+    assert net.sent[-1][1] == S1
+    net.answer_all(61.6)                             # and S1 answering clears it
+    _ask(net, "h3.example", m.A, now=62)
+    assert net.sent[-1][1] == S1 and not net.resolver.silent
