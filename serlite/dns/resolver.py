@@ -179,7 +179,7 @@ class Resolver:
             lk.failed.add(server)
             lk.why = f"{m.RCODE_NAMES.get(rcode, rcode)} from {server[0]}"
             del self.pending[key]
-            if len(lk.failed) >= len(self.conf.nameservers):
+            if len(lk.failed) >= len(lk.order):
                 self._finish(lk, Negative(FAILED, f"{lk.qname}: {lk.why}"), now)
             elif lk.keys[-1] == key:        # the try in progress: the next one now
                 self._try(lk, now)
