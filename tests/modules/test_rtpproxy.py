@@ -321,6 +321,9 @@ def forked(p, call_id):
 def test_each_fork_gets_its_own_caller_port_and_the_answer_closes_the_other(proxy):
     p = proxy(FORK)
     inv1, inv2, r1, r2 = forked(p, "f1")
+    # the fault: both 183s named the one caller-facing port (measured before the fix:
+    # 127.0.0.2:42000 twice), so the caller's media went to whichever fork spoke last
+    assert media(r1)[1] != media(r2)[1], (media(r1), media(r2))
     session = p.relay.get("f1")
     # both phones were offered the one shared port; each 183 names its own to the caller
     assert media(inv1) == media(inv2) == ("127.0.0.1", session.ports(1)[0])
