@@ -92,8 +92,11 @@ def _to_tag(msg):
 
 
 def _tag_of(session, tag):
-    """The fork a tracker's To tag names (the tracker cuts tags at ID_MAX characters)."""
-    if tag is None or tag in session.forks or len(tag) < ID_MAX:
+    """The fork a tracker's To tag names (the tracker cuts tags at ID_MAX characters; a 2xx
+    without one is the fork "", as ``_rewrite`` names it)."""
+    if tag is None:
+        return ""
+    if tag in session.forks or len(tag) < ID_MAX:
         return tag
     return next((t for t in session.forks if t[:ID_MAX] == tag), tag)
 
@@ -325,7 +328,7 @@ class Rtpproxy(Module):
             if 200 <= status < 300 and entry is not None:
                 entry.answered = True
                 fork = entry.session.forks.get(entry.session.fork_tag(tags[1],
-                                                                      _to_tag(msg)))
+                                                                      _to_tag(msg)) or "")
                 if fork is not None:
                     fork.answered = True    # kept when the call is confirmed (13.2.2.4)
             return done
