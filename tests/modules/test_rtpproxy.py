@@ -400,3 +400,20 @@ def test_forks_are_bounded_and_a_late_18x_opens_nothing(proxy, capsys):
     p.send(p.bob, resp(invite, 183, "Session Progress", body=sdp("127.0.0.1", 9000),
                        tag="late"), 6001)
     assert list(p.relay.get("f4").forks) == ["t0"] and p.relay.sockets() == 4
+
+
+def test_the_callees_reinvite_names_its_own_forks_port_to_the_caller(proxy):
+    p = proxy(FORK)
+    inv1, inv2, r1, r2 = forked(p, "f5")
+    ok = p.send(p.bob2, resp(inv2, 200, "OK", body=sdp("127.0.0.3", 8002), tag="b2"), 6001)
+    assert media(ok[-1]) == media(r2)
+    rr = re.search(rb"Record-Route: <([^>]*)>", inv2).group(1).decode()
+    # bob2 moves its media (a re-INVITE of its own: From and To swapped)
+    reinvite = req("INVITE", "f5", "r-f5", body=sdp("127.0.0.3", 8100), from_tag="b2",
+                   to_tag="a1", cseq=7, route=rr)
+    p.tr.sent.clear()
+    p.core.receive(reinvite, p.bob2)
+    (to_alice,) = [d for port, d in p.tr.sent if d.startswith(b"INVITE ")]
+    assert media(to_alice) == media(r2)
+    (pair,) = p.relay.get("f5").forks["b2"].pairs
+    assert pair[1].peer[0] == ("127.0.0.3", 8100) and p.relay.sockets() == 4
