@@ -9,8 +9,9 @@ Script functions (Kamailio's names and meanings):
   that answers it (a 1xx/2xx, or the ACK of a late offer); it opens nothing.
 * ``rtpproxy_manage([flags])`` -- what to do from the message: an INVITE (UPDATE, PRACK) with
   SDP offers (an initial INVITE without SDP is noted: the offer of its 18x/2xx opens the
-  session, and the ACK's SDP answers it), an ACK with SDP or a 1xx/2xx with SDP answers, a BYE or CANCEL, a failure_route,
-  or a final >= 300 to the INVITE of a call not answered yet closes the session.
+  session, and the ACK's SDP answers it), an ACK with SDP or a 1xx/2xx with SDP answers, a
+  BYE (of the call's last fork) or CANCEL, a failure_route, or a final >= 300 to the INVITE
+  of a call not answered yet closes the session (with tm: that branch's fork, see below).
 * ``unforce_rtp_proxy()``, ``rtpproxy_destroy()`` -- close the call's session now.
 * ``force_rtp_proxy([flags])`` -- SER 0.9's: offer on a request, answer on a reply.
 
@@ -161,8 +162,10 @@ class Rtpproxy(Module):
             # 10); one that sent a 2xx too keeps its legs until its BYE (13.2.2.4)
             for tag in session.unanswered(_tag_of(session, dlg.to_tag)):
                 self.relay.drop_fork(session, tag, "not answered")
-        elif dlg.ended_by == BY_BYE and len(session.forks) > 1:
-            # another fork's 2xx is still up (its UAC BYEs it): only this one ends
+        elif dlg.ended_by == BY_BYE:
+            # this dialog ended; another fork's 2xx may still be up (its UAC BYEs it,
+            # 13.2.2.4): the session ends with the last fork (the script's BYE may have
+            # closed this one already)
             self.relay.drop_fork(session, _tag_of(session, dlg.to_tag), "ended (bye)")
             if not session.forks:
                 self.relay.close(dlg.call_id, "ended (bye)")
@@ -325,6 +328,7 @@ class Rtpproxy(Module):
                         else -1
                 return -1
             done = self._rewrite(ctx, flags, False)
+            entry = self.relay.entry(tags[0]) if tags else None     # a late offer opened it
             if 200 <= status < 300 and entry is not None:
                 entry.answered = True
                 fork = entry.session.forks.get(entry.session.fork_tag(tags[1],

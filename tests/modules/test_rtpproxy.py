@@ -277,6 +277,11 @@ def test_a_late_offer_opens_in_the_reply_and_the_ack_answers(proxy):
     assert pair[0].peer[0] == ("127.0.0.9", 4000)
     assert pair[1].peer[0] == ("127.0.0.1", 8000)
     assert p.core.module("rtpproxy").late == {}
+    # the 2xx that opened the session answered the call: a failed re-INVITE keeps it
+    reinvite = p.send(p.alice, req("INVITE", "l1", "r-l1", body=sdp("192.168.1.50", 4000),
+                                   to_tag="b1", cseq=2, route=rr), 7000)[0]
+    p.send(p.bob, resp(reinvite, 488, "Not Acceptable Here"), 6001)
+    assert p.relay.get("l1") is session and p.relay.sockets() == 4
 
 
 def test_a_wildcard_listener_is_not_put_in_an_sdp(proxy):
@@ -359,8 +364,10 @@ def test_a_fork_that_fails_leaves_the_other_ringing(proxy):
     assert len(p.relay) == 0 and p.relay.sockets() == 0    # the call failed: all closed
 
 
-def test_two_answers_each_live_until_their_own_bye(proxy):
-    """RFC 3261 13.2.2.4: both forks answer; the caller ACKs and BYEs the second."""
+@pytest.mark.parametrize("order", ["extra-first", "answer-first"])
+def test_two_answers_each_live_until_their_own_bye(proxy, order):
+    """RFC 3261 13.2.2.4: both forks answer; the caller ACKs and BYEs the second (before or
+    after the call it keeps: the tracker's end of the first dialog is not the session's)."""
     p = proxy(FORK)
     inv1, inv2, r1, r2 = forked(p, "f3")
     ok1 = p.send(p.bob, resp(inv1, 200, "OK", body=sdp("127.0.0.1", 8000), tag="b1"), 6001)
@@ -369,9 +376,10 @@ def test_two_answers_each_live_until_their_own_bye(proxy):
     session = p.relay.get("f3")
     assert set(session.forks) == {"b1", "b2"} and p.relay.sockets() == 6
     rr = re.search(rb"Record-Route: <([^>]*)>", inv1).group(1).decode()
-    p.send(p.alice, req("BYE", "f3", "y2-f3", to_tag="b2", cseq=2, route=rr), 7000)
-    assert list(session.forks) == ["b1"] and p.relay.sockets() == 4
-    p.send(p.alice, req("BYE", "f3", "y1-f3", to_tag="b1", cseq=3, route=rr), 7000)
+    first, second = ("b2", "b1") if order == "extra-first" else ("b1", "b2")
+    p.send(p.alice, req("BYE", "f3", "y2-f3", to_tag=first, cseq=2, route=rr), 7000)
+    assert list(session.forks) == [second] and p.relay.sockets() == 4
+    p.send(p.alice, req("BYE", "f3", "y1-f3", to_tag=second, cseq=3, route=rr), 7000)
     assert len(p.relay) == 0 and p.relay.sockets() == 0
 
 
