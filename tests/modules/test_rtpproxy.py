@@ -24,7 +24,7 @@ modparam("rtpproxy", "rtp_port_min", 42000)
 modparam("rtpproxy", "rtp_port_max", 42099)
 %s
 route {
-    if (loose_route()) { rtpproxy_manage(); t_relay(); exit; }
+    if (loose_route()) { rtpproxy_manage(); t_on_reply("1"); t_relay(); exit; }
     if (method == "INVITE") { record_route(); t_on_reply("1"); t_on_failure("1"); }
     if (method == "INVITE" || method == "CANCEL") { rtpproxy_manage(); }
     t_relay();
