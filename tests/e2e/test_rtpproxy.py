@@ -237,9 +237,10 @@ def start_fork(tmp_path, scenario, ip, rtp_port, name):
     """A sipp UAS at ``ip`` whose SDP names ``ip:rtp_port`` (a socket of the test)."""
     with UdpPeer(host=ip) as probe:
         port = probe.port
+    ports = tmp_path / f"{name}.csv"        # the scenario's [field0]
+    ports.write_text(f"SEQUENTIAL\n{rtp_port};\n")
     run = sipnet.start_sipp(["-sf", sipnet.SCENARIOS / scenario, "-t", "u1", "-i", ip,
-                             "-p", port, "-m", 1, "-key", "rtp_port", rtp_port,
-                             "-mp", sipnet.free_port()],
+                             "-p", port, "-m", 1, "-inf", ports, "-mp", sipnet.free_port()],
                             workdir=tmp_path, timeout=30, name=name, trace_msg=True)
     sipnet.wait_bound("udp", socket.AF_INET, port, 10, run.proc, what=f"sipp {name}")
     run.host, run.port = ip, port
