@@ -36,10 +36,12 @@ def run(n_sessions, packets):
         a, b = phone("127.0.0.1"), phone("127.0.0.2")
         s = relay.open(f"c{i}", "t", "127.0.0.1", "127.0.0.2")
         relay.add_streams(s, 1)
-        for side, p, ip in ((CALLER, a, "127.0.0.1"), (CALLEE, b, "127.0.0.2")):
+        relay.add_fork(s, "b")
+        for side, tag, p, ip in ((CALLER, None, a, "127.0.0.1"), (CALLEE, "b", b, "127.0.0.2")):
             body = b"c=IN IP4 %s\r\nm=audio %d RTP/AVP 0\r\n" % (ip.encode(), p.getsockname()[1])
-            s.learn(side, sdp.streams(body), source_ip=ip)
-        calls.append((a, b, ("127.0.0.1", s.ports(CALLER)[0]), ("127.0.0.2", s.ports(CALLEE)[0])))
+            s.learn(side, tag, sdp.streams(body), source_ip=ip)
+        calls.append((a, b, ("127.0.0.1", s.ports(CALLER, "b")[0]),
+                      ("127.0.0.2", s.ports(CALLEE)[0])))
     payload = b"\x80" * 172
     cpu = 0.0
     readers = loop._readers

@@ -1,18 +1,24 @@
 """The built-in media relay's sockets: the I/O edge of serlite.media (beside transport.py, the
-SIP sockets' edge).  Per relayed stream and side, a UDP socket pair (RTP on an even port of
-the pool, RTCP on the next) on the address facing that side, registered with the server's one
-poll loop; a datagram read on one leg is sent from the other leg's socket of the same
-component to where the session says (serlite.media.session: latching, counters).
+SIP sockets' edge).  Per relayed stream a UDP socket pair (RTP on an even port of the pool,
+RTCP on the next) facing the callees, on the address the INVITE left by, shared by the forks
+of the call; per stream and answering fork (To tag) a pair facing the caller, on the address
+its INVITE came in on; all registered with the server's one poll loop.  A datagram read on a
+fork's caller-facing socket goes out of the shared socket of the same component, one read on
+the shared socket out of the caller-facing socket of the fork that sent it, to where the
+session says (serlite.media.session: forks, latching, counters).
 
 Owns the sessions' sockets and nothing else: a session's sockets are closed, and their ports
 given back, exactly when it is closed (``close``: BYE, CANCEL, failure, the dialog's end,
 or ``timeout`` seconds of silence on every leg, checked by one loop timer while sessions
-exist).  Bounded: ``max_sessions`` sessions and the pool's ports; past either, ``open`` and
-``add_streams`` raise ``RelayFull`` with why, and nothing half-made is left behind.
+exist), a fork's when it is (``drop_fork``: another fork answered, its own BYE or failure).
+Bounded: ``max_sessions`` sessions, MAX_FORKS forks a call and the pool's ports; past any,
+``open``, ``add_streams`` and ``add_fork`` raise ``RelayFull`` with why, and nothing
+half-made is left behind.
 
 Counters (``ser-ctl stats``, core.stats): rtp_sessions (opened), rtp_sessions_active,
 rtp_timeouts, rtp_refused, rtp_packets and rtp_bytes (relayed, added once per read batch),
-rtp_dropped (stray, or nowhere to send yet), rtp_send_errors, rtp_one_way (calls from one
+rtp_dropped (stray, or nowhere to send yet), rtp_send_errors, rtp_forks
+(answering branches relayed), rtp_one_way (calls from one
 side of which nothing came ONE_WAY_AFTER s after the answer: logged, the classic one-way audio
 hint).
 """
@@ -22,7 +28,7 @@ import socket
 
 from . import log
 from .media.ports import PortPool, PortsExhausted
-from .media.session import CALLEE, CALLER, RelaySession
+from .media.session import CALLEE, CALLER, MAX_FORKS, RelaySession
 
 RECV_BATCH = 64         # datagrams read per wake-up and socket (as transport.py does)
 ONE_WAY_AFTER = 5.0     # seconds after the answer without a packet from a side: logged once
@@ -36,14 +42,13 @@ class RelayFull(Exception):
 
 
 class _Entry:
-    """A session and its sockets: ``socks[stream][side][component]``."""
+    """A session and whether a 2xx answered it (a failed re-INVITE keeps it)."""
 
-    __slots__ = ("session", "socks", "answered")
+    __slots__ = ("session", "answered")
 
     def __init__(self, session):
         self.session = session
-        self.socks = []
-        self.answered = False   # a 2xx answered the call (a failed re-INVITE keeps it)
+        self.answered = False
 
 
 class Relay:
@@ -59,7 +64,7 @@ class Relay:
         self._view = memoryview(self._buf)
         for name in ("rtp_sessions", "rtp_sessions_active", "rtp_timeouts", "rtp_refused",
                      "rtp_packets", "rtp_bytes", "rtp_dropped", "rtp_send_errors",
-                     "rtp_one_way"):
+                     "rtp_one_way", "rtp_forks"):
             stats.counters.setdefault(name, 0)
 
     def __len__(self):
@@ -85,8 +90,13 @@ class Relay:
 
     def sockets(self):
         """How many sockets the relay holds (tests: none may outlive its session)."""
-        return sum(1 for e in self.entries.values() for s in e.socks for side in s
-                   for _ in side)
+        n = 0
+        for entry in self.entries.values():
+            session = entry.session
+            n += sum(len(s.io) for s in session.streams)
+            n += sum(len(pair[CALLER].io) for fork in session.forks.values()
+                     for pair in fork.pairs)
+        return n
 
     # -- sessions ---------------------------------------------------------------------------
     def get(self, call_id):
@@ -97,7 +107,7 @@ class Relay:
         return self.entries.get(call_id)
 
     def open(self, call_id, from_tag, caller_ip, callee_ip, symmetric=True):
-        """A new session for a call (its sockets come with ``add_streams``)."""
+        """A new session for a call (its sockets come with ``add_streams``, ``add_fork``)."""
         if len(self.entries) >= self.max_sessions:
             self.stats.incr("rtp_refused")
             raise RelayFull(f"{len(self.entries)} calls relayed already (max_sessions)")
@@ -111,33 +121,81 @@ class Relay:
         return session
 
     def add_streams(self, session, count):
-        """Sockets for ``session``'s streams up to ``count``: two port pairs each, one facing
-        each side.  RelayFull when the ports ran out (the streams added by this call are
-        taken back)."""
-        entry = self.entries[session.call_id]
+        """Sockets for ``session``'s streams up to ``count``: per new stream the port pair
+        facing the callees and one facing the caller for each fork.  RelayFull when the
+        ports ran out (the streams added by this call are taken back)."""
         before = len(session.streams)
         try:
             while len(session.streams) < count:
-                index = len(session.streams)
+                shared = self._bind_pair(session.local_ip[CALLEE])
                 pairs = []
                 try:
-                    for side in (CALLER, CALLEE):
-                        pairs.append(self._bind_pair(session.local_ip[side]))
+                    for _ in session.forks:
+                        pairs.append(self._bind_pair(session.local_ip[CALLER]))
                 except Exception:
-                    for port, socks in pairs:
+                    for port, socks in pairs + [shared]:
                         self._close_pair(port, socks)
                     raise
-                session.add_stream(pairs[0][0], pairs[1][0])
-                entry.socks.append([pairs[0][1], pairs[1][1]])
-                for side in (CALLER, CALLEE):
-                    for component, sock in enumerate(pairs[side][1]):
-                        self.loop.add_reader(sock.fileno(), self._reader(
-                            entry, index, side, component, sock))
+                stream = session.add_stream(shared[0], [port for port, _ in pairs])
+                self._watch_stream(session, stream, shared[1])
+                for pair, (_, socks) in zip(stream.pairs, pairs):
+                    self._watch_leg(session, stream, pair, socks)
         except (PortsExhausted, OSError) as exc:
             while len(session.streams) > before:
-                self._drop_stream(entry)
+                self._drop_stream(session)
             self.stats.incr("rtp_refused")
             raise RelayFull(str(exc)) from None
+
+    def add_fork(self, session, tag):
+        """Sockets facing the caller for the branch whose To tag is ``tag`` (one pair per
+        stream): its Fork.  RelayFull past MAX_FORKS or the ports (nothing is left bound)."""
+        if len(session.forks) >= MAX_FORKS:
+            self.stats.incr("rtp_refused")
+            raise RelayFull(f"call {session.call_id[:80]!r} forked to more than {MAX_FORKS} "
+                            f"phones answering with SDP: branch {tag[:40]!r} not relayed")
+        pairs = []
+        try:
+            for _ in session.streams:
+                pairs.append(self._bind_pair(session.local_ip[CALLER]))
+        except (PortsExhausted, OSError) as exc:
+            for port, socks in pairs:
+                self._close_pair(port, socks)
+            self.stats.incr("rtp_refused")
+            raise RelayFull(str(exc)) from None
+        fork = session.add_fork(tag, [port for port, _ in pairs])
+        for stream, pair, (_, socks) in zip(session.streams, fork.pairs, pairs):
+            self._watch_leg(session, stream, pair, socks)
+        self.stats.incr("rtp_forks")
+        return fork
+
+    def drop_fork(self, session, tag, why="closed"):
+        """Close fork ``tag``'s sockets and give its ports back; True if there was one."""
+        fork = session.drop_fork(tag)
+        if fork is None:
+            return False
+        for pair in fork.pairs:
+            self._unwatch(pair[CALLER])
+        log.debug(f"rtpproxy: call {session.call_id[:80]!r}: fork {tag[:40]!r} {why}")
+        return True
+
+    def _watch_stream(self, session, stream, socks):
+        stream.io = socks
+        for component, sock in enumerate(socks):
+            self.loop.add_reader(sock.fileno(), self._callee_reader(session, stream,
+                                                                    component, sock))
+
+    def _watch_leg(self, session, stream, pair, socks):
+        pair[CALLER].io = socks
+        for component, sock in enumerate(socks):
+            self.loop.add_reader(sock.fileno(), self._caller_reader(session, stream, pair,
+                                                                    component, sock))
+
+    def _unwatch(self, holder):
+        """Unregister and close ``holder``'s (a Leg's, a Stream's) sockets, give its port."""
+        socks, holder.io = holder.io, None
+        for sock in socks:
+            self.loop.remove_reader(sock.fileno())
+        self._close_pair(holder.port, socks)
 
     def _bind_pair(self, ip):
         """(port, [rtp socket, rtcp socket]) bound on ``ip``; a port pair in use by someone
@@ -165,27 +223,28 @@ class Relay:
             sock.close()
         self.pool.give(port)
 
-    def _drop_stream(self, entry):
-        session = entry.session
-        legs = session.streams.pop()
-        for side, socks in enumerate(entry.socks.pop()):
-            for sock in socks:
-                self.loop.remove_reader(sock.fileno())
-            self._close_pair(legs[side].port, socks)
+    def _drop_stream(self, session):
+        stream = session.drop_stream()
+        for pair in stream.pairs:
+            self._unwatch(pair[CALLER])
+        self._unwatch(stream)
 
     def close(self, call_id, why="ended"):
         """Close ``call_id``'s session: its sockets, its ports.  The session, or None."""
         entry = self.entries.pop(call_id, None)
         if entry is None:
             return None
-        while entry.session.streams:
-            self._drop_stream(entry)
+        session = entry.session
+        for tag in list(session.forks):
+            self.drop_fork(session, tag, why)
+        while session.streams:
+            self._drop_stream(session)
         self.stats.counters["rtp_sessions_active"] = len(self.entries)
         if not self.entries and self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        log.debug(f"rtpproxy: session {call_id} {why}")
-        return entry.session
+        log.debug(f"rtpproxy: session {call_id[:80]!r} {why}")
+        return session
 
     def close_all(self):
         for call_id in list(self.entries):
@@ -218,17 +277,19 @@ class Relay:
             self._arm()
 
     # -- packets ----------------------------------------------------------------------------
-    def _reader(self, entry, index, side, component, sock):
-        session = entry.session
-        relay = session.relay
+    # Each socket has its reader closure: what it needs is bound once, so that a packet costs
+    # a recvfrom_into, the session's decision and a sendto (bench/relaysim.py)
+
+    def _caller_reader(self, session, stream, pair, component, sock):
+        """From the caller, on a fork's own port: out of the stream's shared socket."""
+        relay = session.from_caller
         recv = sock.recvfrom_into
         buf, view = self._buf, self._view
         counters = self.stats.counters
-        other = 1 - side
 
         def read():
             now = self.loop.time()
-            out = entry.socks[index][other][component]
+            out = stream.io[component]
             packets = size_sum = dropped = 0
             for _ in range(RECV_BATCH):
                 try:
@@ -239,12 +300,50 @@ class Relay:
                     continue        # an ICMP error queued on the socket: read on
                 if len(source) > 2:
                     source = source[:2]
-                dest = relay(index, side, component, source, n, now)
+                dest = relay(pair, component, source, n, now)
                 if dest is None:
                     dropped += 1
                     continue
                 try:
                     out.sendto(view[:n], dest)
+                except OSError:
+                    counters["rtp_send_errors"] += 1
+                    continue
+                packets += 1
+                size_sum += n
+            if packets:
+                counters["rtp_packets"] += packets
+                counters["rtp_bytes"] += size_sum
+            if dropped:
+                counters["rtp_dropped"] += dropped
+        return read
+
+    def _callee_reader(self, session, stream, component, sock):
+        """From a callee, on the stream's shared port: out of its fork's caller-facing
+        socket (the session says which fork sent it)."""
+        relay = session.from_callee
+        recv = sock.recvfrom_into
+        buf, view = self._buf, self._view
+        counters = self.stats.counters
+
+        def read():
+            now = self.loop.time()
+            packets = size_sum = dropped = 0
+            for _ in range(RECV_BATCH):
+                try:
+                    n, source = recv(buf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    continue
+                if len(source) > 2:
+                    source = source[:2]
+                leg = relay(stream, component, source, n, now)
+                if leg is None:
+                    dropped += 1
+                    continue
+                try:
+                    leg.io[component].sendto(view[:n], leg.peer[component])
                 except OSError:
                     counters["rtp_send_errors"] += 1
                     continue

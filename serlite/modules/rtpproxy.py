@@ -9,8 +9,9 @@ Script functions (Kamailio's names and meanings):
   that answers it (a 1xx/2xx, or the ACK of a late offer); it opens nothing.
 * ``rtpproxy_manage([flags])`` -- what to do from the message: an INVITE (UPDATE, PRACK) with
   SDP offers (an initial INVITE without SDP is noted: the offer of its 18x/2xx opens the
-  session, and the ACK's SDP answers it), an ACK with SDP or a 1xx/2xx with SDP answers, a BYE or CANCEL, a failure_route,
-  or a final >= 300 to the INVITE of a call not answered yet closes the session.
+  session, and the ACK's SDP answers it), an ACK with SDP or a 1xx/2xx with SDP answers, a
+  BYE (of the call's last fork) or CANCEL, a failure_route, or a final >= 300 to the INVITE
+  of a call not answered yet closes the session (with tm: that branch's fork, see below).
 * ``unforce_rtp_proxy()``, ``rtpproxy_destroy()`` -- close the call's session now.
 * ``force_rtp_proxy([flags])`` -- SER 0.9's: offer on a request, answer on a reply.
 
@@ -22,6 +23,12 @@ symmetric (the default), ``o`` rewrite the ``o=`` address too, ``f`` relay even 
 side's address from its interface, the listener the INVITE came in on for the caller, the one
 it leaves by for the callee).
 
+Forked calls (serlite.media.session): each branch that answers with SDP (its To tag) gets
+legs of its own facing the caller, so the caller's media for the early dialog or answer it
+took reaches that phone; a branch's final >= 300 closes its legs (with tm; without it, the
+session), the tracker's CONFIRMED closes those of every branch that sent no 2xx, and a BYE
+closes its dialog's (the session with the last).  At most MAX_FORKS branches a call.
+
 The session lives as long as the call: besides the cases above it is closed when tm's dialog
 tracker says the call ended (BYE, the INVITE transaction ended unanswered, the dialog expired)
 and after ``rtp_timeout`` seconds of silence on every leg.  ``rtpproxy_sock`` names an external
@@ -29,9 +36,9 @@ relay (rtpproxy, rtpengine): not supported yet, a config error.
 """
 
 from .. import log
-from ..dialog.tracker import CONFIRMED, TERMINATED
+from ..dialog.tracker import BY_BYE, CONFIRMED, ID_MAX, TERMINATED
 from ..media import sdp as media_sdp
-from ..media.session import CALLER
+from ..media.session import CALLEE, CALLER
 from ..relay import ONE_WAY_AFTER, Relay, RelayFull
 from ..sip import sdp
 from ..sip.errors import ParseError
@@ -76,6 +83,23 @@ def _tags(msg):
     if not call_id or not tag:
         return None
     return call_id, tag
+
+
+def _to_tag(msg):
+    try:
+        return msg.to.tag
+    except (ParseError, AttributeError):
+        return None
+
+
+def _tag_of(session, tag):
+    """The fork a tracker's To tag names (the tracker cuts tags at ID_MAX characters; a 2xx
+    without one is the fork "", as ``_rewrite`` names it)."""
+    if tag is None:
+        return ""
+    if tag in session.forks or len(tag) < ID_MAX:
+        return tag
+    return next((t for t in session.forks if t[:ID_MAX] == tag), tag)
 
 
 class Rtpproxy(Module):
@@ -134,6 +158,17 @@ class Rtpproxy(Module):
             return
         if dlg.state == CONFIRMED:
             session.answered = dlg.answered     # the one-way audio hint counts from here
+            # the other forks' media ends with their branches (tm CANCELs them, 16.7 step
+            # 10); one that sent a 2xx too keeps its legs until its BYE (13.2.2.4)
+            for tag in session.unanswered(_tag_of(session, dlg.to_tag)):
+                self.relay.drop_fork(session, tag, "not answered")
+        elif dlg.ended_by == BY_BYE:
+            # this dialog ended; another fork's 2xx may still be up (its UAC BYEs it,
+            # 13.2.2.4): the session ends with the last fork (the script's BYE may have
+            # closed this one already)
+            self.relay.drop_fork(session, _tag_of(session, dlg.to_tag), "ended (bye)")
+            if not session.forks:
+                self.relay.close(dlg.call_id, "ended (bye)")
         else:
             self.relay.close(dlg.call_id, f"ended ({dlg.ended_by})")
 
@@ -192,17 +227,26 @@ class Rtpproxy(Module):
                 log.limited(("rtpproxy-full",), log.WARN, f"rtpproxy: call not relayed: {exc}")
                 return -1
         side = session.side_of(from_tag, is_request)
+        tag = session.fork_tag(from_tag, _to_tag(msg))
+        if tag is None and side == CALLEE:
+            tag = ""        # a reply without a To tag (RFC 3261 8.2.6.2 wants one)
         try:
             relay.add_streams(session, len(streams))
+            if tag is not None and tag not in session.forks:
+                if session.answered is not None and not is_request and msg.status < 200:
+                    return -1       # a late 18x of a fork tm is cancelling: not relayed
+                if len(tag) > ID_MAX:
+                    raise RelayFull(f"a To tag of {len(tag)} characters")
+                relay.add_fork(session, tag)
         except RelayFull as exc:
             log.limited(("rtpproxy-full",), log.WARN, f"rtpproxy: call not relayed: {exc}")
             if not session.streams:
                 relay.close(call_id, "refused")
             return -1
         source_ip = None if "r" in flags or ctx.source is None else ctx.source.ip
-        session.learn(side, streams, source_ip)
+        session.learn(side, tag, streams, source_ip)
         other = 1 - side
-        ports = session.ports(other)
+        ports = session.ports(other, tag)
         ports = [port if s.port else None for s, port in zip(streams, ports)]
         new = media_sdp.relay_body(body, session.local_ip[other], ports, origin="o" in flags)
         if new != body:
@@ -241,6 +285,21 @@ class Rtpproxy(Module):
             return -1
         return 1 if self.relay.close(tags[0], "unforced") is not None else -1
 
+    def _end_fork(self, ctx, why):
+        """A BYE: its fork's legs are closed, and the session with its last fork."""
+        msg = ctx.msg
+        tags = _tags(msg)
+        session = self.relay.get(tags[0]) if tags else None
+        if session is None:
+            return -1
+        tag = session.fork_tag(tags[1], _to_tag(msg))
+        if tag in session.forks and len(session.forks) > 1:
+            self.relay.drop_fork(session, tag, why)
+            return 1
+        if tag in session.forks or not session.forks:
+            return self.unforce_rtp_proxy(ctx)
+        return -1       # a dialog of this call whose media the relay does not carry
+
     def rtpproxy_manage(self, ctx, flags=""):
         msg = ctx.msg
         if ctx.route_type == FAILURE_ROUTE:
@@ -257,15 +316,30 @@ class Rtpproxy(Module):
             tags = _tags(msg)
             entry = self.relay.entry(tags[0]) if tags else None
             if status >= 300:
-                # a failed re-INVITE leaves the call (and its media) as it was
+                # a failed re-INVITE leaves the call (and its media) as it was; a failed
+                # branch ends its own fork (the others may still answer: tm's final, the
+                # tracker or failure_route end the call)
                 if entry is not None and not entry.answered:
-                    return self.unforce_rtp_proxy(ctx)
+                    if self.tracker is None:
+                        return self.unforce_rtp_proxy(ctx)
+                    session = entry.session
+                    tag = session.fork_tag(tags[1], _to_tag(msg))
+                    return 1 if self.relay.drop_fork(session, tag, f"failed ({status})") \
+                        else -1
                 return -1
+            done = self._rewrite(ctx, flags, False)
+            entry = self.relay.entry(tags[0]) if tags else None     # a late offer opened it
             if 200 <= status < 300 and entry is not None:
                 entry.answered = True
-            return self._rewrite(ctx, flags, False)
+                fork = entry.session.forks.get(entry.session.fork_tag(tags[1],
+                                                                      _to_tag(msg)) or "")
+                if fork is not None:
+                    fork.answered = True    # kept when the call is confirmed (13.2.2.4)
+            return done
         method = msg.method
-        if method in ("BYE", "CANCEL"):
+        if method == "BYE":
+            return self._end_fork(ctx, "ended (bye)")
+        if method == "CANCEL":
             return self.unforce_rtp_proxy(ctx)
         if method in ("INVITE", "UPDATE", "PRACK"):
             return self._rewrite(ctx, flags, method == "INVITE")

@@ -68,8 +68,9 @@ class AudioPhone(Baresip):
     """baresip in a namespace at its own address: plays a tone file, records each call
     (sndfile), answers every call by itself, driven over ctrl_tcp inside its namespace."""
 
-    def __init__(self, net, workdir, place, ctrl_port):
-        ns_attr, address, user, registrar = PLACES[place]
+    def __init__(self, net, workdir, place, ctrl_port, user=None, answermode="auto"):
+        ns_attr, address, user_of_place, registrar = PLACES[place]
+        user = user or user_of_place
         self.net = net
         self.ns = getattr(net, ns_attr)
         self.name = f"{place}-{user}"
@@ -96,7 +97,7 @@ class AudioPhone(Baresip):
             f"snd_path\t{self.dir}\n")
         (self.dir / "accounts").write_text(
             f"<sip:{user}@{registrar};transport=udp>;auth_pass={PASSWORDS[user]};"
-            "answermode=auto\n")
+            f"answermode={answermode}\n")
         self.proc = subprocess.Popen([*net.exec_args(self.ns), "baresip", "-f", str(self.dir),
                                       "-t", "120"], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -155,8 +156,10 @@ def phones(request, net, router, tmp_path):
     started = []
 
     def start(*places):
+        """places: "lan", ... or (place, {AudioPhone's keyword arguments})."""
         for i, place in enumerate(places):
-            started.append(AudioPhone(net, tmp_path, place, 4440 + i))
+            place, kwargs = place if isinstance(place, tuple) else (place, {})
+            started.append(AudioPhone(net, tmp_path, place, 4440 + i, **kwargs))
         for phone in started:
             phone.wait_registered()
             phone.connect()
@@ -258,3 +261,66 @@ def test_a_call_across_the_routers_nat_is_heard_both_ways(phones, caller, callee
     call(by_place[caller], by_place[callee])
     assert_hear_each_other(by_place[caller], by_place[callee])
 
+
+
+EARLY_SECONDS = 1.0         # of early media from both phones before one answers
+
+
+def relay_sessions(router, test, what, timeout=SETUP_SECONDS):
+    """The relay's calls (ser-ctl rtpproxy) once ``test(sessions)`` holds, polled (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = router.ctl("rtpproxy")["sessions"]
+        if test(sessions):
+            return sessions
+        if time.monotonic() > deadline:
+            raise AssertionError(f"relay: no {what} within {timeout} s: {sessions}")
+        time.sleep(0.1)
+
+
+def test_a_call_to_two_phones_of_one_extension_is_heard_with_the_one_that_answers(
+        phones, router):
+    """Forking (issue 14): extension 200 has two phones, the WAN phone and the phone behind
+    the second home's NAT (registered as 200 too).  The LAN phone dials 200; both ring with
+    early media (183 with SDP: answermode early), each fork gets its own relay port facing
+    the caller (the port facing the callees is shared); the WAN phone answers, the other is
+    CANCELled and its fork's sockets are closed; the caller and the WAN phone hear each
+    other; after BYE the relay holds no socket."""
+    listeners = sorted([f"{ROUTER_LAN}:5060", f"{ROUTER_WAN}:5060"])
+    caller, wan, home2 = phones("lan", ("wan", {"answermode": "early"}),
+                                ("home2", {"user": "200", "answermode": "early"}))
+    caller.command("dial", wan.user)
+    early = relay_sessions(router, lambda s: s and len(s[0].get("forks", ())) == 2,
+                           "a fork for each phone's early media")
+    (session,) = early
+    ports = {fork["streams"][0][0]["local"] for fork in session["forks"]}
+    assert len(ports) == 2, session             # one caller-facing port per fork
+    sockets = netns.udp_sockets(router.pid)
+    assert len(sockets) == len(listeners) + 6, sockets
+    time.sleep(EARLY_SECONDS)                   # early media flows for this long
+    # baresip sends its early media to the last 183's port: that fork's phone gets it
+    (session,) = router.ctl("rtpproxy")["sessions"]
+    assert session["from_caller"]["packets"] > 0, session
+    wan.command("accept")
+    wan.wait_event("CALL_ESTABLISHED", timeout=SETUP_SECONDS)
+    caller.wait_event("CALL_ESTABLISHED", timeout=SETUP_SECONDS)
+    home2.wait_event("CALL_CLOSED", timeout=SETUP_SECONDS)      # CANCELled
+    (answered,) = relay_sessions(router, lambda s: s and len(s[0]["forks"]) == 1,
+                                 "fork closed after the answer")
+    sockets = netns.udp_sockets(router.pid)
+    assert len(sockets) == len(listeners) + 4, sockets
+    (gone,) = ports - {answered["forks"][0]["streams"][0][0]["local"]}
+    assert gone not in sockets, sockets         # the cancelled fork's port is given back
+    time.sleep(CALL_SECONDS)                    # the call itself
+    caller.command("hangup")
+    wan.wait_event("CALL_CLOSED")
+    for phone in (caller, wan, home2):
+        phone.stop()
+    assert netns.udp_sockets(router.pid) == listeners
+    heard = {}
+    for me, other in ((caller, wan), (wan, caller)):
+        h = heard[me.name] = audio.hearing(*me.recordings(),
+                                           (caller.tone, wan.tone, home2.tone))
+        assert h.seconds[me.tone] == 0, f"{me.name} hears its own tone: {h}"
+        assert h.seconds[other.tone] >= CALL_SECONDS * HEARD_SHARE, \
+            OneWayAudio(f"{me.name} did not hear {other.name} for most of the call: {heard}")

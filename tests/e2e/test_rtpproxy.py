@@ -212,3 +212,138 @@ def test_an_external_relay_is_a_config_error_at_check(tmp_path):
     assert out.returncode == 1
     assert "external relays are not supported yet" in out.stderr, out.stderr
     assert out.stderr.startswith(f"{cfg}:1:"), out.stderr
+
+
+# --- a forked call: two phones answer with early media, one answers ------------------------
+
+FORK_A, FORK_B = "127.0.0.4", "127.0.0.5"
+
+
+def fork_config(low, high):
+    """config() with a registrar: bob's two phones are both rung (RFC 3261 16.6)."""
+    return config(low, high).replace('loadmodule "rtpproxy"\n', (
+        'loadmodule "usrloc"\nloadmodule "registrar"\nloadmodule "rtpproxy"\n'
+        'modparam("usrloc", "db_mode", 0)\n')).replace(
+        "route {\n", 'route {\n    if (method == "REGISTER") { save("location"); exit; }\n', 1
+    ).replace('        t_on_reply("1");\n', (
+        '        t_on_reply("1");\n'
+        '        if (uri == myself && !lookup("location")) {\n'
+        '            sl_send_reply("404", "Not Found");\n'
+        '            exit;\n'
+        '        }\n'))
+
+
+def start_fork(tmp_path, scenario, ip, rtp_port, name):
+    """A sipp UAS at ``ip`` whose SDP names ``ip:rtp_port`` (a socket of the test)."""
+    with UdpPeer(host=ip) as probe:
+        port = probe.port
+    ports = tmp_path / f"{name}.csv"        # the scenario's [field0]
+    ports.write_text(f"SEQUENTIAL\n{rtp_port};\n")
+    run = sipnet.start_sipp(["-sf", sipnet.SCENARIOS / scenario, "-t", "u1", "-i", ip,
+                             "-p", port, "-m", 1, "-inf", ports, "-mp", sipnet.free_port()],
+                            workdir=tmp_path, timeout=30, name=name, trace_msg=True)
+    sipnet.wait_bound("udp", socket.AF_INET, port, 10, run.proc, what=f"sipp {name}")
+    run.host, run.port = ip, port
+    return run
+
+
+def in_dialog(method, ruri, route, from_line, to_line, call_id, cseq, peer):
+    return ("\r\n".join([
+        f"{method} {ruri} SIP/2.0",
+        f"Via: SIP/2.0/UDP {peer.host}:{peer.port};branch={sipnet.new_branch()};rport",
+        "Max-Forwards: 70", f"Route: {route}", f"From: {from_line}", f"To: {to_line}",
+        f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", "Content-Length: 0"])
+        + "\r\n\r\n").encode()
+
+
+def relayed(sock, timeout=3.0):
+    """The next datagram ``sock`` receives (data, source), None after ``timeout`` s."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recvfrom(2048)
+    except socket.timeout:
+        return None
+
+
+def test_a_forked_call_carries_each_forks_early_media_and_then_the_answer(two_homed, tmp_path):
+    """bob has two phones (sipp at 127.0.0.4 and .5); both answer the INVITE with a 183 and
+    SDP (early media), then the first answers and the second is CANCELled.  RTP sent from
+    each phone's announced address reaches the caller from the relay port that phone's 183
+    named, and the caller's RTP to each of those ports reaches that phone only; after the
+    answer the other phone's port is closed and its packets reach no one; after BYE every
+    relay socket is closed.  Before forks had legs of their own, both 183s named one port."""
+    low = 30000 + (sipnet.free_port() % 20000) & ~1
+    server = two_homed(fork_config(low, low + 99))
+    wan = (WAN, server.port)
+    with UdpPeer(host=CALLER) as alice, UdpPeer(host=CALLER) as alice_rtp, \
+            UdpPeer(host=FORK_A) as a_rtp, UdpPeer(host=FORK_B) as b_rtp, \
+            start_fork(tmp_path, "uas_early_answer.xml", FORK_A, a_rtp.port, "fork-a") as a, \
+            start_fork(tmp_path, "uas_early_cancel.xml", FORK_B, b_rtp.port, "fork-b") as b:
+        for uas in (a, b):
+            sipnet.register(server.addr, "bob", uas.host, uas.port, workdir=tmp_path)
+        before = fds(server.pid)
+        bob_uri = f"sip:bob@{WAN}:{server.port}"
+        invite = make_request("INVITE", bob_uri, via=(alice.host, alice.port), to=bob_uri,
+                              from_=f"sip:alice@{CALLER}",
+                              headers=[f"Contact: <sip:alice@{CALLER}:{alice.port}>",
+                                       "Content-Type: application/sdp"],
+                              body=sdp(CALLER, alice_rtp.port))
+        alice.send(invite, wan)
+        early = {}          # the phone's address -> the 183 the caller got from it
+        got = alice.recv_until(lambda m: status_of(m) == 183 and (early.setdefault(
+            header(m, "Contact").split("@")[1].split(":")[0], m) and len(early) == 2), 10)
+        assert sorted(early) == [FORK_A, FORK_B], got
+        relay_a, relay_b = media_of(early[FORK_A]), media_of(early[FORK_B])
+        assert relay_a[0] == relay_b[0] == WAN and relay_a[1] != relay_b[1], (relay_a, relay_b)
+        (shown,) = json.loads(ctl(server, "rtpproxy", "--json"))["sessions"]
+        ip, port = shown["forks"][0]["streams"][0][1]["local"].split(":")
+        shared = (ip, int(port))                # offered to both phones in the INVITE
+        assert shared[0] == LAN and fds(server.pid) == before + 6
+
+        # early media: each phone's packets reach the caller from that phone's port
+        b_rtp.send(b"B-early", shared)
+        assert relayed(alice_rtp.sock) == (b"B-early", relay_b)
+        a_rtp.send(b"A-early", shared)
+        assert relayed(alice_rtp.sock) == (b"A-early", relay_a)
+        # and the caller's, sent to the port of one 183's answer, reach that phone only
+        alice_rtp.send(b"to-B", relay_b)
+        assert relayed(b_rtp.sock) == (b"to-B", shared)
+        alice_rtp.send(b"to-A", relay_a)
+        assert relayed(a_rtp.sock) == (b"to-A", shared)
+
+        # the caller's INFO in A's early dialog is A's cue to answer (uas_early_answer.xml)
+        m183 = early[FORK_A]
+        route = header(m183, "Record-Route")
+        a_uri = header(m183, "Contact").strip("<>")
+        call_id, from_line, to_a = header(invite, "Call-ID"), header(invite, "From"), \
+            header(m183, "To")
+        alice.send(in_dialog("INFO", a_uri, route, from_line, to_a, call_id, 2, alice), wan)
+        got = alice.recv_until(lambda m: status_of(m) == 200
+                               and header(m, "CSeq").endswith("INVITE"), 10)
+        assert got and header(got[-1], "CSeq").endswith("INVITE"), got
+        ok = got[-1]
+        assert media_of(ok) == relay_a          # the answer: A's port, as its 183 said
+        alice.send(in_dialog("ACK", a_uri, route, from_line, to_a, call_id, 1, alice), wan)
+        assert b.wait(timeout=15).received("CANCEL") == 1
+        # B's fork is closed with the answer: its sockets gone, its port free
+        assert fds(server.pid) == before + 4
+        assert bindable(WAN, relay_b[1]) and bindable(WAN, relay_b[1] + 1)
+        b_rtp.send(b"B-late", shared)           # B's media reaches no one now ...
+        a_rtp.send(b"A-talk", shared)           # ... A's goes on (after B's: same socket)
+        assert relayed(alice_rtp.sock) == (b"A-talk", relay_a)
+        alice_rtp.send(b"to-A-again", relay_a)
+        assert relayed(a_rtp.sock) == (b"to-A-again", shared)
+        c = counters(server)
+        assert (c["rtp_sessions"], c["rtp_forks"]) == (1, 2), c
+        assert c["rtp_packets"] == 6 and c["rtp_dropped"] >= 1, c     # B-late dropped
+
+        alice.send(in_dialog("BYE", a_uri, route, from_line, to_a, call_id, 3, alice), wan)
+        got = alice.recv_until(lambda m: status_of(m) == 200
+                               and header(m, "CSeq").endswith("BYE"), 10)
+        assert got and header(got[-1], "CSeq").endswith("BYE"), got
+        assert counters(server)["rtp_sessions_active"] == 0
+        assert fds(server.pid) == before
+        for port in (relay_a[1], relay_a[1] + 1, shared[1], shared[1] + 1):
+            assert bindable(WAN, port) and bindable(LAN, port), port
+        a.wait(timeout=15).assert_ok(1)
+    assert b.wait().successful
