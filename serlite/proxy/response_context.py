@@ -32,7 +32,7 @@ class ResponseContext:
 
     __slots__ = ("server", "ctx", "branches", "answered", "failure_route", "reply_route",
                  "branch_route", "fr_timer", "fr_inv_timer", "max_forwards", "relayed",
-                 "cancelled", "in_failure", "contact_groups", "dialog")
+                 "cancelled", "in_failure", "contact_groups", "dialog", "cseq_delta")
 
     def __init__(self, server, ctx):
         self.server = server
@@ -50,6 +50,10 @@ class ResponseContext:
         self.in_failure = False     # its failure_route is running
         self.contact_groups = ()    # t_load_contacts: the destinations left, by q (serial fork)
         self.dialog = None          # the call an INVITE started (serlite.dialog), if tracked
+        # what the branches' CSeq adds to the request's (uac_auth's resend, RFC 3261 22.2: a
+        # new request; and the in-dialog requests after it); responses go upstream with the
+        # request's own
+        self.cseq_delta = 0
 
     def release(self):
         """A final response went upstream: nothing reads the request, its context or the

@@ -55,7 +55,7 @@ auto_aliases=no
 disable_tcp=no
 listen=udp:{listen}
 listen=tcp:{listen}
-alias="{domain}"
+{alias}
 mpath="{modules}"
 
 loadmodule "kex.so"
@@ -187,6 +187,9 @@ class Provider:
             route_to = f'$du = "sip:{hostport(*self.route_to)}";'
         self.cfg.write_text(_CFG.format(
             listen=hostport(self.host, self.port), domain=self.domain, modules=MODULES,
+            # an alias without a port is every port of that host: on loopback the phones
+            # behind would be "myself" too
+            alias=f'alias="{self.domain}:{self.port}"' if self.domain != self.host else "",
             ctl=self.ctl, db=self.db, min_expires=self.min_expires, route_to=route_to))
 
     def command(self):
