@@ -78,6 +78,7 @@ loadmodule "ctl.so"
 modparam("ctl", "binrpc", "unix:{ctl}")
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "min_expires", {min_expires})
+modparam("registrar", "min_expires_mode", 1)     # 423 Interval Too Brief, not a silent raise
 modparam("registrar", "max_expires", 3600)
 modparam("auth_db", "db_url", "text://{db}")
 modparam("auth_db", "calculate_ha1", yes)

@@ -118,3 +118,77 @@ def test_uac_auth_wrong_password_gives_up(ser, provider, tmp_path, tools):
     # one answer with the wrong password, then the 407 goes to the caller: no third INVITE
     assert [i[3] for i in kam.received("INVITE")] == ["1", "2"]
     sipnet.wait_log(server, "refused the credentials")
+
+
+# --- outbound registration ------------------------------------------------------------------
+
+UACREG_HEADER = ("id(int,auto) l_uuid(string) l_username(string) l_domain(string) "
+                 "r_username(string) r_domain(string) realm(string) auth_username(string) "
+                 "auth_password(string,null) auth_ha1(string,null) auth_proxy(string) "
+                 "expires(int) flags(int) reg_delay(int) contact_addr(string,null) "
+                 "socket(string,null)")
+
+
+def uacreg_db(directory, provider, *, password="secret", expires=60, user="house"):
+    """A dbtext directory with Kamailio 5.6's uacreg table (one record) and its version."""
+    directory.mkdir(parents=True, exist_ok=True)
+    host, port = provider.addr
+    (directory / "version").write_text("table_name(str) table_version(int)\nuacreg:5\n")
+    (directory / "uacreg").write_text(
+        UACREG_HEADER + "\n"
+        f"1:house1:100:home.lan:{user}:{host}:{host}:{user}:{password}::"
+        f"sip\\:{host}\\:{port}:{expires}:0:0::\n")
+    return f"dbtext://{directory}"
+
+
+def registering_config(provider, db_url, *, modparams=""):
+    return serlite_config(provider, modparams=f"""\
+modparam("uac", "reg_db_url", "{db_url}")
+modparam("uac", "reg_timer_interval", 5)
+{modparams}""")
+
+
+def ser_ctl(server, *args):
+    out = subprocess.run([sys.executable, "-m", "serlite.ctl", "-s", server.ctl_sock, *args],
+                         capture_output=True, text=True, timeout=10, cwd=sipnet.REPO)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_registers_at_the_provider_and_refreshes(ser, provider, tmp_path, tools):
+    kam = provider(accounts={"house": "secret"}, min_expires=10)
+    # 5 s asked, the provider wants 10: 423, then 10 s, refreshed after 5 s
+    db = uacreg_db(tmp_path / "db", kam, expires=5)
+    server = ser(registering_config(kam, db))
+    kam.wait_log(r"PROVIDER-RX REGISTER", count=3)   # 423, 401, 200
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered")
+    contact = f"sip:house1@127.0.0.1:{server.port}"
+    assert kam.contacts("house") == [contact]
+    assert 0 < kam.expires_of("house")[0] <= 10
+    shown = ser_ctl(server, "uac")
+    assert re.search(r"house1\s+house@127.0.0.1\s+registered\s+200 OK", shown), shown
+    # the refresh: two more REGISTERs (401, 200) before the 10 s run out, same Call-ID
+    started = time.monotonic()
+    kam.wait_log(r"PROVIDER-RX REGISTER", count=5, timeout=12)
+    assert time.monotonic() - started < 10
+    regs = kam.received("REGISTER")
+    assert len({r[2] for r in regs}) == 1, regs     # one Call-ID (RFC 3261 10.2.4)
+    assert [int(r[3]) for r in regs] == list(range(1, len(regs) + 1))
+    assert kam.contacts("house") == [contact]
+
+
+def test_wrong_password_fails_without_hammering(ser, provider, tmp_path, tools):
+    kam = provider(accounts={"house": "secret"})
+    db = uacreg_db(tmp_path / "db", kam, password="wrong")
+    server = ser(registering_config(kam, db))
+    sipnet.wait_log(server, r"registration of house@127.0.0.1 \(house1\) failed: 401")
+    shown = ser_ctl(server, "registrations")
+    assert re.search(r"house1\s+house@127.0.0.1\s+failed\s+401", shown), shown
+    assert kam.contacts("house") == []
+    # a window of 3 s: nothing more reaches the provider (reg_retry_interval 0: never again)
+    before = len(kam.received("REGISTER"))
+    assert before == 2
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:      # bounded: the window is the observation
+        assert len(kam.received("REGISTER")) == before
+        time.sleep(0.2)
