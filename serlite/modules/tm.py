@@ -83,18 +83,24 @@ def _fix_fr(module, args, script):
 
 
 def _prepared(rc, msg):
-    """The request's bytes for its branches (``forward.prepare_request``), with the CSeq
-    shifted by ``rc.cseq_delta`` (uac_auth) on the branches only: local replies keep the
-    request's own."""
-    delta = rc.cseq_delta
-    if not delta:
+    """The request's bytes for its branches (``forward.prepare_request``), with
+    ``rc.branch_headers`` set on them only (uac): the request keeps its own lines."""
+    edits = rc.branch_headers
+    if not edits:
         return forward.prepare_request(msg, rc.max_forwards)
-    cseq = msg.cseq
-    msg.set_header("CSeq", f"{cseq.number + delta} {cseq.method}")
+    saved = [(name, msg.get_all(name)) for name in edits]
+    for name, value in edits.items():
+        msg.set_header(name, value)
     try:
         return forward.prepare_request(msg, rc.max_forwards)
     finally:
-        msg.set_header("CSeq", f"{cseq.number} {cseq.method}")
+        for name, lines in saved:
+            if len(lines) == 1:
+                msg.set_header(name, lines[0])      # in its place
+                continue
+            msg.remove_header(name)
+            for line in lines:
+                msg.add_header(name, line)
 
 
 class OwnBranch(BranchState):
@@ -746,9 +752,9 @@ class Tm(Module):
     def _relay(self, rc, msg):
         status = msg.status
         msg.remove_first_value("Via")
-        if rc.cseq_delta:
-            cseq = msg.cseq     # the branch's: upstream knows the request's own (uac_auth)
-            msg.set_header("CSeq", f"{cseq.number - rc.cseq_delta} {cseq.method}")
+        if rc.reply_headers:    # what uac changed on the branches, back as the caller sent it
+            for name, value in rc.reply_headers.items():
+                msg.set_header(name, value(msg) if callable(value) else value)
         data = msg.to_bytes()
         if status >= 200:
             rc.answered = max(rc.answered, status)

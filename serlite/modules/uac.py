@@ -7,7 +7,7 @@ The registration state machine is pure (``serlite.uac.registration``); this modu
 it reads the table, sends the REGISTERs through tm's ``t_uac`` and arms one loop timer.
 
 CSeq after ``uac_auth`` (RFC 3261 22.2: the request with credentials is a new request, its CSeq
-one more): the resend's branches carry the request's CSeq + 1 (tm's ``cseq_delta``), its
+one more): the resend's branches carry the request's CSeq + 1 (tm's ``branch_headers``), its
 responses go upstream with the caller's own, and the delta travels in our Record-Route
 (``;uac_cs=N``, Kamailio keeps it in the dialog module instead) so that the caller's ACK, BYE
 and re-INVITEs in that dialog reach the provider shifted as well (rr's loose_route callback).
@@ -32,6 +32,36 @@ def parse_credential(text):
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ValueError(f"credential {text!r}: want \"user:realm:password\"")
     return tuple(parts)
+
+
+def edit_branches(rc, msg, name, value):
+    """``name: value`` on the request's branches only (tm's ``branch_headers``); the responses
+    relayed upstream get the request's own line back (``reply_headers``)."""
+    if rc.branch_headers is None:
+        rc.branch_headers, rc.reply_headers = {}, {}
+    rc.branch_headers[name] = value
+    if name not in rc.reply_headers:
+        own = msg.get(name)
+        rc.reply_headers[name] = (_restore_to(own) if name == "To" and msg.to.tag is None
+                                  else own)
+
+
+def _restore_to(own):
+    """The reply's To as the caller sent it, with the tag the callee added."""
+    def restore(reply):
+        tag = reply.to.tag
+        return own if tag is None else f"{own};tag={tag}"
+    return restore
+
+
+def shift_cseq(rc, msg, n):
+    """The branches' CSeq ``n`` more than the last one sent (uac_auth: RFC 3261 22.2, the
+    request with credentials is a new request); the shift from the request's own."""
+    cseq = msg.cseq
+    current = (rc.branch_headers or {}).get("CSeq")
+    number = int(current.split()[0]) if current else cseq.number
+    edit_branches(rc, msg, "CSeq", f"{number + n} {cseq.method}")
+    return number + n - cseq.number
 
 
 def _realm_of(value):
@@ -115,9 +145,8 @@ class Uac(Module):
                 for other in others:
                     msg.add_header(answer, other)
             msg.add_header(answer, value)
-            rc = ctx.transaction.data
-            rc.cseq_delta += 1
-            self._note_delta(ctx, rc.cseq_delta)
+            delta = shift_cseq(ctx.transaction.data, msg, 1)
+            self._note_delta(ctx, delta)
             ctx.ruri_new = True     # relayed again to the same destination
             return 1
         return -1
@@ -130,25 +159,34 @@ class Uac(Module):
             rr.set_rr_param(ctx, CSEQ_PARAM, str(delta))
 
     def _in_dialog(self, ctx, route_uri):
-        """rr's loose_route callback: a request in a dialog whose INVITE uac_auth resent.
-        The caller's requests (From tag = the route's ftag) go on with the CSeq shifted; their
-        responses come back with their own (tm's cseq_delta)."""
-        delta = route_uri.param(CSEQ_PARAM)
-        if not delta or not delta.isdigit():
+        """rr's loose_route callback, on a request in a dialog whose first request uac
+        changed: the CSeq shift of uac_auth, the From/To of uac_replace_from/_to."""
+        if not route_uri.params:
             return
         msg = ctx.msg
         ftag = route_uri.param("ftag")
-        if ftag is None or ftag != msg.from_.tag:
-            return      # the provider's requests: its own CSeq space
-        delta = int(delta)
-        cseq = msg.cseq
-        if msg.method == "ACK":         # no response: shifted on the request itself
-            msg.set_header("CSeq", f"{cseq.number + delta} {cseq.method}")
+        downstream = ftag is not None and ftag == msg.from_.tag
+        delta = route_uri.param(CSEQ_PARAM)
+        edits = []      # (header, value on the way on)
+        if downstream and delta and delta.isdigit():
+            # the caller's requests go on shifted, their responses come back with the
+            # caller's own; the provider's requests keep theirs
+            cseq = msg.cseq
+            edits.append(("CSeq", f"{cseq.number + int(delta)} {cseq.method}"))
+        from ._uac_replace import in_dialog_edits
+        edits += in_dialog_edits(msg, route_uri, downstream)
+        if not edits:
+            return
+        if msg.method == "ACK" or msg.method == "CANCEL":
+            # no response of its own to restore (a CANCEL's is ours): on the request itself
+            for name, value in edits:
+                msg.set_header(name, value)
             return
         tm = self.core.module("tm")
-        if tm is not None and msg.method != "CANCEL":
-            tm.t_newtran(ctx)
-            ctx.transaction.data.cseq_delta = delta
+        tm.t_newtran(ctx)
+        rc = ctx.transaction.data
+        for name, value in edits:
+            edit_branches(rc, msg, name, value)
 
     # -- registrations ---------------------------------------------------------------------
     def _regs(self):

@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from .sipnet import HarnessError, V4, family_of, free_port, hostport, wait_bound
+from .sipnet import HarnessError, family_of, free_port_pair, hostport, wait_bound
 
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
 KAMCMD = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
@@ -153,7 +153,9 @@ class Provider:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
-        self.port = port or free_port("udp", family_of(host))
+        # it listens on UDP and TCP with one number (loopback: the harness's free pair)
+        self.port = port or (free_port_pair(family_of(host)) if host.startswith(("127.", "::1"))
+                             else 5060)
         self.domain = domain or host
         self.accounts = dict(accounts or {})
         self.route_to = route_to        # (host, port) of the provider's own phone

@@ -16,7 +16,8 @@ from .provider import Provider
 LOCAL = "127.0.0.1"
 
 
-def serlite_config(provider, *, credential="house:127.0.0.1:secret", modparams=""):
+def serlite_config(provider, *, credential="house:127.0.0.1:secret", modparams="",
+                   before_relay=""):
     host, port = provider.addr
     return f"""\
 debug=3
@@ -46,6 +47,7 @@ route {{
     record_route();
     t_on_failure("provider");
     $du = "sip:{host}:{port}";
+    {before_relay}
     t_relay();
 }}
 
@@ -104,6 +106,33 @@ def test_uac_auth_answers_the_providers_407(ser, provider, tmp_path, tools):
     caller = (tmp_path / "lanphone.messages.log").read_text(errors="replace")
     assert "407" not in re.findall(r"SIP/2.0 (\d+)", caller)
     assert re.search(r"SIP/2.0 200 OK.*?CSeq:\s*1 INVITE", caller, re.S)
+
+
+def test_replace_from_toward_the_provider_restored_for_the_caller(ser, provider, tmp_path,
+                                                                 tools):
+    uas = sipnet.start_uas(workdir=tmp_path, trace_msg=True, name="provphone")
+    kam = provider(accounts={"house": "secret"}, route_to=(uas.host, uas.port))
+    server = ser(serlite_config(
+        kam, before_relay='uac_replace_from("The House", "sip:house@127.0.0.1");'))
+    with uas:
+        call = sipnet.run_uac(server.addr, workdir=tmp_path, service="0301234567",
+                              trace_msg=True, name="lanphone")
+        call.assert_ok(1)
+        res = uas.wait()
+    assert res.ok(1), res.describe()
+    # the provider and its phone know the call as the house's account's, in every request
+    # (the display name in the INVITE; the later ones carry the URI, as Kamailio's ;vsf=)
+    for m in _messages(res, "INVITE"):
+        assert re.search(r'From: "The House" <sip:house@127.0.0.1>;tag=\S+', m), m
+    for method in ("ACK", "BYE"):
+        seen = _messages(res, method)
+        assert seen and all(re.search(r'From: <sip:house@127.0.0.1>;tag=\S+', m)
+                            for m in seen), seen
+    assert all(":house@" in r[1] for r in kam.received("INVITE"))
+    # the caller never sees it: its own From in every response
+    caller = (tmp_path / "lanphone.messages.log").read_text(errors="replace")
+    froms = re.findall(r"^From: (.*)$", caller, re.M)
+    assert froms and all("sip:alice@" in f and "house" not in f for f in froms), froms
 
 
 def test_uac_auth_wrong_password_gives_up(ser, provider, tmp_path, tools):
