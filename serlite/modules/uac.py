@@ -195,8 +195,14 @@ class Uac(Module):
         return self.registrations
 
     def uac_reg_lookup(self, ctx, uuid, dst):
+        """The provider's request for our Contact (``sip:l_uuid@...``) or our number
+        (r_username): the R-URI becomes the record's local user, sip:l_username@l_domain."""
         if self.registrations is None:
             return -1
+        if uuid in _USER_PVS:           # Kamailio writes the pseudo-variable quoted
+            uuid = _USER_PVS[uuid](ctx)
+            if not uuid:
+                return -1
         return self.registrations.lookup(ctx, uuid, dst)
 
     def uac_reg_status(self, ctx, uuid):
@@ -221,6 +227,29 @@ class Uac(Module):
         return restore(self, ctx, "To")
 
 
+def _user_of(get):
+    def user(ctx):
+        try:
+            uri = get(ctx)
+        except ParseError:
+            return None
+        return None if uri is None else uri.user
+    return user
+
+
+# the pseudo-variables uac_reg_lookup's first argument names in Kamailio's configs ("$rU")
+_USER_PVS = {"$rU": _user_of(lambda ctx: ctx.uri), "$tU": _user_of(lambda ctx: ctx.msg.to.uri),
+             "$fU": _user_of(lambda ctx: ctx.msg.from_.uri)}
+
+
+def _fix_reg_lookup(module, args, script):
+    uuid, dst = str(args[0]), str(args[1])
+    if dst != "$ru":
+        raise ValueError(f'uac_reg_lookup\'s second argument is "$ru" (the R-URI is '
+                         f'rewritten), not {dst!r}')
+    return uuid, dst
+
+
 def _fix_mode(module, args, script):
     if not args:
         return ()
@@ -240,12 +269,12 @@ EXPORTS = ModuleSpec(
         Function("uac_auth", "uac_auth", (0, 1), FAILURE_ROUTE, _fix_mode,
                  "answer the reply's 401/407 from the credentials; then t_relay() sends the "
                  "request again (CSeq + 1); mode 1: passwords are HA1"),
-        Function("uac_reg_lookup", "uac_reg_lookup", (2,), REQUEST_ROUTE,
+        Function("uac_reg_lookup", "uac_reg_lookup", (2,), REQUEST_ROUTE, _fix_reg_lookup,
                  doc="uac_reg_lookup(\"$rU\", \"$ru\"): the registration whose l_uuid (or "
                  "r_username, for a provider's call to our number) is the first argument "
                  "rewrites the R-URI to its local user sip:l_username@l_domain",
                  dynamic=True),
-        Function("uac_reg_status", "uac_reg_status", (1,), REQUEST_ROUTE | FAILURE_ROUTE,
+        Function("uac_reg_status", "uac_reg_status", (1,), REQUEST_ROUTE | FAILURE_ROUTE, None,
                  doc="1 when the registration l_uuid is registered; -1 unknown, -2 not "
                  "registered (yet, or failed), -99 disabled", dynamic=True),
         Function("uac_replace_from", "uac_replace_from", (1, 2), REQUEST_ROUTE,

@@ -4,9 +4,10 @@ registrar.
 
 What it does, as a VoIP provider would:
 * REGISTER: ``www_authorize`` (401, no qop: the RFC 2069 digest), then ``save("location")``.
-* INVITE (new call): ``proxy_authorize`` (407 with qop="auth"); then to a registered contact
-  of the R-URI's user, else to ``route_to`` (the provider's own phone: a sipp UAS the test
-  runs), record-routed.
+* INVITE (new call) to a registered subscriber (its usrloc): relayed to the contact, no login
+  asked (a call from "the PSTN" to the house's number); any other INVITE: ``proxy_authorize``
+  (407 with qop="auth"), then to ``route_to`` (the provider's own phone: a sipp UAS the test
+  runs); record-routed.
 * in-dialog requests: loose_route, as any proxy.
 Every request it receives is logged as ``PROVIDER-RX <method> <from> <call-id> <cseq> <src>``
 (``received(method)`` counts them: "a wrong password does not hammer the provider").
@@ -123,6 +124,13 @@ request_route {{
         exit;
     }}
     if (is_method("INVITE")) {{
+        if (lookup("location")) {{
+            # a call to one of its subscribers (from "the PSTN"): no login asked
+            xlog("L_NOTICE", "PROVIDER-TO-SUBSCRIBER $rm $ru $ci\n");
+            record_route();
+            t_relay();
+            exit;
+        }}
         if (!proxy_authorize("{domain}", "subscriber")) {{
             proxy_challenge("{domain}", "1");
             exit;
@@ -130,9 +138,7 @@ request_route {{
         consume_credentials();
         xlog("L_NOTICE", "PROVIDER-AUTHORIZED $rm $fu $ci $cs\\n");
         record_route();
-        if (!lookup("location")) {{
-            {route_to}
-        }}
+        {route_to}
         t_relay();
         exit;
     }}

@@ -44,6 +44,12 @@ route {{
         sl_send_reply("200", "OK");
         exit;
     }}
+    if (uac_reg_lookup("$rU", "$ru")) {{
+        # the provider's call to the house's registration: to the local user
+        record_route();
+        t_relay();
+        exit;
+    }}
     record_route();
     t_on_failure("provider");
     $du = "sip:{host}:{port}";
@@ -158,14 +164,15 @@ UACREG_HEADER = ("id(int,auto) l_uuid(string) l_username(string) l_domain(string
                  "socket(string,null)")
 
 
-def uacreg_db(directory, provider, *, password="secret", expires=60, user="house"):
+def uacreg_db(directory, provider, *, password="secret", expires=60, user="house",
+              local="home.lan"):
     """A dbtext directory with Kamailio 5.6's uacreg table (one record) and its version."""
     directory.mkdir(parents=True, exist_ok=True)
     host, port = provider.addr
     (directory / "version").write_text("table_name(str) table_version(int)\nuacreg:5\n")
     (directory / "uacreg").write_text(
         UACREG_HEADER + "\n"
-        f"1:house1:100:home.lan:{user}:{host}:{host}:{user}:{password}::"
+        f"1:house1:100:{local}:{user}:{host}:{host}:{user}:{password}::"
         f"sip\\:{host}\\:{port}:{expires}:0:0::\n")
     return f"dbtext://{directory}"
 
@@ -221,3 +228,22 @@ def test_wrong_password_fails_without_hammering(ser, provider, tmp_path, tools):
     while time.monotonic() < deadline:      # bounded: the window is the observation
         assert len(kam.received("REGISTER")) == before
         time.sleep(0.2)
+
+
+def test_the_providers_call_reaches_the_local_user(ser, provider, tmp_path, tools):
+    """A call to the house's number at the provider: Kamailio sends it to the Contact serlite
+    registered (sip:house1@serlite), uac_reg_lookup maps it to the local user (l_username@
+    l_domain: a sipp UAS here) and the call goes through."""
+    uas = sipnet.start_uas(workdir=tmp_path, trace_msg=True, name="lanphone")
+    kam = provider(accounts={"house": "secret"})
+    db = uacreg_db(tmp_path / "db", kam, local=f"{uas.host}\\:{uas.port}")
+    server = ser(registering_config(kam, db))
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered")
+    with uas:
+        call = sipnet.run_uac(kam.addr, workdir=tmp_path, service="house", name="pstn")
+        call.assert_ok(1)
+        res = uas.wait()
+    assert res.ok(1), res.describe()
+    invite, = _messages(res, "INVITE")
+    assert invite.startswith(f"INVITE sip:100@{uas.host}:{uas.port} SIP/2.0"), invite
+    assert len(re.findall(r"PROVIDER-TO-SUBSCRIBER INVITE", kam.log())) == 1
