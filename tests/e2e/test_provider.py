@@ -17,7 +17,7 @@ LOCAL = "127.0.0.1"
 
 
 def serlite_config(provider, *, credential="house:127.0.0.1:secret", modparams="",
-                   before_relay=""):
+                   before_relay="", options='sl_send_reply("200", "OK");'):
     host, port = provider.addr
     return f"""\
 debug=3
@@ -41,7 +41,7 @@ route {{
         exit;
     }}
     if (method == "OPTIONS") {{
-        sl_send_reply("200", "OK");
+        {options}
         exit;
     }}
     if (uac_reg_lookup("$rU", "$ru")) {{
@@ -177,8 +177,20 @@ def uacreg_db(directory, provider, *, password="secret", expires=60, user="house
     return f"dbtext://{directory}"
 
 
+# OPTIONS asks the script's uac_reg_status("house1"): 200 registered, 480 not
+STATUS_PROBE = """if (uac_reg_status("house1")) {
+            sl_send_reply("200", "Registered");
+        } else {
+            sl_send_reply("480", "Not Registered");
+        }"""
+
+
+def reg_status(server):
+    return sipnet.status_of(sipnet.barrier(server.addr))
+
+
 def registering_config(provider, db_url, *, modparams=""):
-    return serlite_config(provider, modparams=f"""\
+    return serlite_config(provider, options=STATUS_PROBE, modparams=f"""\
 modparam("uac", "reg_db_url", "{db_url}")
 modparam("uac", "reg_timer_interval", 5)
 {modparams}""")
@@ -201,6 +213,7 @@ def test_registers_at_the_provider_and_refreshes(ser, provider, tmp_path, tools)
     contact = f"sip:house1@127.0.0.1:{server.port}"
     assert kam.contacts("house") == [contact]
     assert 0 < kam.expires_of("house")[0] <= 10
+    assert reg_status(server) == 200
     shown = ser_ctl(server, "uac")
     assert re.search(r"house1\s+house@127.0.0.1\s+registered\s+200 OK", shown), shown
     # the refresh: two more REGISTERs (401, 200) before the 10 s run out, same Call-ID
@@ -221,6 +234,7 @@ def test_wrong_password_fails_without_hammering(ser, provider, tmp_path, tools):
     shown = ser_ctl(server, "registrations")
     assert re.search(r"house1\s+house@127.0.0.1\s+failed\s+401", shown), shown
     assert kam.contacts("house") == []
+    assert reg_status(server) == 480
     # a window of 3 s: nothing more reaches the provider (reg_retry_interval 0: never again)
     before = len(kam.received("REGISTER"))
     assert before == 2
@@ -247,3 +261,19 @@ def test_the_providers_call_reaches_the_local_user(ser, provider, tmp_path, tool
     invite, = _messages(res, "INVITE")
     assert invite.startswith(f"INVITE sip:100@{uas.host}:{uas.port} SIP/2.0"), invite
     assert len(re.findall(r"PROVIDER-TO-SUBSCRIBER INVITE", kam.log())) == 1
+
+
+def test_a_silent_provider_is_retried_later_not_hammered(ser, provider, tmp_path, tools):
+    """Registered, then the provider goes away: the refresh times out (tm's fr_timer, 1 s
+    here), the registration waits 30 s before the next try; uac_reg_status is true until the
+    binding's time runs out."""
+    kam = provider(accounts={"house": "secret"}, min_expires=10)
+    db = uacreg_db(tmp_path / "db", kam, expires=10)
+    server = ser(registering_config(kam, db, modparams='modparam("tm", "fr_timer", 1000)'))
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered")
+    kam.stop()
+    m = sipnet.wait_log(server, r"registration of house@127.0.0.1 \(house1\): 408 Request "
+                                r"Timeout; tried again in (\d+) s", timeout=12)
+    assert int(m.group(1)) == 30
+    shown = ser_ctl(server, "uac")
+    assert re.search(r"house1\s+house@127.0.0.1\s+waiting\s+408 Request Timeout", shown), shown
