@@ -65,6 +65,7 @@ class Registrations:
         self.regs = {}          # l_uuid -> Registration
         self.core = None
         self._timer = None
+        self.successor = None   # the Registrations of the config that replaced this one
 
     def start(self, core, previous=None):
         self.core = core
@@ -80,6 +81,7 @@ class Registrations:
         old = previous.regs if previous is not None else {}
         if previous is not None:
             previous.stop()
+            previous.successor = self   # answers to its REGISTERs in flight come here
         for rec in records:
             kept = old.get(rec.l_uuid)
             if kept is not None and _same(kept.record, rec):
@@ -130,8 +132,14 @@ class Registrations:
         if dues and self.core is not None:
             self._timer = self.core.loop.call_at(min(dues), self._on_timer)
 
+    def _retired(self):
+        """A reload replaced this config's uac (or dropped it: no more registering)."""
+        return self.core.module("uac") is not self.module
+
     def _on_timer(self):
         self._timer = None
+        if self._retired():
+            return
         now = self.core.now()
         for reg in list(self.regs.values()):
             if reg.due is not None and reg.due <= now:
@@ -156,6 +164,11 @@ class Registrations:
                                                                           msg))
 
     def _answer(self, reg, cseq, status, msg):
+        if self.successor is not None:
+            self.successor._answer(reg, cseq, status, msg)
+            return
+        if self._retired() or self.regs.get(reg.record.l_uuid) is not reg:
+            return          # no longer ours to register (the record changed or went)
         if cseq != reg.cseq:
             return          # the answer to a REGISTER replaced since (address change)
         now = self.core.now()

@@ -4,6 +4,7 @@ its 401 (no qop) and refreshes, a wrong password fails without hammering, and se
 the registrations (uac.reg_dump).  All on loopback; the provider's "phone" is a sipp UAS."""
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -277,3 +278,22 @@ def test_a_silent_provider_is_retried_later_not_hammered(ser, provider, tmp_path
     assert int(m.group(1)) == 30
     shown = ser_ctl(server, "uac")
     assert re.search(r"house1\s+house@127.0.0.1\s+waiting\s+408 Request Timeout", shown), shown
+
+
+def test_sighup_keeps_the_registration(ser, provider, tmp_path, tools):
+    """A reload with the same table: the registration goes on as it was (no REGISTER storm at
+    the provider); uac_reg_status and ser-ctl still say registered."""
+    kam = provider(accounts={"house": "secret"})
+    db = uacreg_db(tmp_path / "db", kam, expires=60)
+    server = ser(registering_config(kam, db))
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered")
+    before = len(kam.received("REGISTER"))
+    mark = len(server.log())
+    server.proc.send_signal(signal.SIGHUP)
+    sipnet.wait_log(server, r"reloaded", since=mark)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:      # bounded window: nothing is sent again
+        assert len(kam.received("REGISTER")) == before
+        time.sleep(0.2)
+    assert reg_status(server) == 200
+    assert re.search(r"house1\s+house@127.0.0.1\s+registered", ser_ctl(server, "uac"))
