@@ -297,3 +297,22 @@ def test_sighup_keeps_the_registration(ser, provider, tmp_path, tools):
         time.sleep(0.2)
     assert reg_status(server) == 200
     assert re.search(r"house1\s+house@127.0.0.1\s+registered", ser_ctl(server, "uac"))
+
+
+def test_uac_auth_takes_the_registrations_credentials(ser, provider, tmp_path, tools):
+    """No credential modparam: uac_auth answers the provider's 407 with the auth_username and
+    auth_password of the uacreg record whose realm it is (Kamailio's uac_auth with
+    uac_reg's credentials)."""
+    uas = sipnet.start_uas(workdir=tmp_path, name="provphone")
+    kam = provider(accounts={"house": "secret"}, route_to=(uas.host, uas.port))
+    db = uacreg_db(tmp_path / "db", kam)
+    server = ser(registering_config(kam, db).replace(
+        'modparam("uac", "credential", "house:127.0.0.1:secret")', ""))
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered")
+    with uas:
+        call = sipnet.run_uac(server.addr, workdir=tmp_path, service="0301234567",
+                              name="lanphone")
+        call.assert_ok(1)
+        res = uas.wait()
+    assert res.ok(1), res.describe()
+    assert len(re.findall(r"PROVIDER-AUTHORIZED INVITE", kam.log())) == 1

@@ -168,3 +168,18 @@ def test_row_never_shows_the_password():
     r = reg(auth_ha1="0123456789abcdef0123456789abcdef")
     row = r.row(100.0)
     assert "secret" not in repr(row) and "0123456789abcdef" not in repr(row)
+
+
+def test_unresolvable_or_unavailable_provider_backs_off_like_a_timeout():
+    for status in (478, 503):
+        r = reg()
+        sent_request(r.timer(100.0))
+        assert r.response(100.0, status, "x") == []
+        assert r.state == "waiting" and r.due == 100.0 + RETRY_FIRST
+
+
+def test_reg_retry_interval_sets_the_first_back_off():
+    r = reg(retry_interval=5)
+    sent_request(r.timer(100.0))
+    r.response(100.0, 408, "Request Timeout")
+    assert r.due == 105.0
