@@ -266,8 +266,7 @@ def test_the_providers_call_reaches_the_local_user(ser, provider, tmp_path, tool
 
 def test_a_silent_provider_is_retried_later_not_hammered(ser, provider, tmp_path, tools):
     """Registered, then the provider goes away: the refresh times out (tm's fr_timer, 1 s
-    here), the registration waits 30 s before the next try; uac_reg_status is true until the
-    binding's time runs out."""
+    here), the registration waits 30 s before the next try (no retransmission storm)."""
     kam = provider(accounts={"house": "secret"}, min_expires=10)
     db = uacreg_db(tmp_path / "db", kam, expires=10)
     server = ser(registering_config(kam, db, modparams='modparam("tm", "fr_timer", 1000)'))
