@@ -66,6 +66,7 @@ class Registrations:
         self.core = None
         self._timer = None
         self.successor = None   # the Registrations of the config that replaced this one
+        self._next_check = 0.0  # when the Contact addresses are looked at again
 
     def start(self, core, previous=None):
         self.core = core
@@ -82,10 +83,13 @@ class Registrations:
         if previous is not None:
             previous.stop()
             previous.successor = self   # answers to its REGISTERs in flight come here
+        moved = []
         for rec in records:
             kept = old.get(rec.l_uuid)
             if kept is not None and _same(kept.record, rec):
                 self.regs[rec.l_uuid] = kept
+                if self._contact_addr(rec) != kept.contact_addr:
+                    moved.append(kept)      # our address changed (the WAN's, a new listen=)
                 continue
             self.regs[rec.l_uuid] = Registration(
                 rec, f"{os.urandom(8).hex()}@serlite", os.urandom(4).hex(),
@@ -94,7 +98,35 @@ class Registrations:
         if self.regs:
             log.notice(f"uac: {len(self.regs)} outbound registration(s) from "
                        f"{self.params['reg_db_url']}")
+        self._next_check = now + self.params["reg_timer_interval"]
+        for reg in moved:
+            self._moved(reg, now)
         self._arm()
+
+    def _moved(self, reg, now):
+        addr = self._contact_addr(reg.record)
+        log.notice(f"uac: {reg.record.l_uuid}: our address is now {addr} (was "
+                   f"{reg.contact_addr}): registering again")
+        self._do(reg, reg.address_changed(now, addr))
+
+    def _check_addresses(self, now):
+        """Every reg_timer_interval: a registration whose Contact address is no longer ours
+        (the route toward the provider leaves by another address now) registers again."""
+        self._next_check = now + self.params["reg_timer_interval"]
+        for reg in self.regs.values():
+            if self._contact_addr(reg.record) != reg.contact_addr:
+                self._moved(reg, now)
+
+    def refresh(self, uuid=None):
+        """Register again now (Kamailio's RPC uac.reg_refresh): every record, or one."""
+        now = self.core.now()
+        regs = list(self.regs.values()) if uuid is None else [self.regs.get(uuid)]
+        if None in regs:
+            raise KeyError(uuid)
+        for reg in regs:
+            self._do(reg, reg.address_changed(now, self._contact_addr(reg.record)))
+        self._arm()
+        return len(regs)
 
     def stop(self):
         if self._timer is not None:
@@ -128,9 +160,10 @@ class Registrations:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.successor is not None or not self.regs or self.core is None:
+            return
         dues = [r.due for r in self.regs.values() if r.due is not None]
-        if dues and self.core is not None:
-            self._timer = self.core.loop.call_at(min(dues), self._on_timer)
+        self._timer = self.core.loop.call_at(min(dues + [self._next_check]), self._on_timer)
 
     def _retired(self):
         """A reload replaced this config's uac (or dropped it: no more registering)."""
@@ -144,6 +177,8 @@ class Registrations:
         for reg in list(self.regs.values()):
             if reg.due is not None and reg.due <= now:
                 self._do(reg, reg.timer(now))
+        if now >= self._next_check:
+            self._check_addresses(now)
         self._arm()
 
     def _do(self, reg, actions):

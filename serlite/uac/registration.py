@@ -103,10 +103,10 @@ class Registration:
         return []
 
     def address_changed(self, now, contact_addr):
-        """Our address changed (WAN address): register again at once with the new one."""
+        """Our address changed (WAN address): register again at once with the new one (a
+        REGISTER out with the old one is superseded: the caller drops its answer, by CSeq)."""
         self.contact_addr = contact_addr
-        if self.state in (DISABLED, REGISTERING) or (self.state == FAILED
-                                                     and not self.retry_interval):
+        if self.state == DISABLED or (self.state == FAILED and not self.retry_interval):
             return []
         return self._register(now, None)
 

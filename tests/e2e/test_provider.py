@@ -315,3 +315,32 @@ def test_uac_auth_takes_the_registrations_credentials(ser, provider, tmp_path, t
         res = uas.wait()
     assert res.ok(1), res.describe()
     assert len(re.findall(r"PROVIDER-AUTHORIZED INVITE", kam.log())) == 1
+
+
+def test_a_new_contact_address_registers_again_at_once(ser, provider, tmp_path, tools):
+    """The address the provider reaches us at changes (here reg_contact_addr, by a reload; on
+    the router the WAN address): the registration is sent again at once with the new Contact,
+    and the provider's location has it."""
+    kam = provider(accounts={"house": "secret"})
+    db = uacreg_db(tmp_path / "db", kam, expires=60)
+    server = ser(registering_config(kam, db))
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered")
+    assert kam.contacts("house") == [f"sip:house1@127.0.0.1:{server.port}"]
+    moved = f"127.0.0.1:{server.port + 1}"
+    server.cfg.write_text(registering_config(
+        kam, db, modparams=f'modparam("uac", "reg_contact_addr", "{moved}")'))
+    mark = len(server.log())
+    server.proc.send_signal(signal.SIGHUP)
+    sipnet.wait_log(server, rf"house1: our address is now {moved}", since=mark)
+    sipnet.wait_log(server, r"uac: house@127.0.0.1 registered", since=mark)
+    assert f"sip:house1@{moved}" in kam.contacts("house")
+    # and the control command registers again on demand (the WAN's hotplug hook)
+    before = len(kam.received("REGISTER"))
+    assert ser_ctl_call(server, "uac.reg_refresh") == {"refreshed": 1}
+    kam.wait_log(r"PROVIDER-RX REGISTER", count=before + 2)
+
+
+def ser_ctl_call(server, cmd, *args):
+    from serlite.control.client import Client
+    with Client(server.ctl_sock) as client:
+        return client.call(cmd, *args)

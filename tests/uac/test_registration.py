@@ -183,3 +183,20 @@ def test_reg_retry_interval_sets_the_first_back_off():
     sent_request(r.timer(100.0))
     r.response(100.0, 408, "Request Timeout")
     assert r.due == 105.0
+
+
+def test_address_change_while_registering_supersedes_the_register_out():
+    r = reg()
+    first = sent_request(r.timer(100.0))
+    again = sent_request(r.address_changed(100.5, "198.51.100.7:5060"))
+    assert again.cseq.number == first.cseq.number + 1
+    ok = answer(again, 200, "OK", "Contact: <sip:house1@198.51.100.7:5060>;expires=600")
+    r.response(101.0, 200, "OK", ok)
+    assert r.state == "registered"
+
+
+def test_a_failed_registration_stays_failed_on_an_address_change():
+    r = reg()
+    req = sent_request(r.timer(100.0))
+    r.response(100.0, 403, "Forbidden", answer(req, 403, "Forbidden"))
+    assert r.address_changed(200.0, "198.51.100.7:5060") == []
