@@ -278,14 +278,17 @@ EXPORTS = ModuleSpec(
                  doc="1 when the registration l_uuid is registered; -1 unknown, -2 not "
                  "registered (yet, or failed), -99 disabled", dynamic=True),
         Function("uac_replace_from", "uac_replace_from", (1, 2), REQUEST_ROUTE,
-                 doc="replace the From URI ([display,] uri); restored in the replies and in "
-                 "the dialog's requests (Record-Route ;vsf=)", dynamic=True),
+                 doc="replace the From URI ([display,] uri) on the request as it leaves; the "
+                 "caller's From comes back in the replies, and the dialog's requests are "
+                 "changed both ways through our Record-Route's ;vsf= (call record_route() "
+                 "first)", dynamic=True),
         Function("uac_replace_to", "uac_replace_to", (1, 2), REQUEST_ROUTE,
                  doc="replace the To URI ([display,] uri), restored like the From (;vst=)",
                  dynamic=True),
         Function("uac_restore_from", "uac_restore_from", (0,), REQUEST_ROUTE,
-                 doc="restore the From of a request in a dialog uac_replace_from changed "
-                 "(done by loose_route already: Kamailio's restore_mode auto)"),
+                 doc="true for a request (before loose_route) in a dialog whose From "
+                 "uac_replace_from changed; the restore itself is loose_route's (Kamailio's "
+                 "restore_mode auto)"),
         Function("uac_restore_to", "uac_restore_to", (0,), REQUEST_ROUTE,
                  doc="restore the To likewise"),
     ),
@@ -295,13 +298,16 @@ EXPORTS = ModuleSpec(
                                      "registrations; empty: none)"),
         "reg_contact_addr": Param(str, "", "host:port of the Contact the REGISTERs carry "
                                            "(empty: the address of the socket they leave by)"),
-        "reg_timer_interval": Param(int, 90, "seconds between two looks at the table's "
-                                             "registrations (serlite: a timer per "
-                                             "registration instead; kept for configs)",
+        "reg_timer_interval": Param(int, 90, "a registration is refreshed this many seconds "
+                                             "before it expires (at half its interval at the "
+                                             "latest); and how often our Contact address is "
+                                             "looked at (a change registers again)",
                                     min=1, max=3600),
-        "reg_retry_interval": Param(int, 0, "seconds before a failed registration is tried "
-                                            "again (0: never, as Kamailio); doubled on each "
-                                            "timeout, up to 30 min", min=0, max=86400),
+        "reg_retry_interval": Param(int, 0, "seconds before a refused registration (403, a "
+                                            "wrong password) is tried again (0: never, as "
+                                            "Kamailio); timeouts and 5xx are retried after it "
+                                            "(0: 30 s), doubled per failure up to 30 min",
+                                    min=0, max=86400),
         "reg_db_table": Param(str, "uacreg", "the table's name"),
     },
     depends=("tm",),
