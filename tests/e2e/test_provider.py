@@ -344,3 +344,25 @@ def ser_ctl_call(server, cmd, *args):
     from serlite.control.client import Client
     with Client(server.ctl_sock) as client:
         return client.call(cmd, *args)
+
+
+def test_the_provider_runs_on_the_wan_side_of_a_network_namespace(tmp_path, tools):
+    """The harness as the next tests need it: Kamailio in the "internet" namespace of
+    tests/e2e/netns.py, reached from the router's WAN address (sipsak registers there)."""
+    from . import netns
+    net = netns.Net()
+    kam = None
+    try:
+        kam = Provider(tmp_path / "provider", netns.INTERNET, accounts={"house": "secret"},
+                       prefix=net.exec_args(net.internet)).start()
+        out = subprocess.run([*net.exec_args(net.router), "sipsak", "-U", "-C",
+                              f"sip:house@{netns.ROUTER_WAN}:5060", "-s",
+                              f"sip:house@{netns.INTERNET}:{kam.port}", "-a", "secret",
+                              "-u", "house"],
+                             capture_output=True, text=True, timeout=20)
+        assert kam.contacts("house") == [f"sip:house@{netns.ROUTER_WAN}:5060"], out.stdout
+        assert all(r[4].startswith(netns.ROUTER_WAN + ":") for r in kam.received("REGISTER"))
+    finally:
+        if kam is not None:
+            kam.stop()
+        net.close()
