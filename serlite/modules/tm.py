@@ -738,6 +738,10 @@ class Tm(Module):
             if rc.answered >= 200 or not rc.all_final():
                 return      # the failure route replied, or new branches are under way
         if best is None:
+            if not rc.branches and rc.answered < 200:
+                # no branch left to answer with (uac_auth took the challenge's, and the
+                # failure_route relayed nothing): the caller must not wait forever
+                self._local_reply(rc.server, 500, "Server Internal Error")
             return
         if best.response is not None and best.final != 503:
             self._relay(rc, best.response)

@@ -145,7 +145,12 @@ class Uac(Module):
                 for other in others:
                     msg.add_header(answer, other)
             msg.add_header(answer, value)
-            delta = shift_cseq(ctx.transaction.data, msg, 1)
+            rc = ctx.transaction.data
+            # the challenge is answered here: it never goes upstream, whatever the resent
+            # request ends with (a CANCEL's 487, a timeout), as Kamailio's failure_route
+            # round leaves the branches before it out of the best-response choice
+            rc.branches = [b for b in rc.branches if b.response is not reply]
+            delta = shift_cseq(rc, msg, 1)
             self._note_delta(ctx, delta)
             ctx.ruri_new = True     # relayed again to the same destination
             return 1

@@ -142,6 +142,24 @@ def test_replace_from_toward_the_provider_restored_for_the_caller(ser, provider,
     assert froms and all("sip:alice@" in f and "house" not in f for f in froms), froms
 
 
+def test_cancel_after_uac_auth_carries_the_resent_invites_cseq(ser, provider, tmp_path, tools):
+    """The caller gives up while the provider's phone rings: the CANCEL serlite sends the
+    provider is for the INVITE with credentials (CSeq 2, RFC 3261 9.1), so the provider
+    matches it and the call ends with 487 at the caller (with its own CSeq 1)."""
+    uas = sipnet.start_uas(workdir=tmp_path, scenario="uas_ring_cancel.xml", name="provphone")
+    kam = provider(accounts={"house": "secret"}, route_to=(uas.host, uas.port))
+    server = ser(serlite_config(kam))
+    with uas:
+        call = sipnet.run_uac(server.addr, workdir=tmp_path, service="0301234567",
+                              scenario="uac_cancel.xml", trace_msg=True, name="lanphone")
+        call.assert_ok(1)
+        res = uas.wait()
+    assert res.ok(1), res.describe()
+    assert [c[3] for c in kam.received("CANCEL")] == ["2"]
+    caller = (tmp_path / "lanphone.messages.log").read_text(errors="replace")
+    assert re.search(r"SIP/2.0 487 .*?CSeq:\s*1 INVITE", caller, re.S)
+
+
 def test_uac_auth_wrong_password_gives_up(ser, provider, tmp_path, tools):
     uas = sipnet.start_uas(workdir=tmp_path, name="provphone")
     kam = provider(accounts={"house": "secret"}, route_to=(uas.host, uas.port))
@@ -366,3 +384,15 @@ def test_the_provider_runs_on_the_wan_side_of_a_network_namespace(tmp_path, tool
         if kam is not None:
             kam.stop()
         net.close()
+
+
+def test_uac_auth_without_a_relay_still_answers_the_caller(ser, provider, tmp_path, tools):
+    """A failure_route that calls uac_auth() but relays nothing: the caller gets a final
+    answer (500) rather than waiting forever for the challenge uac_auth took."""
+    kam = provider(accounts={"house": "secret"})
+    cfg = serlite_config(kam).replace("""            t_on_failure("provider");
+            t_relay();""", "            log(1, \"answered, not relayed\\n\");")
+    server = ser(cfg)
+    call = sipnet.run_uac(server.addr, workdir=tmp_path, service="0301234567",
+                          scenario="uac_invite_500.xml", name="lanphone")
+    assert call.ok(1), call.describe()
