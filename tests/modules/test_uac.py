@@ -155,3 +155,14 @@ def test_credential_is_repeatable_and_checked():
     with pytest.raises(ConfigError):
         compile_config(base + 'modparam("uac", "credential", "nocolons")\n'
                               'route { t_relay(); }\n', "t.cfg")
+
+
+def test_in_dialog_restore_of_a_replaced_to():
+    old, new = "sip:0301234567@voip.example", "sip:+49301234567@voip.example"
+    route = URI.parse(f"sip:192.0.2.1;lr;ftag=t1;vst={encode(old, new)}")
+    # the caller's requests carry the To it dialled: on with the new one
+    caller = _request("<sip:alice@192.168.1.20>;tag=t1", f"<{old}>;tag=t2")
+    assert in_dialog_edits(caller, route, True) == [("To", f"<{new}>;tag=t2")]
+    # the callee's carry the new one as their From: back to what the caller dialled
+    callee = _request(f"<{new}>;tag=t2", "<sip:alice@192.168.1.20>;tag=t1")
+    assert in_dialog_edits(callee, route, False) == [("From", f"<{old}>;tag=t2")]
