@@ -65,7 +65,7 @@ class RecordingTransport:
         self.sent.append((ip, port, data))
         return True
 
-    def listener_for(self, proto, family):
+    def listener_for(self, proto, family, ip=None):
         return self.listeners[0]
 
 

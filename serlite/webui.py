@@ -270,6 +270,10 @@ def ask_server(conf, st):
                 st.bans = client.call("bans")
             except CommandFailed:           # secfilter not loaded: no bans to show
                 st.bans = None
+            try:
+                st.registrations = client.call("uac.reg_dump")
+            except CommandFailed:           # no provider registrations
+                st.registrations = None
         st.running = True
     except NotRunning as exc:
         st.running = False

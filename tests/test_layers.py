@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LIGHT = ROOT / "tools" / "python3-light"
 PURE = ["sip", "transaction", "script", "proxy/forward.py", "proxy/response_context.py",
         "proxy/context.py"]
-PURE += ["dialog", "security", "media", "dns"]
+PURE += ["dialog", "security", "media", "dns", "uac"]
 FORBIDDEN = {"socket", "select", "selectors", "time", "asyncio", "threading"}
 
 

@@ -99,7 +99,28 @@ def build(server):
                 "auth_reload": auth_reload, "calls": calls}
     commands.update(ban_commands(core))
     commands.update(rtpproxy_commands(core))
+    commands.update(uac_commands(core))
     return commands
+
+
+def uac_commands(core):
+    """uac's outbound registrations: ``uac.reg_dump`` (Kamailio's RPC name; ``uac_reg_dump``
+    too): each record's state, last answer, time left, never a password or HA1;
+    ``uac.reg_refresh [L_UUID]``: register again now (e.g. from the WAN's ifup hotplug)."""
+    def reg_dump():
+        module = core.module("uac")
+        if module is None or module.registrations is None:
+            raise ControlError("no outbound registrations (uac's reg_db_url is not set)")
+        return module.registrations.dump()
+    def reg_refresh(uuid=None):
+        module = core.module("uac")
+        if module is None or module.registrations is None:
+            raise ControlError("no outbound registrations (uac's reg_db_url is not set)")
+        try:
+            return {"refreshed": module.registrations.refresh(uuid)}
+        except KeyError:
+            raise ControlError(f"no registration {uuid!r}") from None
+    return {"uac.reg_dump": reg_dump, "uac_reg_dump": reg_dump, "uac.reg_refresh": reg_refresh}
 
 
 def rtpproxy_commands(core):

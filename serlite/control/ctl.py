@@ -687,6 +687,18 @@ def _show_ul(r, io):
              "yes" if b["nat"] else "no", b["received"], b["user_agent"]) for b in r])
 
 
+def _show_registrations(rows, io):
+    """uac.reg_dump: the provider accounts serlite registers, their state and last answer."""
+    io.out(f"outbound registrations: {len(rows)}")
+    if rows:
+        _table(io, ("UUID", "ACCOUNT", "STATE", "LAST ANSWER", "EXPIRES IN", "NEXT", "SENT"),
+               [(r["l_uuid"], f"{r['r_username']}@{r['r_domain']}", r["state"],
+                 f"{r['last_status']} {r['last_reason']}" if r["last_status"] else "-",
+                 _duration(r["expires_in"]) if r["expires_in"] else "-",
+                 "-" if r["next_in"] is None else _duration(r["next_in"]), r["sent"])
+                for r in rows])
+
+
 def _show_text(r, io):
     io.out(str(r))
 
@@ -705,6 +717,9 @@ def add_server_commands(subparsers):
     command("sl_stats", "replies sent, by code (SER's sl_stats)", _show_sl_stats)
     command("rtpproxy", "the calls the built-in media relay carries, packets each way",
             _show_rtpproxy)
+    command("uac", "the provider registrations (Kamailio's uac.reg_dump): state, last "
+                   "answer, time left", _show_registrations, cmd="uac.reg_dump")
+    command("registrations", "the same as uac", _show_registrations, cmd="uac.reg_dump")
     command("reload", "re-read the config (as SIGHUP; the old one stays if it fails)",
             _show_text)
     command("ping", "is the server answering?", _show_text)

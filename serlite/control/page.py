@@ -35,7 +35,7 @@ class Status:
                  "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
                  "token", "actions_note", "made_ms", "accounts", "trust_lan",
-                 "calls", "bans", "relay")
+                 "calls", "bans", "relay", "registrations")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -63,6 +63,7 @@ class Status:
                                         # server has no secfilter, no section
         self.relay = None               # the media relay's totals (``calls``' "relay", or
                                         # ``rtpproxy``'s "totals"); None: no relay, no card
+        self.registrations = None       # ``uac.reg_dump`` rows; None: no provider account
 
 
 class Address:
@@ -170,7 +171,8 @@ def render(st, localtime):
     if st.running and st.calls is not None:
         parts.append(_calls(st, localtime))
     if st.running:
-        parts += [_phones(st), _accounts(st), _bans(st), _messages(st), _procs(st)]
+        parts += [_registrations(st), _phones(st), _accounts(st), _bans(st), _messages(st),
+                  _procs(st)]
     parts.append(_foot(st, localtime))
     return "".join(parts)
 
@@ -297,6 +299,35 @@ def _phones(st):
     table = _table("phones", ("AOR", "Contact", "Source", "NAT", "User agent", "Expires in"),
                    rows, "No phone is registered.")
     return (f'<section><h2>Registered phones <span class="count">{len(st.phones)}</span></h2>'
+            f'{table}</section>')
+
+
+_REG_STATE = {"registered": "", "registering": "", "waiting": " warn", "failed": " bad",
+              "disabled": " warn"}
+
+
+def _registrations(st):
+    """The provider accounts serlite registers (uac's uacreg table): state, last answer (a
+    wrong password shows as failed with the provider's 401/403), time left."""
+    if not st.registrations:
+        return ""
+    rows = []
+    for r in st.registrations:
+        state = str(r.get("state", ""))
+        last = (f'{int(r.get("last_status") or 0)} {r.get("last_reason", "")}'
+                if r.get("last_status") else "—")
+        left = int(r.get("expires_in") or 0)
+        rows.append("<tr>" + _td("Account", esc(f'{r.get("r_username", "")}@'
+                                                 f'{r.get("r_domain", "")}'), "strong")
+                    + _td("State", f'<span class="tag{_REG_STATE.get(state, " warn")}">'
+                                   f'{esc(state)}</span>')
+                    + _td("Last answer", esc(last))
+                    + _td("Expires in", f'<span data-s="{left}">{esc(duration(left))}</span>'
+                          if left else "—", "num")
+                    + "</tr>")
+    table = _table("registrations", ("Account", "State", "Last answer", "Expires in"), rows,
+                   "No provider account.")
+    return (f'<section><h2>Provider <span class="count">{len(st.registrations)}</span></h2>'
             f'{table}</section>')
 
 

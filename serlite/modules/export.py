@@ -58,7 +58,9 @@ class Param:
     """One ``modparam``: its type (``int``, ``str`` or ``bool``) and default.
 
     ``int`` accepts integers and ``yes``/``no`` (as 1/0, SER does the same); ``bool`` accepts
-    ``yes``/``no``/``true``/``false``/``on``/``off``/0/1; ``str`` accepts strings only.
+    ``yes``/``no``/``true``/``false``/``on``/``off``/0/1; ``str`` accepts strings only;
+    ``list`` a string per ``modparam`` line, repeatable (the module gets a tuple of them, the
+    default ``()``: uac's ``credential``).
 
     ``min``/``max`` (ints, inclusive, either may be None) bound an ``int`` param: the compiler
     refuses a value outside them at ``ser -c``, so a number the module would only choke on at

@@ -43,6 +43,9 @@ class Rr(Module):
         self._sign = bool(params["sign_routes"])
         self._key = None        # the auth module's secret, taken at first use
         self._double = bool(params["enable_double_rr"])
+        # loose_route's callbacks (Kamailio's register_rrcb): uac's restore and CSeq shift;
+        # called with (ctx, the URI of our Route entry) before the entry is removed
+        self.callbacks = ()
 
     def start(self, core, previous=None):
         super().start(core, previous)
@@ -164,6 +167,8 @@ class Rr(Module):
             return PRELOADED
         if not self._signed(msg, first):
             return -1
+        for callback in self.callbacks:
+            callback(ctx, first)
         msg.remove_first_value("Route")
         # our own second entry when we record-routed twice (transport change)
         if len(routes) > 1:
@@ -171,6 +176,32 @@ class Rr(Module):
             if core.is_myself(second.host, second.port):
                 msg.remove_first_value("Route")
         return 1
+
+
+    def register_rrcb(self, callback):
+        """``callback(ctx, uri)`` on every request loose_route finds our (signed) entry in."""
+        if callback not in self.callbacks:
+            self.callbacks = self.callbacks + (callback,)
+
+    def set_rr_param(self, ctx, name, value):
+        """Set ``;name=value`` on the request's top Record-Route when it is ours (the one
+        ``record_route()`` wrote): what the dialog's later requests bring back in their
+        Route (Kamailio's add_rr_param, for uac's stored values).  False when there is none
+        of ours."""
+        msg = ctx.msg
+        local = ctx.source.local
+        top = msg.get("Record-Route") if local is not None else None
+        mine = self._prefix(local)[len("Record-Route: "):] if top is not None else None
+        if mine is None or not top.startswith(mine):
+            return False
+        values = msg.values("Record-Route")
+        first = values[0]
+        head, gt, tail = first.partition(">")
+        params = [p for p in head.split(";") if p.split("=", 1)[0] != name]
+        msg.remove_first_value("Record-Route")
+        msg.add_header("Record-Route", ";".join(params) + f";{name}={value}" + gt + tail,
+                       top=True)
+        return True
 
 
 def _remove_last_route(msg):

@@ -82,6 +82,46 @@ def _fix_fr(module, args, script):
         raise ValueError("t_set_fr takes milliseconds")
 
 
+def _prepared(rc, msg):
+    """The request's bytes for its branches (``forward.prepare_request``), with
+    ``rc.branch_headers`` set on them only (uac): the request keeps its own lines."""
+    edits = rc.branch_headers
+    if not edits:
+        return forward.prepare_request(msg, rc.max_forwards)
+    saved = [(name, msg.get_all(name)) for name in edits]
+    for name, value in edits.items():
+        msg.set_header(name, value)
+    try:
+        return forward.prepare_request(msg, rc.max_forwards)
+    finally:
+        for name, lines in saved:
+            if len(lines) == 1:
+                msg.set_header(name, lines[0])      # in its place
+                continue
+            msg.remove_header(name)
+            for line in lines:
+                msg.add_header(name, line)
+
+
+class OwnBranch(BranchState):
+    """The one branch of a request serlite sends itself (``Tm.t_uac``): no response context
+    (``rc`` None), the callback its responses go to."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, proto, ip, port, listener, sent, callback):
+        super().__init__(None, "", proto, ip, port, listener, sent)
+        self.callback = callback
+
+
+def _call_back(callback, status, msg):
+    try:
+        callback(status, msg)
+    except Exception as exc:    # a module's bug must not stop tm's timers
+        log.limited(("t_uac-callback", type(exc).__name__), log.ERR,
+                    f"t_uac: the callback failed on {status}: {exc!r}")
+
+
 class Tm(Module):
     name = "tm"
 
@@ -442,7 +482,7 @@ class Tm(Module):
             if msg.method == "INVITE" and st.status == 0:
                 # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
                 self._local_reply(st, 100, "Trying")
-        rest = forward.prepare_request(msg, rc.max_forwards)
+        rest = _prepared(rc, msg)
         # (URI, next hop, the URI parsed when the context has it already)
         targets = [(b.uri, b.dst_uri, None) for b in ctx.branches]
         if ctx.ruri_new:
@@ -461,7 +501,7 @@ class Tm(Module):
                 if bctx is None:
                     continue        # the branch_route dropped it
                 branch_msg, uri, dst, parsed = bctx.msg, bctx.ruri, bctx.dst_uri, bctx.uri
-                branch_rest = forward.prepare_request(branch_msg, rc.max_forwards)
+                branch_rest = _prepared(rc, branch_msg)
             if self._send_branch(rc, branch_msg, uri, dst, branch_rest, host, port, proto,
                                  parsed, ctx.source.local):
                 sent += 1
@@ -612,6 +652,9 @@ class Tm(Module):
         branch = ct.data
         if branch is None:          # our own CANCEL: its responses end here
             return
+        if branch.rc is None:       # a request serlite made itself (t_uac)
+            self._own_action(ct, branch, action, msg)
+            return
         if action == "retransmit":
             self.core.transport.send(branch.proto, branch.ip, branch.port, ct.request,
                                      branch.listener)
@@ -695,6 +738,10 @@ class Tm(Module):
             if rc.answered >= 200 or not rc.all_final():
                 return      # the failure route replied, or new branches are under way
         if best is None:
+            if not rc.branches and rc.answered < 200:
+                # no branch left to answer with (uac_auth took the challenge's, and the
+                # failure_route relayed nothing): the caller must not wait forever
+                self._local_reply(rc.server, 500, "Server Internal Error")
             return
         if best.response is not None and best.final != 503:
             self._relay(rc, best.response)
@@ -709,12 +756,63 @@ class Tm(Module):
     def _relay(self, rc, msg):
         status = msg.status
         msg.remove_first_value("Via")
+        if rc.reply_headers:    # what uac changed on the branches, back as the caller sent it
+            for name, value in rc.reply_headers.items():
+                msg.set_header(name, value(msg) if callable(value) else value)
         data = msg.to_bytes()
         if status >= 200:
             rc.answered = max(rc.answered, status)
         if self.watchers:
             self._tell_response(rc.server, status, msg.reason, msg)
         self._respond(rc.server, status, data)
+
+    # -- requests of serlite's own (Kamailio's t_uac) ---------------------------------------
+    def t_uac(self, method, ruri, rest, hop, callback):
+        """Send a non-INVITE request serlite makes itself (uac's REGISTER) on a client
+        transaction of its own: ``rest`` is its header lines and body as bytes, without Via
+        (ours goes on top, with a branch of tm's, so the responses come back here); ``hop``
+        (proto, host, port) where it goes.  ``callback(status, msg)`` is called from the loop
+        for each response (``msg`` the Response), or once with 408 and None when none came
+        (timer F, fr_timer), 478 when ``host`` does not resolve, 503 when there is no socket
+        to send from.  Returns the branch id."""
+        if method in ("INVITE", "ACK", "CANCEL"):
+            raise ValueError(f"t_uac sends no {method}")
+        core = self.core
+        proto, host, port = hop
+        self._branch_seq += 1
+        branch_id = f"{self._branch_prefix}.{self._branch_seq}"
+        ip = core.resolve(host)
+        listener = core.listener_for(proto, host) if ip else None
+        if listener is None:
+            status = 478 if ip is None else 503
+            # never from inside the caller's own call: from the loop, as a response would be
+            core.loop.call_at(core.now(), lambda: _call_back(callback, status, None))
+            return branch_id
+        data = forward.branch_bytes(method, ruri, rest,
+                                    forward.via_line(listener, proto, branch_id))
+        branch = OwnBranch(proto, ip, port, listener, data, callback)
+        ct = ClientTransaction(sys.intern(method), branch_id, data, proto == "tcp", core.now(),
+                               fr_timer=self.fr_timer, data=branch)
+        branch.client = ct
+        self.table.client[client_key(branch_id, ct.method)] = ct
+        core.stats.request_out(ct.method, len(data))
+        if not core.transport.send(proto, ip, port, data, listener):
+            ct.step("error", core.now())
+            core.loop.call_at(core.now(), lambda: _call_back(callback, 503, None))
+        self._schedule(ct)
+        return branch_id
+
+    def _own_action(self, ct, branch, action, msg):
+        if action == "retransmit":
+            self.core.transport.send(branch.proto, branch.ip, branch.port, ct.request,
+                                     branch.listener)
+        elif action == "up":
+            if msg.status >= 200:
+                branch.final = msg.status
+            _call_back(branch.callback, msg.status, msg)
+        elif action == "timeout" and not branch.final:
+            branch.final = 408
+            _call_back(branch.callback, 408, None)
 
     # -- script hooks ----------------------------------------------------------------------
     def _rc(self, ctx):

@@ -32,7 +32,8 @@ class ResponseContext:
 
     __slots__ = ("server", "ctx", "branches", "answered", "failure_route", "reply_route",
                  "branch_route", "fr_timer", "fr_inv_timer", "max_forwards", "relayed",
-                 "cancelled", "in_failure", "contact_groups", "dialog")
+                 "cancelled", "in_failure", "contact_groups", "dialog", "branch_headers",
+                 "reply_headers")
 
     def __init__(self, server, ctx):
         self.server = server
@@ -50,6 +51,12 @@ class ResponseContext:
         self.in_failure = False     # its failure_route is running
         self.contact_groups = ()    # t_load_contacts: the destinations left, by q (serial fork)
         self.dialog = None          # the call an INVITE started (serlite.dialog), if tracked
+        # uac's edits, None unless a module asks: header -> value on the branches only (the
+        # request, its local replies and the routes keep their own: uac_auth's CSeq + 1,
+        # uac_replace_from's From), and header -> value (or callable(reply) -> value) on the
+        # responses relayed upstream (the caller's own CSeq and From back)
+        self.branch_headers = None
+        self.reply_headers = None
 
     def release(self):
         """A final response went upstream: nothing reads the request, its context or the

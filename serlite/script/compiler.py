@@ -399,6 +399,10 @@ class _Compiler:
             if param is None:
                 raise self.err(f"module '{m}' has no parameter '{pname}'"
                                + _did_you_mean(pname, self.specs[m].params), node.param)
+            if param.type is list:      # repeatable (uac's credential): each adds one
+                self.params[m][pname] = (*self.params[m][pname],
+                                         self.param_value(m, pname, param, node.value))
+                continue
             self.params[m][pname] = self.param_value(m, pname, param, node.value)
 
     def _modparam_regex(self, node):
@@ -437,7 +441,7 @@ class _Compiler:
             if v.kind == "word" and v.value.lower() in _FALSE_WORDS:
                 return False
             raise self.err(f"{what} takes yes or no", v)
-        if ptype == "str":
+        if ptype in ("str", "list"):
             if v.kind == "str":
                 return v.value
             raise self.err(f"{what} takes a string", v, hint=f'write "{v.value}" in quotes')

@@ -20,6 +20,7 @@ from .grammar import HEXDIGITS, TOKEN_CHARS, WSP
 
 __all__ = ["parse_credentials", "build_challenge", "ha1", "ha2", "response", "make_nonce",
            "check_nonce", "nonce_expiry", "nonce_offered_qop", "NonceCounts", "NONCE_OK",
+           "parse_challenge", "authorization", "ChallengeError",
            "NONCE_STALE", "NONCE_BAD"]
 
 NONCE_OK = "ok"
@@ -341,3 +342,52 @@ class NonceCounts:
         """Drop every expired nonce (a timer may call this; ``check`` also prunes)."""
         for nonce in [k for k, v in self.seen.items() if v[1] <= now]:
             del self.seen[nonce]
+
+
+# --- the client's side: answering a challenge (uac_auth, outbound registration) -----------------
+
+class ChallengeError(ValueError):
+    """A challenge serlite cannot answer (another scheme or algorithm, only qop=auth-int)."""
+
+
+def parse_challenge(value):
+    """``{realm, nonce, opaque, qop, stale, algorithm}`` of a WWW-Authenticate /
+    Proxy-Authenticate value (RFC 2617 3.2.1); ``qop``: "auth" when offered, else None (RFC
+    2069).  ``ChallengeError`` for what MD5 digest with qop auth or none cannot answer;
+    ``ParseError`` for text that is no challenge."""
+    scheme, params = parse_credentials(value)
+    if scheme.lower() != "digest":
+        raise ChallengeError(f"{scheme} authentication is not supported (Digest only)")
+    algorithm = params.get("algorithm", "MD5")
+    if algorithm.upper() != "MD5":
+        raise ChallengeError(f"digest algorithm {algorithm} is not supported (MD5 only)")
+    if "nonce" not in params or "realm" not in params:
+        raise ChallengeError("the challenge has no realm or no nonce")
+    qop = None
+    if "qop" in params:
+        offered = [q.strip().lower() for q in params["qop"].split(",")]
+        if "auth" not in offered:
+            raise ChallengeError(f"qop {params['qop']} is not supported (auth only)")
+        qop = "auth"
+    return {"realm": params["realm"], "nonce": params["nonce"], "opaque": params.get("opaque"),
+            "qop": qop, "stale": params.get("stale", "").lower() == "true",
+            "algorithm": "algorithm" in params}
+
+
+def authorization(challenge, method, uri, username, ha1_hex, cnonce, nc=1):
+    """The Authorization / Proxy-Authorization value answering ``challenge`` (what
+    ``parse_challenge`` returned) for ``method`` ``uri`` as ``username`` with H(A1)
+    ``ha1_hex`` (RFC 2617 3.2.2); ``cnonce`` (hex text, random) is used with qop."""
+    qop = challenge["qop"]
+    nc_text = "%08x" % nc
+    digest = response(ha1_hex, challenge["nonce"], method, uri, qop, nc_text, cnonce)
+    parts = [f"Digest username={quote(username)}", f"realm={quote(challenge['realm'])}",
+             f"nonce={quote(challenge['nonce'])}", f"uri={quote(uri)}",
+             f"response={quote(digest)}"]
+    if challenge["algorithm"]:
+        parts.append("algorithm=MD5")
+    if challenge["opaque"] is not None:
+        parts.append(f"opaque={quote(challenge['opaque'])}")
+    if qop:
+        parts += [f"qop={qop}", f"cnonce={quote(cnonce)}", f"nc={nc_text}"]
+    return ", ".join(parts)
