@@ -582,13 +582,11 @@ class Transport:
             if conn.tls is not None:
                 if len(conn.tls.pending) > 4 * self.max_message:    # a handshake that stalls
                     return False
-                try:
+                try:        # b"" while the handshake runs: kept in TlsSession.pending
                     data = conn.tls.send(data)
                 except _tls.TlsError as exc:
                     self._fail_conn(conn, f"TLS: {exc.reason}")
                     return False
-                if not data:
-                    return True             # waits for the handshake (TlsSession.pending)
             conn.outbuf += data
             conn.last = self.loop.time()
             if conn.connecting:
