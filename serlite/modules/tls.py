@@ -28,7 +28,7 @@ class Tls(Module):
 
     def start(self, core, previous=None):
         super().start(core, previous)
-        if core.transport is not None:     # SIGHUP: new connections get the new files
+        if getattr(core, "transport", None) is not None:     # SIGHUP: new connections get the new files
             core.transport.tls = self.contexts
 
 

@@ -132,7 +132,7 @@ class Tm(Module):
             self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
         self._shed_at = self.params["shed_backlog"] / 100 or float("inf")
-        if hasattr(core.transport, "on_connect_failed"):
+        if hasattr(getattr(core, "transport", None), "on_connect_failed"):
             core.transport.on_connect_failed = self._connect_failed
 
     def _connect_failed(self, proto, ip, port, why):
@@ -556,8 +556,8 @@ class Tm(Module):
         rc.branches.append(branch)
         self.table.client[client_key(branch_id, method)] = ct
         core.stats.request_out(method, len(data))
-        if not core.transport.send(hproto, ip, hport, data, listener,
-                                   server_name=hhost if hproto == "tls" else None):
+        if not (core.transport.send(hproto, ip, hport, data, listener) if hproto != "tls" else
+                core.transport.send(hproto, ip, hport, data, listener, server_name=hhost)):
             self._client_action(ct, "timeout", None)
             ct.step("error", now)
         self._schedule(ct)
