@@ -335,3 +335,14 @@ def test_verify_certificate_0_accepts_any(tls_ser, kamailio, pki):
     server = tls_ser(tls_config(pki, 'modparam("tls", "verify_certificate", 0)'))
     answer, _ = _call(server, f"sip:provider@127.0.0.1:{kam.port};transport=tls")
     assert answer is not None and status_of(answer) == 480, answer
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_refused_connection_fails_the_branch_at_once(tls_ser, pki, transport):
+    """Nobody listens at the next hop: the connection is refused, and the branch fails then
+    (RFC 3261 16.9: as a 503; 500 upstream) rather than at timer B (fr_inv_timer)."""
+    server = tls_ser(tls_config(pki))
+    closed = sipnet.free_port("tcp")
+    answer, took = _call(server, f"sip:provider@127.0.0.1:{closed};transport={transport}")
+    assert answer is not None and status_of(answer) in (500, 503), answer
+    assert took < 3.0, took
