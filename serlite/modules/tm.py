@@ -522,7 +522,7 @@ class Tm(Module):
         core = self.core
         try:
             if host is not None:
-                hop = (proto or "udp", host, port or 5060)
+                hop = (proto or "udp", host, port or (5061 if proto == "tls" else 5060))
             else:
                 hop = core.next_hop(msg, parsed or uri, dst)
         except ParseError as exc:
@@ -815,6 +815,9 @@ class Tm(Module):
     def t_relay_to_tcp(self, ctx, host, port):
         return self.t_relay(ctx, host, port, "tcp")
 
+    def t_relay_to_tls(self, ctx, host, port):
+        return self.t_relay(ctx, host, port, "tls")
+
     def t_relay_args(self, ctx, host=None, port=None):
         return self.t_relay(ctx, host, port)
 
@@ -831,6 +834,8 @@ EXPORTS = ModuleSpec(
                  "t_relay over UDP"),
         Function("t_relay_to_tcp", "t_relay_to_tcp", (2,), _REQ_FAIL, _fix_relay_to,
                  "t_relay over TCP"),
+        Function("t_relay_to_tls", "t_relay_to_tls", (2,), _REQ_FAIL, _fix_relay_to,
+                 "t_relay over TLS (the tls module)"),
         Function("t_reply", "t_reply", (2,), _REQ_FAIL, fix_reply, "reply statefully",
                  dynamic=True),
         Function("t_newtran", "t_newtran", (0,), REQUEST_ROUTE,

@@ -368,7 +368,7 @@ class Core:
         sent = False
         for index, (uri, dst, parsed) in enumerate(targets):
             if host is not None:
-                hop = (proto or "udp", host, port or 5060)
+                hop = (proto or "udp", host, port or (5061 if proto == "tls" else 5060))
             else:
                 hop = self.next_hop(msg, parsed or uri,
                                     dst or (ctx.dst_uri if uri == ruri else None))

@@ -346,3 +346,31 @@ def test_a_refused_connection_fails_the_branch_at_once(tls_ser, pki, transport):
     answer, took = _call(server, f"sip:provider@127.0.0.1:{closed};transport={transport}")
     assert answer is not None and status_of(answer) in (500, 503), answer
     assert took < 3.0, took
+
+
+@pytest.mark.parametrize("action", ['t_relay_to_tls("localhost", "{port}")',
+                                    'forward_tls("localhost", {port})'])
+def test_the_scripts_tls_relay_functions(tls_ser, kamailio, pki, action):
+    """Kamailio's t_relay_to_tls(host, port) and the core's forward_tls(host, port): to the
+    provider over TLS, its certificate checked against the name written (localhost), and
+    $proto/proto==tls tell the TLS leg in the script (a phone's request over UDP is not)."""
+    kam = kamailio()
+    config = "\n".join([
+        'loadmodule "tls.so"',
+        f'modparam("tls", "certificate", "{pki / "server.pem"}")',
+        f'modparam("tls", "private_key", "{pki / "server.key"}")',
+        f'modparam("tls", "ca_list", "{pki / "ca.pem"}")',
+        'loadmodule "sl.so"', 'loadmodule "tm.so"',
+        "route {",
+        '    if (proto == tls && $proto == "tls" && $pr == "tls") {',
+        '        sl_send_reply("403", "came over tls"); exit;',
+        "    }",
+        f"    {action.format(port=kam.port)};",
+        "}", ""])
+    server = tls_ser(config)
+    answer, _ = _call(server, "sip:provider@example.invalid")
+    assert answer is not None and status_of(answer) == 480, answer
+    assert b"Kamailio got tls" in answer
+    with TlsPeer(("127.0.0.1", server.tls_port), pki / "ca.pem") as phone:
+        answer = _final(phone, _request("OPTIONS", "sip:x@example.invalid", phone, "TLS"))
+    assert answer is not None and answer.startswith(b"SIP/2.0 403 came over tls"), answer
