@@ -28,7 +28,8 @@ class Tls(Module):
 
     def start(self, core, previous=None):
         super().start(core, previous)
-        if getattr(core, "transport", None) is not None:     # SIGHUP: new connections get the new files
+        # SIGHUP: the new connections get the new files
+        if getattr(core, "transport", None) is not None:
             core.transport.tls = self.contexts
 
 
