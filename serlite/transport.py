@@ -494,9 +494,8 @@ class Transport:
                         f"{what}: {exc.reason}")
             self._fail_conn(conn, f"TLS: {what}: {exc.reason}")
             return b""
-        if session.established and not was:
-            log.debug(f"TLS {conn.ip}:{conn.port}: handshake done"
-                      f"{' with ' + session.peer() if session.peer() else ''}")
+        if session.established and not was and log.level >= log.DBG:
+            log.debug(f"TLS {conn.ip}:{conn.port}: handshake done ({session.peer() or '-'})")
         if out:
             conn.outbuf += out
             if not conn.connecting:
