@@ -487,11 +487,11 @@ class Transport:
             self._close_conn(conn)
             return b""
         except _tls.TlsError as exc:
-            name = f" ({session.server_name})" if session.server_name else ""
+            # a client session (ours, outbound) knows the name it checks the certificate for
+            way = f"to {conn.ip}:{conn.port} ({session.server_name})" if session.server_name \
+                else f"from {conn.ip}:{conn.port}"
             what = "certificate refused" if exc.verify else "TLS failed"
-            log.limited(("tls-fail", conn.ip), log.WARN,
-                        f"TLS {'to' if conn.proven else 'from'} {conn.ip}:{conn.port}{name}: "
-                        f"{what}: {exc.reason}")
+            log.limited(("tls-fail", conn.ip), log.WARN, f"TLS {way}: {what}: {exc.reason}")
             self._fail_conn(conn, f"TLS: {what}: {exc.reason}")
             return b""
         if session.established and not was and log.level >= log.DBG:
