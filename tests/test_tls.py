@@ -141,3 +141,20 @@ def test_without_ssl_the_server_still_imports_and_says_what_tls_needs(tmp_path):
     assert run.returncode == 1
     assert run.stderr.startswith(f"{cfg}:1:12: module 'tls': TLS needs Python's ssl module: "
                                  "opkg install python3-openssl"), run.stderr
+
+
+def test_require_certificate_refuses_a_client_without_one(pki):
+    """require_certificate=1: a client must show a certificate that ca_list signs (here the
+    test CA's own server certificate serves as the client's)."""
+    theirs = _contexts(pki, require_certificate=1)
+    anonymous = tls.TlsContexts("", "", str(pki / "ca.pem"))
+    client, server = anonymous.client_session("provider.test"), theirs.server_session()
+    _, hello_back = server.receive(client.start())
+    _, finished = client.receive(hello_back)
+    assert client.established       # TLS 1.3: the client is done before the server decides
+    with pytest.raises(tls.TlsError, match="peer did not return a certificate"):
+        server.receive(finished)
+    server = theirs.server_session()
+    client = _contexts(pki).client_session("provider.test")
+    _pump(client, server, client.start())
+    assert server.established and server.peer() == "provider.test"
