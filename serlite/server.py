@@ -55,12 +55,28 @@ class Server:
             raise StartError(f"listen: {exc}")
         if not specs:
             specs = all_interface_specs(port)
+            if script.globals.get("enable_tls"):    # Kamailio's: TLS on every address too
+                tls_port = int(script.globals.get("tls_port_no", 5061))
+                specs += [("tls", ip, tls_port) for proto, ip, _ in specs if proto == "tcp"]
+        if any(spec[0] == "tls" for spec in specs):
+            self._check_tls(script)
         seen, unique = set(), []
         for spec in specs:
             if spec not in seen:
                 seen.add(spec)
                 unique.append(spec)
         return unique
+
+    def _check_tls(self, script):
+        """A TLS listener (``-l tls:...``; the config's own are checked by the compiler, at
+        their line) needs ssl and the tls module with a certificate."""
+        from . import tls
+        if not tls.AVAILABLE:
+            raise StartError(f"listen: tls: {tls.NEEDS}")
+        module = script.modules.get("tls")
+        if module is None or module.contexts.server is None:
+            raise StartError('listen: tls: needs loadmodule "tls.so" with modparam("tls", '
+                             '"certificate", ...) and "private_key" in the config')
 
     def check(self):
         """``ser -c``: what start() refuses before it binds, without binding, forking or writing
@@ -91,6 +107,8 @@ class Server:
                                    msg_read_timeout=float(g.get("tcp_msg_read_timeout", 10)),
                                    msg_data_timeout=float(g.get("tcp_msg_data_timeout", 10)))
         self.core.transport = self.transport
+        if "tls" in script.modules:
+            self.transport.tls = script.modules["tls"].contexts
         for proto, ip, port in self._listen_specs(script):
             try:
                 listener = self.transport.bind(proto, ip, port)

@@ -1,7 +1,10 @@
 """UDP and TCP sockets on IPv4 and IPv6: bytes in, bytes out (RFC 3261 18).
 
 Owns the listening sockets (``Listener``), the TCP connection table with its limits and
-deadlines, and TCP framing by Content-Length.
+deadlines, and TCP framing by Content-Length.  A TLS connection is a TCP connection whose
+``tls`` is a ``tls.TlsSession``: the same table, limits, framing and deadlines (its handshake
+must be done within ``tcp_msg_data_timeout``, as a TCP connection's first message must
+begin), the bytes passed through the session between the socket and the framing.
 
 The TCP table is bounded against slowloris (many connections that never finish a message), with
 Kamailio's core parameters: at most ``tcp_max_connections`` in all and ``tcp_accept_iplimit``
@@ -19,7 +22,7 @@ import errno
 import socket
 import sys
 
-from . import log, netif
+from . import log, netif, tls as _tls
 from .proxy.context import Source
 from .sip.errors import ParseError
 from .sip.message import frame
@@ -63,9 +66,11 @@ def parse_listen(spec, default_port=5060):
     protos = ("udp", "tcp")
     head, sep, rest = spec.partition(":")
     if sep and head.lower() in ("udp", "tcp", "tls", "sctp"):
-        if head.lower() in ("tls", "sctp"):
-            raise ListenSpecError(f"{spec}: {head} is not supported (udp and tcp are)")
+        if head.lower() == "sctp":
+            raise ListenSpecError(f"{spec}: {head} is not supported (udp, tcp and tls are)")
         protos = (head.lower(),)
+        if protos == ("tls",) and default_port == 5060:
+            default_port = _tls.DEFAULT_PORT      # RFC 3261 19.1.2
         spec = rest
     port = default_port
     if spec.startswith("["):
@@ -119,9 +124,9 @@ MAX_SHARE = 2       # connections of one address never evicted for a newcomer fr
 
 class TcpConnection:
     __slots__ = ("sock", "ip", "port", "listener", "inbuf", "outbuf", "last", "connecting",
-                 "closed", "opened", "started", "proven")
+                 "closed", "opened", "started", "proven", "tls", "proto")
 
-    def __init__(self, sock, ip, port, listener, now, connecting=False):
+    def __init__(self, sock, ip, port, listener, now, connecting=False, tls=None):
         self.sock = sock
         self.ip = ip
         self.port = port
@@ -135,6 +140,8 @@ class TcpConnection:
         self.started = 0.0      # when the first byte of the unfinished message came (0: none)
         # a whole message came over it (or serlite opened it): never evicted for a newcomer
         self.proven = connecting
+        self.tls = tls          # its TlsSession, or None for plain TCP
+        self.proto = "tcp" if tls is None else "tls"
 
 
 def _filled(sock, before):
@@ -188,20 +195,24 @@ class Transport:
         # gives as the source toward the destination (_routed_source); 0 from the first one
         self.mhomed = False
         self._route_sources = {}     # destination IP -> source IP the kernel chose (or None)
+        self.tls = None              # tls.TlsContexts when TLS is configured (the server sets it)
+        # on_connect_failed(proto, ip, port, reason): a connection serlite opened failed before
+        # it carried anything (refused, TLS certificate refused): tm fails its branches at once
+        self.on_connect_failed = None
 
     # -- set-up -----------------------------------------------------------------------------
     def bind(self, proto, ip, port):
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
         try:
-            if proto == "tcp":  # TIME_WAIT must not block a restart; UDP must not double-bind
+            if proto != "udp":  # TIME_WAIT must not block a restart; UDP must not double-bind
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             else:               # the kernel caps it at net.core.rmem_max: a wish, not a must
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((ip, port))
-            if proto == "tcp":
+            if proto != "udp":
                 sock.listen(64)
             sock.setblocking(False)
         except OSError:
@@ -312,7 +323,14 @@ class Transport:
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = TcpConnection(sock, addr[0], addr[1], listener, self.loop.time())
+            session = None
+            if listener.proto == "tls":
+                if self.tls is None or self.tls.server is None:     # the start refuses this
+                    sock.close()
+                    continue
+                session = self.tls.server_session()
+            conn = TcpConnection(sock, addr[0], addr[1], listener, self.loop.time(),
+                                 tls=session)
             self._add_conn(conn)
 
     def _add_conn(self, conn):
@@ -382,6 +400,15 @@ class Transport:
     def _sweep_idle(self):
         now = self.loop.time()
         for conn in list(self.connections.values()):
+            if conn.tls is not None and not conn.tls.established and \
+                    now - conn.opened > self.msg_data_timeout:
+                # a connection of ours too: a peer that never finishes the handshake holds
+                # the request that waits for it
+                why = f"TLS handshake unfinished after {self.msg_data_timeout:g} s"
+                log.limited(("tls-deadline", conn.ip), log.WARN,
+                            f"closing TLS connection {conn.ip}:{conn.port}: {why}")
+                self._fail_conn(conn, why)
+                continue
             if conn.outbuf:
                 continue
             if conn.started and now - conn.started > self.msg_read_timeout:
@@ -394,7 +421,7 @@ class Transport:
             else:
                 continue
             log.limited(("tcp-deadline", conn.ip), log.DBG if why == "idle" else log.WARN,
-                        f"closing TCP connection {conn.ip}:{conn.port}: {why}")
+                        f"closing {conn.proto.upper()} connection {conn.ip}:{conn.port}: {why}")
             self._close_conn(conn)
         # re-arm only while there are connections: an idle server must not wake up
         self._sweep = (self.loop.call_later(self._sweep_every, self._sweep_idle)
@@ -406,16 +433,21 @@ class Transport:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            log.debug(f"TCP {conn.ip}:{conn.port}: {exc}")
-            data = b""
+            log.debug(f"{conn.proto.upper()} {conn.ip}:{conn.port}: {exc}")
+            self._fail_conn(conn, exc.strerror or str(exc))
+            return
         if not data:
-            self._close_conn(conn)
+            self._fail_conn(conn, "closed by the peer")
             return
         conn.last = self.loop.time()
+        if conn.tls is not None:
+            data = self._tls_in(conn, data)
+            if not data:
+                return
         if not conn.inbuf:
             conn.started = conn.last    # the first byte of a message: tcp_msg_read_timeout
         conn.inbuf += data
-        source = Source("tcp", conn.ip, conn.port, conn.listener, conn)
+        source = Source(conn.proto, conn.ip, conn.port, conn.listener, conn)
         while conn.inbuf and not conn.closed:
             try:
                 size = frame(conn.inbuf, self.max_message)
@@ -443,12 +475,55 @@ class Transport:
                 conn.proven = True
                 self.on_message(msg, source)
 
-    def _connect(self, ip, port):
+    def _tls_in(self, conn, data):
+        """Ciphertext read from ``conn`` -> the plaintext it carried (b"" while the handshake
+        runs); what TLS has to answer (handshake, tickets) is queued to send.  A TLS failure
+        closes the connection and is logged with the peer and why (rate-limited)."""
+        session = conn.tls
+        was = session.established
+        try:
+            data, out = session.receive(data)
+        except _tls.TlsClosed:
+            self._close_conn(conn)
+            return b""
+        except _tls.TlsError as exc:
+            # a client session (ours, outbound) knows the name it checks the certificate for
+            way = f"to {conn.ip}:{conn.port} ({session.server_name})" if session.server_name \
+                else f"from {conn.ip}:{conn.port}"
+            what = "certificate refused" if exc.verify else "TLS failed"
+            log.limited(("tls-fail", conn.ip), log.WARN, f"TLS {way}: {what}: {exc.reason}")
+            self._fail_conn(conn, f"TLS: {what}: {exc.reason}")
+            return b""
+        if session.established and not was and log.level >= log.DBG:
+            log.debug(f"TLS {conn.ip}:{conn.port}: handshake done ({session.peer() or '-'})")
+        if out:
+            conn.outbuf += out
+            if not conn.connecting:
+                self._flush(conn)
+        return data
+
+    def _fail_conn(self, conn, why):
+        """Close ``conn``; when serlite opened it and it never carried a message, tell
+        ``on_connect_failed`` so that what waits for it fails now, not at its timer."""
+        opened_by_us = conn.connecting or (conn.tls is not None and conn.proven
+                                           and not conn.tls.established)
+        self._close_conn(conn)
+        if opened_by_us and self.on_connect_failed is not None:
+            self.on_connect_failed(conn.proto, conn.ip, conn.port, why)
+
+    def _connect(self, ip, port, proto="tcp", server_name=None):
         if len(self.connections) >= self.max_connections and not self._evict_one(ip):
             log.limited("tcp-limit-out", log.WARN, "too many TCP connections, cannot connect")
             return None
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        listener = self.listener_for("tcp", family, ip)
+        session = None
+        if proto == "tls":
+            if self.tls is None:
+                log.limited("tls-off", log.WARN, f"no TLS configured: cannot connect to "
+                            f"{ip}:{port} (loadmodule \"tls.so\")")
+                return None
+            session = self.tls.client_session(server_name or ip)
+        listener = self.listener_for(proto, family, ip)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -459,7 +534,10 @@ class Transport:
             sock.close()
             log.limited(("connect", ip, port), log.WARN, f"TCP connect to {ip}:{port}: {exc}")
             return None
-        conn = TcpConnection(sock, ip, port, listener, self.loop.time(), connecting=True)
+        conn = TcpConnection(sock, ip, port, listener, self.loop.time(), connecting=True,
+                             tls=session)
+        if session is not None:
+            conn.outbuf += session.start()      # the ClientHello, sent once connected
         self._add_conn(conn)
         return conn
 
@@ -472,8 +550,8 @@ class Transport:
             sent = 0
         except OSError as exc:
             log.limited(("send", conn.ip, conn.port), log.WARN,
-                        f"TCP send to {conn.ip}:{conn.port}: {exc}")
-            self._close_conn(conn)
+                        f"{conn.proto.upper()} send to {conn.ip}:{conn.port}: {exc}")
+            self._fail_conn(conn, exc.strerror or str(exc))
             return
         conn.connecting = False
         del conn.outbuf[:sent]
@@ -487,13 +565,26 @@ class Transport:
             self.loop.remove_writer(fd)
 
     # -- sending ----------------------------------------------------------------------------
-    def send(self, proto, ip, port, data, local=None, conn=None):
+    def send(self, proto, ip, port, data, local=None, conn=None, server_name=None):
         """Send one message.  ``local`` is the Listener to send from (UDP), ``conn`` a TCP
-        connection to prefer.  Returns False when it could not be sent at all."""
-        if proto == "tcp":
-            if conn is None or conn.closed:
-                conn = self.connections.get((ip, port)) or self._connect(ip, port)
+        or TLS connection to prefer (RFC 3261 18.2.2: a response goes back on the one its
+        request came on); else one to ``ip``:``port`` of that protocol is reused or opened
+        (TLS: ``server_name``, the URI's host, is what the certificate must name).  Returns
+        False when it could not be sent at all."""
+        if proto != "udp":
+            if conn is None or conn.closed or conn.proto != proto:
+                conn = self.connections.get((ip, port))
+                if conn is None or conn.proto != proto:
+                    conn = self._connect(ip, port, proto, server_name)
                 if conn is None:
+                    return False
+            if conn.tls is not None:
+                if len(conn.tls.pending) > 4 * self.max_message:    # a handshake that stalls
+                    return False
+                try:        # b"" while the handshake runs: kept in TlsSession.pending
+                    data = conn.tls.send(data)
+                except _tls.TlsError as exc:
+                    self._fail_conn(conn, f"TLS: {exc.reason}")
                     return False
             conn.outbuf += data
             conn.last = self.loop.time()

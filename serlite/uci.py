@@ -137,6 +137,12 @@ MAIN_OPTIONS = {
     "relay": "relay calls' audio through the router: auto (calls between the LAN and "
              "elsewhere), on (every call), off",
     "rtp_ports": "the relay's UDP ports, FIRST-LAST (16384-16483: 4 a call)",
+    # tls (docs/architecture.md): SIP over TLS, needs python3-openssl
+    "tls_cert": "our certificate (PEM file): SIP over TLS on tls_port of every address",
+    "tls_key": "its private key (PEM file; empty: in tls_cert)",
+    "tls_port": "SIP over TLS port (5061)",
+    "tls_ca": "CA certificates (PEM file) for the servers serlite connects to over TLS (a "
+              "provider's); empty: the system's",
 }
 USER_OPTIONS = ("name", "password")
 _TRUE = ("1", "yes", "on", "true", "enabled")
@@ -169,6 +175,10 @@ class Settings:
         self.scanner_agents = None      # None: secfilter's default list
         self.relay = "auto"
         self.rtp_ports = RTP_PORTS
+        self.tls_cert = ""
+        self.tls_key = ""
+        self.tls_port = 5061
+        self.tls_ca = ""
 
     @property
     def listen_interfaces(self):
@@ -274,6 +284,17 @@ def settings(sections, notes=None):
             s.relay = _relay_mode(where, _single(where, value))
         elif name == "rtp_ports":
             s.rtp_ports = _port_range(where, _single(where, value))
+        elif name == "tls_port":
+            s.tls_port = _int(where, _single(where, value), 1, 65535)
+        elif name in ("tls_cert", "tls_key", "tls_ca"):
+            path = _quotable(where, _single(where, value).strip())
+            if path and not path.startswith("/"):
+                raise UciError(f"{where}: {path!r} is not an absolute path")
+            setattr(s, name, path)
+    tls_set = [n for n in ("tls_key", "tls_port", "tls_ca") if n in main.options]
+    if tls_set and not s.tls_cert and not s.config:
+        notes.append("option tls_cert is not set: no SIP over TLS ("
+                     + ", ".join(f"option {n}" for n in tls_set) + " ignored)")
     if s.ban_time_max < s.ban_time:
         raise UciError(f"option ban_time_max: {s.ban_time_max} is shorter than ban_time "
                        f"({s.ban_time})")
@@ -490,6 +511,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         f"port={s.port}",
     ]
     out += [f"listen={_listen_word(ip)}" for ip in listen]
+    if s.tls_cert:
+        out += [f"listen=tls:{_listen_word(ip)}:{s.tls_port}" for ip in listen]
     if len(listen) > 1:
         # SER's mhomed: send from the address facing the destination (the WAN one to the
         # Internet), not the first one, which the WAN's masquerade would rewrite
@@ -501,6 +524,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
                "nathelper", "pike", "acc", "secfilter"]
     if s.relay != "off":
         modules.append("rtpproxy")
+    if s.tls_cert:
+        modules.append("tls")
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -528,8 +553,23 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
             f'modparam("rtpproxy", "rtp_port_min", {s.rtp_ports[0]})',
             f'modparam("rtpproxy", "rtp_port_max", {s.rtp_ports[1]})',
         ]
+    if s.tls_cert:
+        out += _tls_params(s)
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
+
+
+def _tls_params(s):
+    """The tls module's modparams from the tls options (Kamailio's names)."""
+    out = [
+        f"# SIP over TLS on port {s.tls_port} (phones); to a provider over TLS (sips: or",
+        "# ;transport=tls) its certificate is checked against tls_ca, else the system's CAs",
+        f'modparam("tls", "certificate", "{s.tls_cert}")',
+        f'modparam("tls", "private_key", "{s.tls_key or s.tls_cert}")',
+    ]
+    if s.tls_ca:
+        out.append(f'modparam("tls", "ca_list", "{s.tls_ca}")')
+    return out
 
 
 # the call log (syslog) and the call history (the status page, ser-ctl calls): see ser.cfg

@@ -47,12 +47,21 @@ def _config(tmp_path, globals_=""):
 
 @pytest.mark.parametrize("globals_, args, message", [
     ("", ["-l", "tls:127.0.0.1:5061"],
-     "ser: listen: tls:127.0.0.1:5061: tls is not supported (udp and tcp are)"),
+     'ser: listen: tls: needs loadmodule "tls.so" with modparam("tls", "certificate", ...)'),
     ("", ["-l", "sctp:127.0.0.1"], "ser: listen: sctp:127.0.0.1: sctp is not supported"),
     ("", ["-l", "udp:127.0.0.1:99999"], "ser: listen: 127.0.0.1:99999: port 99999 out of range"),
     ("", ["-l", "nosuch-if0"], "ser: listen: 'nosuch-if0' is neither an IP address nor a "
                                "network interface"),
-    ('listen="tls:127.0.0.1:5061"', [], "ser: listen: tls:127.0.0.1:5061: tls is not supported"),
+    ('listen="tls:127.0.0.1:5061"', [],
+     'ser.cfg:1:8: listen="tls:127.0.0.1:5061" needs the tls module'),
+    ('enable_tls=yes', [], "ser.cfg:1:12: enable_tls=yes needs the tls module"),
+    ('loadmodule "tls.so"\nlisten="tls:127.0.0.1"', [],
+     'ser.cfg:2:8: listen="tls:127.0.0.1" needs our certificate'),
+    ('loadmodule "tls.so"\nmodparam("tls", "certificate", "/nonexistent/cert.pem")', [],
+     "ser.cfg:1:12: module 'tls': certificate /nonexistent/cert.pem / private_key "
+     "/nonexistent/cert.pem: No such file or directory"),
+    ('loadmodule "tls.so"\nmodparam("tls", "tls_method", "SSLv3")', [],
+     "ser.cfg:1:12: module 'tls': tls_method 'SSLv3' is not one of"),
     # the compiler's range check (file:line:col) comes before the start's own
     ("port=99999", [], "ser.cfg:1:6: 'port' must be between 1 and 65535, not 99999"),
 ])

@@ -8,7 +8,7 @@ import importlib
 
 # The modules serlite has, by SER name.
 AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "nathelper", "pike",
-             "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac")
+             "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac", "tls")
 
 
 def spec(name):

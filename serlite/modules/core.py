@@ -28,7 +28,8 @@ def _fix_forward(module, args, script):
     if not args:
         return ()
     host = str(args[0]).strip("[]") if str(args[0]).startswith("[") else str(args[0])
-    port = _int_arg("port", args[1], 1, 65535) if len(args) > 1 else 5060
+    # no port: the protocol's default (5060; 5061 for TLS, RFC 3261 19.1.2)
+    port = _int_arg("port", args[1], 1, 65535) if len(args) > 1 else None
     return (host, port)
 
 
@@ -71,9 +72,15 @@ class Core(Module):
             return self._forward_uri_proto(ctx, "tcp")
         return self.forward(ctx, host, port, "tcp")
 
+    def forward_tls(self, ctx, host=None, port=None):
+        if host is None:
+            return self._forward_uri_proto(ctx, "tls")
+        return self.forward(ctx, host, port, "tls")
+
     def _forward_uri_proto(self, ctx, proto):
         uri = _uri(ctx)
-        return self.forward(ctx, (uri.maddr or uri.host).strip("[]"), uri.port or 5060, proto)
+        return self.forward(ctx, (uri.maddr or uri.host).strip("[]"),
+                            uri.port or (5061 if proto == "tls" else 5060), proto)
 
     # -- logging and flags --------------------------------------------------------------------
     def log(self, ctx, level, text):
@@ -171,6 +178,8 @@ EXPORTS = ModuleSpec(
                  "forward statelessly to the R-URI, or to host[, port]"),
         Function("forward_udp", "forward_udp", (0, 1, 2), _REQ, _fix_forward, "forward() over UDP"),
         Function("forward_tcp", "forward_tcp", (0, 1, 2), _REQ, _fix_forward, "forward() over TCP"),
+        Function("forward_tls", "forward_tls", (0, 1, 2), _REQ, _fix_forward,
+                 "forward() over TLS (port 5061 if none; the tls module)"),
         Function("log", "log", (1, 2), ANY_ROUTE, _fix_log, "log([level,] text)",
                  dynamic=True),
         Function("setflag", "setflag", (1,), ANY_ROUTE, _fix_flag, "set message flag 0..31"),

@@ -114,9 +114,10 @@ def uri_host(ip):
 
 
 def received_uri(source):
-    """``sip:ip:port`` (``;transport=tcp`` over TCP): where a NATed UA can be reached."""
+    """``sip:ip:port`` (``;transport=tcp`` over TCP, ``tls`` over TLS): where a NATed UA can be
+    reached (over its own connection)."""
     uri = f"sip:{uri_host(source.ip)}:{source.port}"
-    return uri + ";transport=tcp" if source.proto == "tcp" else uri
+    return uri + f";transport={source.proto}" if source.proto != "udp" else uri
 
 
 def _first_contact(msg):

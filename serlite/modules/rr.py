@@ -55,7 +55,7 @@ class Rr(Module):
     def _prefix(self, local):
         prefix = self._prefixes.get(local)
         if prefix is None:
-            transport = ";transport=tcp" if local.proto == "tcp" else ""
+            transport = f";transport={local.proto}" if local.proto != "udp" else ""
             prefix = self._prefixes[local] = (
                 f"Record-Route: <sip:{local.host}:{local.port}{transport}{self._lr}")
         return prefix

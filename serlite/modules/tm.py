@@ -172,6 +172,26 @@ class Tm(Module):
             self.unanswered = previous.unanswered
         self._branch_prefix = "z9hG4bK" + os.urandom(3).hex()
         self._shed_at = self.params["shed_backlog"] / 100 or float("inf")
+        if hasattr(getattr(core, "transport", None), "on_connect_failed"):
+            core.transport.on_connect_failed = self._connect_failed
+
+    def _connect_failed(self, proto, ip, port, why):
+        """A TCP/TLS connection opened for branches failed before it carried anything (refused,
+        reset, the peer's TLS certificate refused): RFC 3261 16.9, such a branch behaves as if
+        it got a 503, now rather than at its timer B/F."""
+        now = self.core.now()
+        for ct in list(self.table.client.values()):
+            branch = ct.data
+            if branch is None or branch.final or branch.port != port or branch.ip != ip \
+                    or branch.proto != proto:
+                continue
+            branch.final, branch.reason = 503, "Service Unavailable"
+            log.limited(("connect-failed", ip, port), log.NOTICE,
+                        f"{proto} {ip}:{port}: {why}: branch {branch.uri} failed (503)")
+            for action in ct.step("error", now):
+                self._client_action(ct, action, None)
+            self._schedule(ct)
+            self._branch_final(branch.rc, branch)
 
     # -- watchers and the dialog tracker -----------------------------------------------------
     def watch(self, watcher):
@@ -377,7 +397,7 @@ class Tm(Module):
         # interned: the same few hosts and methods, shared by every transaction kept 32 s
         # rather than a copy each (interned strings still go when unused)
         dest = (proto, sys.intern(host), port, ctx.source.local, ctx.source.conn)
-        st = ServerTransaction(sys.intern(msg.method), key, ctx.source.proto == "tcp", dest)
+        st = ServerTransaction(sys.intern(msg.method), key, ctx.source.proto != "udp", dest)
         st.data = ResponseContext(st, ctx)
         self.table.server[key] = st
         self.unanswered += 1
@@ -542,7 +562,7 @@ class Tm(Module):
         core = self.core
         try:
             if host is not None:
-                hop = (proto or "udp", host, port or 5060)
+                hop = (proto or "udp", host, port or (5061 if proto == "tls" else 5060))
             else:
                 hop = core.next_hop(msg, parsed or uri, dst)
         except ParseError as exc:
@@ -569,14 +589,15 @@ class Tm(Module):
                                     forward.via_line(listener, hproto, branch_id))
         branch = BranchState(rc, uri, hproto, ip, hport, listener, data)
         now = core.now()
-        ct = ClientTransaction(method, branch_id, data, hproto == "tcp", now,
+        ct = ClientTransaction(method, branch_id, data, hproto != "udp", now,
                                fr_timer=rc.fr_timer or self.fr_timer,
                                fr_inv_timer=rc.fr_inv_timer or self.fr_inv_timer, data=branch)
         branch.client = ct
         rc.branches.append(branch)
         self.table.client[client_key(branch_id, method)] = ct
         core.stats.request_out(method, len(data))
-        if not core.transport.send(hproto, ip, hport, data, listener):
+        if not (core.transport.send(hproto, ip, hport, data, listener) if hproto != "tls" else
+                core.transport.send(hproto, ip, hport, data, listener, server_name=hhost)):
             self._client_action(ct, "timeout", None)
             ct.step("error", now)
         self._schedule(ct)
@@ -610,7 +631,7 @@ class Tm(Module):
             # 9.1: no provisional yet; the CANCEL waits (a timeout ends the branch otherwise)
             return
         data = build_cancel(branch.sent)
-        cancel = ClientTransaction("CANCEL", ct.branch, data, branch.proto == "tcp",
+        cancel = ClientTransaction("CANCEL", ct.branch, data, branch.proto != "udp",
                                    self.core.now(), fr_timer=self.fr_timer)
         self.table.client[client_key(ct.branch, "CANCEL")] = cancel
         self.core.stats.request_out("CANCEL", len(data))
@@ -892,6 +913,9 @@ class Tm(Module):
     def t_relay_to_tcp(self, ctx, host, port):
         return self.t_relay(ctx, host, port, "tcp")
 
+    def t_relay_to_tls(self, ctx, host, port):
+        return self.t_relay(ctx, host, port, "tls")
+
     def t_relay_args(self, ctx, host=None, port=None):
         return self.t_relay(ctx, host, port)
 
@@ -908,6 +932,8 @@ EXPORTS = ModuleSpec(
                  "t_relay over UDP"),
         Function("t_relay_to_tcp", "t_relay_to_tcp", (2,), _REQ_FAIL, _fix_relay_to,
                  "t_relay over TCP"),
+        Function("t_relay_to_tls", "t_relay_to_tls", (2,), _REQ_FAIL, _fix_relay_to,
+                 "t_relay over TLS (the tls module)"),
         Function("t_reply", "t_reply", (2,), _REQ_FAIL, fix_reply, "reply statefully",
                  dynamic=True),
         Function("t_newtran", "t_newtran", (0,), REQUEST_ROUTE,

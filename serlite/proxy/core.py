@@ -267,6 +267,9 @@ class Core:
         entry = self._dns.get(host) or self._address(host)     # the cache without a call
         if entry is None or not entry[1]:
             return False
+        if proto == "tls":      # the name the peer's certificate must carry (RFC 5922 7.2)
+            return self.transport.send(proto, entry[0], port, data, local, conn,
+                                       host.strip("[]"))
         return self.transport.send(proto, entry[0], port, data, local, conn)
 
     def local_to_tag(self, msg):
@@ -329,7 +332,7 @@ class Core:
             return False
         data = msg.to_bytes()
         proto, host, port = forward.via_target(via)
-        conn = self.transport.connections.get((host, port)) if proto == "tcp" else None
+        conn = self.transport.connections.get((host, port)) if proto != "udp" else None
         self.stats.reply_out(msg.status, len(data))
         return self.send(proto, host, port, data, conn=conn)
 
@@ -365,7 +368,7 @@ class Core:
         sent = False
         for index, (uri, dst, parsed) in enumerate(targets):
             if host is not None:
-                hop = (proto or "udp", host, port or 5060)
+                hop = (proto or "udp", host, port or (5061 if proto == "tls" else 5060))
             else:
                 hop = self.next_hop(msg, parsed or uri,
                                     dst or (ctx.dst_uri if uri == ruri else None))

@@ -27,7 +27,7 @@ def uri_target(uri):
         transport = ""
         host = uri.host
     if uri.scheme == "sips" or transport == "tls":
-        raise ParseError(f"{uri.scheme}: TLS is not supported", 416)
+        return "tls", host.strip("[]"), uri.port or 5061      # RFC 3261 19.1.2, 26.2.2
     proto = "tcp" if transport == "tcp" else "udp"
     return proto, host.strip("[]"), uri.port or 5060
 
@@ -36,15 +36,15 @@ def via_target(via, source=None):
     """Where responses to a request with this top Via go (RFC 3261 18.2.2, RFC 3581 4).
 
     ``source`` is the request's Source when we answer it ourselves: the reply then goes back over
-    its TCP connection, or by the transport it came on (whatever its Via claims) to the address
-    received/rport name."""
+    its TCP or TLS connection, or by the transport it came on (whatever its Via claims) to the
+    address received/rport name."""
     if source is not None:
-        if source.proto == "tcp":
-            return "tcp", source.ip, source.port
+        if source.proto != "udp":
+            return source.proto, source.ip, source.port
         proto = source.proto
     else:
         proto = via.transport.lower()
-        if proto not in ("udp", "tcp"):
+        if proto not in ("udp", "tcp", "tls"):
             proto = "udp"
     params = via.params
     if len(params) == 1 and params[0][0] == "branch":

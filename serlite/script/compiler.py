@@ -83,7 +83,9 @@ GLOBALS = {
     "tcp_accept_iplimit": ("int", None),
     "tcp_msg_read_timeout": ("int", None),
     "tcp_msg_data_timeout": ("int", None),
-    "disable_tls": ("bool", "serlite has no TLS"),
+    "disable_tls": ("bool", None),  # SER's: the inverse of enable_tls (stored as enable_tls)
+    "enable_tls": ("bool", None),   # Kamailio's: TLS on every address when no listen= names one
+    "tls_port_no": ("int", None),
     "tos": ("int", None),
     "user": ("str", _PROCD),
     "group": ("str", _PROCD),
@@ -99,6 +101,7 @@ GLOBALS = {
 GLOBAL_RANGES = {
     "port": (1, 65535),
     "advertised_port": (1, 65535),
+    "tls_port_no": (1, 65535),
     "mhomed": (0, 1),
     "tcp_max_connections": (1, 65535),
     "tcp_accept_iplimit": (1, 65535),
@@ -249,6 +252,7 @@ class _Compiler:
         self.functions = {}      # function name -> (Function, module name)
         self.route_defs = {}     # (kind, name) -> RouteDef
         # while compiling one route body:
+        self.tls_at = None       # the first setting that asks for TLS (listen=tls:, enable_tls)
         self.kinds = 0           # the route blocks it can run in (bit set)
         self.via = {}            # kind -> label of the route block it is reached from
 
@@ -292,6 +296,7 @@ class _Compiler:
                 raise self.err(f"module '{name}': {e}", self.load_pos.get(name, config))
             for fn in spec.functions.values():
                 self.functions.setdefault(fn.name, (fn, name))
+        self.check_tls()
         kinds, via = self.reachability()
         slots = {key: [None] for key in self.route_defs}
         self.slots = slots
@@ -343,6 +348,12 @@ class _Compiler:
         else:
             value = v.value
         text = f'"{v.value}"' if v.kind == "str" else str(v.value)
+        if name == "disable_tls":
+            name, value = "enable_tls", not value
+        if self.tls_at is None and (
+                (name == "enable_tls" and value) or
+                (name == "listen" and str(value).strip().strip('"')[:4].lower() == "tls:")):
+            self.tls_at = (v, f"{node.name}={text}")
         if gtype == "list":
             self.script.globals.setdefault(name, []).append(value)
         else:
@@ -351,6 +362,28 @@ class _Compiler:
             self.note(node, f"{node.name} read as {name}")
         if note:
             self.note(node, f"{node.name}={text} ignored ({note})")
+
+    def check_tls(self):
+        """``listen=tls:...`` or ``enable_tls=yes`` need Python's ssl (python3-openssl on
+        OpenWrt) and the tls module with our certificate: said here, at the setting's line,
+        at ``-c`` and at start."""
+        if self.tls_at is None:
+            return
+        node, setting = self.tls_at
+        from .. import tls
+        if not tls.AVAILABLE:
+            raise self.err(f"{setting}: {tls.NEEDS}", node,
+                           hint="or remove the TLS setting: udp and tcp work without ssl")
+        module = self.script.modules.get("tls")
+        if module is None:
+            raise self.err(f"{setting} needs the tls module", node,
+                           hint='loadmodule "tls.so" and modparam("tls", "certificate", '
+                                '"/etc/ser/tls/server.pem"), modparam("tls", "private_key", '
+                                '"/etc/ser/tls/server.key")')
+        if module.contexts.server is None:
+            raise self.err(f"{setting} needs our certificate", node,
+                           hint='modparam("tls", "certificate", "/etc/ser/tls/server.pem") '
+                                'and modparam("tls", "private_key", "/etc/ser/tls/server.key")')
 
     def note(self, node, text):
         self.script.notes.append(f"{self.filename}:{node.line}: {text}")

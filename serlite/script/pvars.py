@@ -196,6 +196,11 @@ def get_si(ctx):
     return None if s is None else s.ip
 
 
+def get_pr(ctx):
+    s = ctx.source
+    return None if s is None else s.proto
+
+
 def get_sp(ctx):
     s = ctx.source
     return None if s is None else s.port
@@ -316,6 +321,8 @@ PVARS = {
     "td": PVar(_fixed(get_td), doc="the To URI's host"),
     "si": PVar(_fixed(get_si), doc="the source IP address"),
     "sp": PVar(_fixed(get_sp), "int", doc="the source port"),
+    "pr": PVar(_fixed(get_pr), doc="the transport it came over: udp, tcp or tls"),
+    "proto": PVar(_fixed(get_pr), doc="the same as $pr (Kamailio's other name)"),
     "ci": PVar(_fixed(get_ci), doc="the Call-ID"),
     "cs": PVar(_fixed(get_cs), "int", doc="the CSeq number"),
     "rm": PVar(make_rm, doc="the method (of a reply: its CSeq method)"),

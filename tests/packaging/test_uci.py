@@ -470,3 +470,40 @@ def test_bad_relay_options_are_errors(option, value, message):
     with pytest.raises(uci.UciError) as exc:
         uci.settings(uci.parse(f"config ser 'main'\n\toption {option} '{value}'\n"))
     assert str(exc.value).startswith(message), str(exc.value)
+
+
+# --- SIP over TLS (option tls_cert, tls_key, tls_port, tls_ca) -------------------------------
+
+def test_tls_options_add_tls_listeners_and_the_tls_module(tmp_path):
+    import shutil
+    assert shutil.which("openssl"), "tests/run installs openssl"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "1", "-subj", "/CN=router.lan"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=30)
+    notes = []
+    text = uci.generate(uci.parse(LAN_ONLY_UCI.replace(
+        "option wan_open '0'", f"option wan_open '0'\n\toption tls_cert '{tmp_path}/cert.pem'\n"
+                               f"\toption tls_key '{tmp_path}/key.pem'\n\toption tls_port '5071'\n"
+                               f"\toption tls_ca '{tmp_path}/cert.pem'")), LAN_WAN, notes=notes)
+    assert notes == []
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("listen=tls")] == [
+        "listen=tls:192.168.1.1:5071", "listen=tls:[fd00:1::1]:5071"]
+    assert 'loadmodule "/usr/lib/ser/modules/tls.so"' in lines
+    assert f'modparam("tls", "certificate", "{tmp_path}/cert.pem")' in lines
+    assert f'modparam("tls", "private_key", "{tmp_path}/key.pem")' in lines
+    assert f'modparam("tls", "ca_list", "{tmp_path}/cert.pem")' in lines
+    (tmp_path / "tls.cfg").write_text(text)
+    check = ser_check(tmp_path / "tls.cfg")
+    assert check.returncode == 0, check.stderr + text
+    # without a certificate the other options do nothing, and say so
+    notes = []
+    text = uci.generate(uci.parse(LAN_ONLY_UCI.replace(
+        "option wan_open '0'", "option wan_open '0'\n\toption tls_port '5071'")), LAN,
+        notes=notes)
+    assert "tls" not in text.replace("tls_port", "")
+    assert notes == ["option tls_cert is not set: no SIP over TLS (option tls_port ignored)"]
+    with pytest.raises(uci.UciError, match="option tls_cert: 'cert.pem' is not an absolute"):
+        uci.settings(uci.parse(LAN_ONLY_UCI.replace(
+            "option wan_open '0'", "option wan_open '0'\n\toption tls_cert 'cert.pem'")), [])
