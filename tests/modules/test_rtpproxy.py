@@ -290,3 +290,22 @@ def test_an_sdp_without_a_stream_to_relay_opens_nothing(proxy):
     body = b"v=0\r\nc=IN IP4 192.168.1.50\r\nm=audio 0 RTP/AVP 0\r\n"
     invite = p.send(p.alice, req("INVITE", "z1", "i-z1", body=body), 7000)[0]
     assert invite.endswith(body) and len(p.relay) == 0
+
+
+def test_a_call_silent_for_rtp_timeout_ends_with_its_relay(proxy):
+    """Both phones vanished (no BYE will come): the relay's timeout closes the session and
+    ends the call in tm's tracker (``ser-ctl calls`` no longer shows it going on, the history
+    says why); a call still ringing is left to its INVITE transaction."""
+    p = proxy(MANAGE % 'modparam("rtpproxy", "rtp_timeout", 5)')
+    tracker = p.core.module("tm").dialog_tracker()
+    call(p, "s1")
+    p.send(p.alice, req("INVITE", "s2", "i-s2", body=sdp("192.168.1.50", 4000)), 7000)
+    assert tracker.find("s1", "a1").state == "confirmed"
+    assert tracker.find("s2", "a1").state == "trying"
+    later = p.loop.time() + 7
+    p.loop.time = lambda: later
+    p.loop.run_due(later)
+    p.loop.run_due(later)
+    assert len(p.relay) == 0 and p.relay.sockets() == 0
+    assert tracker.find("s1", "a1") is None
+    assert [d["call_id"] for d in tracker.active(later)] == ["s2"]
