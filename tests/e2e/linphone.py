@@ -6,14 +6,26 @@ Driven over its stdin (linphonec's own commands), watched in its log file (-d 5:
 registration, call and stream state change; its stdout to a pipe is block-buffered); its
 sound card is two files ("soundcard use files"): the tone it plays and the WAV it records
 what it hears into, as tests/e2e/test_audio.py's AudioPhone (baresip) does.
+linphone's network monitor takes a namespace without a default route (the internet one) for
+"network down" a few seconds after the start and drops its registration without a word: a
+test gives that namespace one (``default_route``).
 (tests/e2e/test_phones.py's Linphonec is the one of docs/phones.md's settings, on loopback.)"""
 
 import re
 import subprocess
 import time
 
-from . import audio
+from . import audio, netns
 from .test_audio import PASSWORDS, PLACES, TONES
+
+
+def default_route(net, place):
+    """A default route in ``place``'s namespace if it has none (see the module's docstring):
+    onlink out of its first link, so that only packets to nowhere else are concerned."""
+    ns = getattr(net, PLACES[place][0])
+    if "default" not in netns.run("ip", "-n", ns, "route", "show").stdout:
+        dev = "uplink" if ns == net.internet else "eth0"
+        netns.run("ip", "-n", ns, "route", "add", "default", "dev", dev)
 
 
 class LinphonePhone:
@@ -94,8 +106,16 @@ class LinphonePhone:
                          timeout, start)
 
     def stop(self):
+        """Unregister (a binding left behind would fork the next test's calls to a phone
+        that is gone: linphonec's quit does not always wait for it), then quit."""
         if self.proc.poll() is None:
             try:
+                start = self.mark()
+                self.send("unregister")
+                try:
+                    self.wait(r"to \[LinphoneRegistrationCleared\]", 5, start)
+                except AssertionError:
+                    pass            # not registered: nothing to clear
                 self.send("quit")
                 self.proc.wait(5)
             except (OSError, subprocess.TimeoutExpired):
