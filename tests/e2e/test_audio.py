@@ -35,15 +35,16 @@ import wave
 import pytest
 
 from . import audio, netns
-from .netns import (HOME2_PHONE, LAN6_PHONE, LAN_PHONE, LAN_PHONE2, ROUTER_LAN, ROUTER_LAN6,
-                    ROUTER_WAN, ROUTER_WAN6, WAN6_PHONE, WAN_PHONE)
+from .netns import (HOME2_PHONE, LAN6_PHONE, LAN6_PHONE2, LAN_PHONE, LAN_PHONE2, ROUTER_LAN,
+                    ROUTER_LAN6, ROUTER_WAN, ROUTER_WAN6, WAN6_PHONE, WAN_PHONE)
 from .test_attack import PASSWORD, USER, RouterServer, generate
 from .test_phones import Baresip, Output
 
 CALL_SECONDS = 3.0          # of audio per call
 HEARD_SHARE = 0.75          # "for most of the call"
 SETUP_SECONDS = 6           # dial to answer: well under 1 s when it works
-TONES = {"lan": 440, "lan2": 1000, "wan": 600, "home2": 1400, "lan6": 440, "wan6": 600}
+TONES = {"lan": 440, "lan2": 1000, "wan": 600, "home2": 1400, "lan6": 440, "lan2_6": 1000,
+         "wan6": 600}
 
 
 class OneWayAudio(AssertionError):
@@ -63,6 +64,7 @@ PLACES = {
     "home2": ("home2lan", HOME2_PHONE, "300", ROUTER_WAN),
     # Net(ipv6=True): the same phones on IPv6 only (tests/e2e/test_audio_v6.py)
     "lan6": ("lan", LAN6_PHONE, USER, ROUTER_LAN6),
+    "lan2_6": ("lan2", LAN6_PHONE2, "101", ROUTER_LAN6),
     "wan6": ("internet", WAN6_PHONE, "200", ROUTER_WAN6),
 }
 

@@ -68,6 +68,18 @@ def relay_sockets(sockets, listeners):
     return out
 
 
+def test_an_ipv6_call_between_two_phones_of_the_house_keeps_its_direct_media(phones, router):
+    """Two LAN phones over IPv6: route[relay_needed] knows the LAN's /64, so the router opens
+    no socket for the call (issue 14: LAN-to-LAN calls keep direct media), and they hear
+    each other."""
+    listeners = netns.udp_sockets(router.pid)
+    caller, callee = phones("lan6", "lan2_6")
+    during = []
+    call(caller, callee, during=lambda: during.extend(netns.udp_sockets(router.pid)))
+    assert during == listeners
+    assert_hear_each_other(caller, callee)
+
+
 @pytest.mark.parametrize("caller,callee", [("lan6", "wan6"), ("wan6", "lan6")])
 def test_an_ipv6_call_through_the_firewall_is_heard_both_ways(net, phones, router, caller,
                                                               callee):
