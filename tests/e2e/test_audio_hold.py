@@ -1,15 +1,19 @@
 """Hold and resume keep audio through the relay (issue 14, "What it must show"): the router
 of tests/e2e/test_audio.py (serlite on the UCI-generated config, option relay 'auto'), a LAN
 phone calling a WAN phone; one side puts the call on hold (a re-INVITE with ``a=sendonly``,
-answered ``a=recvonly``, RFC 3264 8.4) and resumes it (a re-INVITE ``a=sendrecv``); after the
+answered ``a=recvonly``, RFC 3264 8.4) and resumes it (a re-INVITE back to sendrecv); after the
 resume each side hears the other's tone for most of the time left.
 
 The phones are linphonec (tests/e2e/linphone.py), not baresip: baresip 1.0 (Debian 12's)
 stops decoding what it receives after hold and resume, with direct media too (two LAN phones,
 no relay: each recording holds the 2 s before the hold and nothing of the 3 s after the
-resume, while baresip's own status line shows 43 kbit/s coming in and the relay, in the
-relayed call, counted ~156 packets relayed each way after the resume to the same latched
-addresses).  That is baresip's, not the relay's."""
+resume).  Relayed, the same: the relay counted ~156 packets relayed each way in the 3 s after
+the resume, to the same latched addresses, and baresip's status line showed 43 kbit/s coming
+in, yet nothing more was recorded.  That is baresip's, not the relay's.
+
+A phone that vanishes mid-call (its process killed: no BYE; its link down): the other side's
+BYE closes the relay's sockets at once; when both are gone, rtp_timeout s of silence on every
+leg closes them and ends the call (``ser-ctl calls``)."""
 
 import re
 import time
