@@ -110,6 +110,8 @@ def test_hold_and_resume_keep_the_audio_of_a_relayed_call(linphones, router, hol
     before = relayed(router)
     time.sleep(RESUMED)
     after = relayed(router)
+    print(f"packets relayed after the resume ({RESUMED} s), from the caller and the callee:",
+          [a - b for a, b in zip(after, before)])
     caller.send("terminate")
     for phone in (caller, callee):
         phone.wait_call("Released")
@@ -184,6 +186,7 @@ def test_a_vanished_phones_relay_is_closed_by_the_other_sides_bye(net, phones, r
         took = wait_sockets(router, listeners, timeout=2)
     finally:
         back(net, router, caller)
+    print(f"relay sockets closed {took:.2f} s after the BYE")
     assert took < 1.0, f"{took:.2f} s after the BYE"
     assert ended(router, call_id)
 
@@ -200,6 +203,7 @@ def test_a_call_whose_phones_vanish_is_closed_after_rtp_timeout(net, phones, rou
         took = wait_sockets(router, listeners, timeout=RTP_TIMEOUT + 5)
     finally:
         back(net, router, caller)
+    print(f"relay sockets closed {took:.2f} s after both phones vanished")
     # the relay's sweep runs every rtp_timeout / 4 s (at least 1 s)
     assert RTP_TIMEOUT - 0.5 <= took <= RTP_TIMEOUT + 2.5, f"closed {took:.2f} s after"
     assert ended(router, call_id), router.ctl("calls")
