@@ -10,7 +10,7 @@ session says (serlite.media.session: forks, latching, counters).
 Owns the sessions' sockets and nothing else: a session's sockets are closed, and their ports
 given back, exactly when it is closed (``close``: BYE, CANCEL, failure, the dialog's end,
 or ``timeout`` seconds of silence on every leg, checked by one loop timer while sessions
-exist), a fork's when it is (``drop_fork``: another fork answered, its own BYE or failure).
+exist; ``on_timeout(session)`` is then told), a fork's when it is (``drop_fork``: another fork answered, its own BYE or failure).
 Bounded: ``max_sessions`` sessions, MAX_FORKS forks a call and the pool's ports; past any,
 ``open``, ``add_streams`` and ``add_fork`` raise ``RelayFull`` with why, and nothing
 half-made is left behind.
@@ -59,6 +59,8 @@ class Relay:
         self.max_sessions = max_sessions
         self.timeout = float(timeout)
         self.entries = {}           # Call-ID -> _Entry
+        # called with the session the silence closed (rtpproxy: the call is over)
+        self.on_timeout = None
         self._timer = None
         self._buf = bytearray(_BUF)
         self._view = memoryview(self._buf)
@@ -273,6 +275,8 @@ class Relay:
                             f"rtpproxy: no media for {self.timeout:g} s: session of call "
                             f"{call_id[:80]!r} closed")
                 self.close(call_id, "timed out")
+                if self.on_timeout is not None:
+                    self.on_timeout(entry.session)
         if self.entries and self._timer is None:
             self._arm()
 

@@ -649,18 +649,45 @@ def _ipv4_regex(net):
     return "^" + r"\.".join(parts) + "$"
 
 
+def _ipv6_regex(net):
+    """``^...$`` matching the RFC 5952 text (lower case, zeros compressed) of the addresses of
+    IPv6 ``net``, bracketed or not (what $rd holds when a phone's Contact names one), for a
+    prefix of whole 16-bit groups (/64, /48...); None for another (its calls are relayed).
+    The alternatives: the prefix's groups written out; or a run of its zero groups written
+    "::", then the rest of the prefix and exactly as many groups as fill 8 (or, when the run
+    reaches the prefix's end, up to as many as the interface part holds)."""
+    if net.prefixlen % 16 or net.prefixlen in (0, 128):
+        return None
+    n = net.prefixlen // 16
+    groups = [f"{int(g, 16):x}" for g in net.exploded.split(":")[:n]]
+    hexg = "[0-9a-f]{1,4}"
+    alts = [":".join(groups) + ":"]
+    for start in range(n):
+        for end in range(start + 1, n + 1):
+            if any(g != "0" for g in groups[start:end]):
+                break
+            head = ":".join(groups[:start]) + "::"
+            if end < n:
+                alts.append(head + ":".join(groups[end:]) + f"(:{hexg}){{{8 - n}}}\\]?$")
+            else:
+                alts.append(head + f"({hexg}(:{hexg}){{0,{8 - n - 1}}})?\\]?$")
+    return "^\\[?(" + "|".join(alts) + ")"
+
+
 def _relay_route(nets):
     """route[relay_needed] (option relay 'auto'): true when the call's audio crosses between
     the LAN and elsewhere (Kamailio's default config relays when either side is NATed; here
     the router's own NAT is the one that matters).  Calls between two LAN phones keep direct
-    media.  IPv6 destinations have no text pattern here: they are relayed (audio still works,
-    through the router)."""
+    media, over IPv6 too (its LAN networks of whole 16-bit groups, /64 as netifd gives them;
+    a callee named otherwise, e.g. with leading zeros, is relayed: audio still works)."""
     out = ["", "# does the call's audio cross the router's NAT (option relay 'auto')?  Calls",
            "# between two phones of the house keep their direct media", "route[relay_needed] {",
            "    if (!route(from_lan)) return(1);     # the caller is outside",
            "    # lookup found a phone registered from behind a NAT outside: its received address",
            "    if ($du != null) return(1);"]
     out += [f'    if ($rd =~ "{_ipv4_regex(n)}") return(-1);' for n in nets if n.version == 4]
+    out += [f'    if ($rd =~ "{_ipv6_regex(n)}") return(-1);' for n in nets
+            if n.version == 6 and _ipv6_regex(n)]
     out += ["    return(1);", "}"]
     return out
 

@@ -9,7 +9,8 @@ side (From/To swapped when the callee hangs up) finds it.
 States (RFC 3261 12.1, 13.2.2.4; Kamailio's dlg states 1-5 folded to four):
 ``trying`` (INVITE relayed) -> ``early`` (a provisional above 100 went up) ->
 ``confirmed`` (a 2xx went up) -> ``terminated`` (BYE, or a final non-2xx, or the INVITE
-transaction ended unanswered, or the dialog outlived ``max_lifetime``: a lost BYE).
+transaction ended unanswered, or the dialog outlived ``max_lifetime``: a lost BYE, or the
+media relay heard neither phone for its timeout: ``silence``).
 Forks: every branch's provisional goes up, the first 2xx confirms, a later 2xx of another
 branch is left to its UAC (which ACKs and BYEs it, RFC 3261 13.2.2.4) and changes nothing.
 
@@ -30,6 +31,7 @@ STATES = (TRYING, EARLY, CONFIRMED, TERMINATED)
 
 # why a dialog ended (Dialog.ended_by)
 BY_BYE, BY_FINAL, BY_TIMEOUT, BY_EXPIRED = "bye", "final", "timeout", "expired"
+BY_SILENCE = "silence"      # the media relay heard neither phone for its rtp_timeout
 
 
 class Dialog:
@@ -171,6 +173,14 @@ class DialogTracker:
         """A BYE of either side passed: the call is over (RFC 3261 15)."""
         if dlg.state == CONFIRMED:
             dlg.ended_by = BY_BYE
+            self._change(dlg, TERMINATED, now)
+
+    def silence(self, dlg, now):
+        """The media relay heard nothing from either phone of an answered call for its
+        timeout: both are gone and no BYE will come (RFC 3261 12.3 leaves ending such a
+        dialog to the proxy's policy; rtpengine and Kamailio's dialog module do the same)."""
+        if dlg.state == CONFIRMED:
+            dlg.ended_by = BY_SILENCE
             self._change(dlg, TERMINATED, now)
 
     def transaction_ended(self, dlg, now):

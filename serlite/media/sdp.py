@@ -85,12 +85,15 @@ def streams(body):
 def relay_body(body, ip, ports, origin=False):
     """``body`` rewritten so that its media goes to the relay at ``ip`` (text), stream i to
     ``ports[i]`` (RTP; RTCP on the next port); ``ports[i]`` None (or past the list) leaves that
-    ``m=`` line as it is.  ``origin``: the ``o=`` address too (Kamailio's flag ``o``)."""
-    body, _ = _sdp.rewrite_addresses(body, b"c", ip)
-    if origin:
-        body, _ = _sdp.rewrite_addresses(body, b"o", ip)
+    ``m=`` line as it is.  ``origin``: the ``o=`` address too (Kamailio's flag ``o``); so
+    always when the relay's address is of another family than the ``o=`` line's (a leg
+    bridging IPv4 and IPv6: some phones take the session's family from ``o=``, baresip 1.0
+    refuses an offer whose ``o=`` names a family it has no address of)."""
     addr = ip.encode("latin-1")
     addrtype = b"IP6" if b":" in addr else b"IP4"
+    body, _ = _sdp.rewrite_addresses(body, b"c", ip)
+    if origin or any(t != addrtype for t, _ in _sdp.addresses(body, b"o")):
+        body, _ = _sdp.rewrite_addresses(body, b"o", ip)
     out = []
     index = -1
     port = None

@@ -31,7 +31,8 @@ closes its dialog's (the session with the last).  At most MAX_FORKS branches a c
 
 The session lives as long as the call: besides the cases above it is closed when tm's dialog
 tracker says the call ended (BYE, the INVITE transaction ended unanswered, the dialog expired)
-and after ``rtp_timeout`` seconds of silence on every leg.  ``rtpproxy_sock`` names an external
+and after ``rtp_timeout`` seconds of silence on every leg, which also ends an answered call
+in the tracker (both phones are gone: no BYE will come).  ``rtpproxy_sock`` names an external
 relay (rtpproxy, rtpengine): not supported yet, a config error.
 """
 
@@ -135,6 +136,7 @@ class Rtpproxy(Module):
             self.relay = Relay(core.loop, core.stats, p["rtp_port_min"], p["rtp_port_max"],
                                p["rtp_max_sessions"], p["rtp_timeout"])
         self._adopted = old is not None
+        self.relay.on_timeout = self._silent
         tm = core.module("tm")
         if tm is not None:
             self.tracker = tm.dialog_tracker()
@@ -143,6 +145,8 @@ class Rtpproxy(Module):
     def stop(self):
         if self.tracker is not None:
             self.tracker.unsubscribe(self._dialog_changed)
+        if self.relay is not None and self.relay.on_timeout == self._silent:
+            self.relay.on_timeout = None
         # a relay taken over at SIGHUP is left alone: this stop may be a failed reload's,
         # after which the running config keeps relaying (at exit the process closes them)
         if self.relay is not None and not self._adopted:
@@ -171,6 +175,16 @@ class Rtpproxy(Module):
                 self.relay.close(dlg.call_id, "ended (bye)")
         else:
             self.relay.close(dlg.call_id, f"ended ({dlg.ended_by})")
+
+    def _silent(self, session):
+        """The relay closed ``session`` after rtp_timeout s of silence on every leg: an
+        answered call whose phones both vanished is over (no BYE will come); tm's tracker
+        ends it, so that ``ser-ctl calls`` and the page stop showing it."""
+        if self.tracker is None:
+            return
+        dlg = self.tracker.find(session.call_id, session.from_tag)
+        if dlg is not None:
+            self.tracker.silence(dlg, self.core.now())
 
     # -- the work ---------------------------------------------------------------------------
     def _callee_ip(self, ctx):

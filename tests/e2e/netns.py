@@ -19,6 +19,14 @@ machine is touched, and nothing is ever routed to a real network):
        |      lan 192.168.1.1/24, nftables masquerade on wan
     home2lan  the phone behind that NAT, 192.168.1.2/24, default route via 192.168.1.1
 
+``Net(phones=True, ipv6=True)`` adds IPv6 (no NAT66, as OpenWrt with a delegated prefix):
+
+    router    br-lan 2001:db8:77::1/64, wan 2001:db8:2::1/64 (default via 2001:db8:2::2),
+              forwarding; firewall4's rule for IPv6 from the WAN: only what answers the LAN
+              (ct state established,related) is forwarded, the rest dropped (counted)
+    lan, lan2 2001:db8:77::2/64, ::3/64, default via 2001:db8:77::1
+    internet  2001:db8:2::2/64 and the WAN phone's 2001:db8:2::10/64; the LAN /64 via the router
+
 serlite runs in the router namespace as the init script runs it (``python3 -m serlite.uci``
 on a UCI file, then the server on the generated config, listening on the LAN and WAN
 addresses).  Attackers run in the internet namespace (``ip netns exec``), and the test's own
@@ -56,6 +64,17 @@ HOME2_WAN = "203.0.113.2"       # ... the second home's router: its public addre
 HOME2_LAN = "192.168.1.1"       # ... and its LAN address
 HOME2_NET = "192.168.1.0/24"
 HOME2_PHONE = "192.168.1.2"     # ... the phone behind the second home's NAT
+# Net(phones=True, ipv6=True): IPv6 beside, from the documentation prefix 2001:db8::/32 (RFC
+# 3849); no NAT66: the LAN's addresses are global, the router forwards them, and its firewall
+# (as OpenWrt's firewall4) lets in from the WAN only what answers the LAN
+LAN6_NET = "2001:db8:77::/64"
+ROUTER_LAN6 = "2001:db8:77::1"  # on br-lan
+LAN6_PHONE = "2001:db8:77::2"
+LAN6_PHONE2 = "2001:db8:77::3"
+WAN6_NET = "2001:db8:2::/64"
+ROUTER_WAN6 = "2001:db8:2::1"
+INTERNET6 = "2001:db8:2::2"     # the router's IPv6 gateway
+WAN6_PHONE = "2001:db8:2::10"   # the WAN phone's IPv6 address
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -142,13 +161,14 @@ def _proc_address(text):
 class Net:
     """The three namespaces and their links; ``close()`` removes them all (idempotent)."""
 
-    def __init__(self, pool_size=12, phones=False):
+    def __init__(self, pool_size=12, phones=False, ipv6=False):
         self.leftovers = remove_leftovers()
         self.run_id = f"{NS_PREFIX}{os.getpid()}x{secrets.token_hex(2)}"
         self.router = f"{self.run_id}-router"
         self.internet = f"{self.run_id}-internet"
         self.lan = f"{self.run_id}-lan"
         self.phones = phones
+        self.ipv6 = ipv6
         self.lan2 = f"{self.run_id}-lan2" if phones else None
         self.home2 = f"{self.run_id}-home2" if phones else None
         self.home2lan = f"{self.run_id}-home2lan" if phones else None
@@ -163,11 +183,20 @@ class Net:
     def _ip(self, ns, *args):
         return run("ip", "-n", ns, *args)
 
+    def _no_dad(self, ns):
+        """ipv6: links made in ``ns`` from now on skip duplicate address detection: their
+        link-local addresses (neighbour discovery's, a router's next hop) are usable at once
+        rather than "tentative" for a second or two."""
+        if self.ipv6:
+            run("ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
+
     def _build(self):
         for ns in (self.router, self.internet, self.lan):
             run("ip", "netns", "add", ns)
             self.made.append(ns)
             self._ip(ns, "link", "set", "lo", "up")
+            self._no_dad(ns)
         # veth pairs made inside the namespaces: short names (IFNAMSIZ 16) that are unique per
         # namespace, so two runs side by side never meet
         run("ip", "link", "add", "wan", "netns", self.router, "type", "veth",
@@ -206,6 +235,8 @@ class Net:
             "}\n"))
         if self.phones:
             self._build_phones()
+        if self.ipv6:
+            self._build_ipv6()
 
     def _build_phones(self):
         """The second LAN phone, the WAN phone, and a second home behind its own NAT."""
@@ -219,6 +250,7 @@ class Net:
             run("ip", "netns", "add", ns)
             self.made.append(ns)
             self._ip(ns, "link", "set", "lo", "up")
+            self._no_dad(ns)
         # the second LAN phone has a namespace of its own (two phones in one namespace talk
         # over its loopback, from whichever of its addresses the kernel picks)
         run("ip", "link", "add", "lan2", "netns", self.router, "type", "veth",
@@ -249,6 +281,43 @@ class Net:
             "  chain srcnat { type nat hook postrouting priority srcnat; policy accept;\n"
             f"    oifname \"wan\" ip saddr {HOME2_NET} masquerade\n  }}\n"
             "}\n"))
+
+    def _build_ipv6(self):
+        """IPv6 beside IPv4 (see the module's docstring); addresses without duplicate address
+        detection (nodad: usable at once, and the test made every one of them)."""
+        lan_dev = "br-lan" if self.phones else "lan"
+        six = [(self.router, ROUTER_LAN6, lan_dev), (self.router, ROUTER_WAN6, "wan"),
+               (self.internet, INTERNET6, "uplink"), (self.internet, WAN6_PHONE, "uplink"),
+               (self.lan, LAN6_PHONE, "eth0")]
+        if self.phones:
+            six.append((self.lan2, LAN6_PHONE2, "eth0"))
+        for ns, address, dev in six:
+            self._ip(ns, "-6", "addr", "add", f"{address}/64", "dev", dev, "nodad")
+        self._ip(self.router, "-6", "route", "add", "default", "via", INTERNET6)
+        self._ip(self.internet, "-6", "route", "add", LAN6_NET, "via", ROUTER_WAN6)
+        # the WAN phone sends from its own address (as for IPv4 above)
+        self._ip(self.internet, "-6", "route", "add", f"{ROUTER_WAN6}/128", "dev", "uplink",
+                 "src", WAN6_PHONE)
+        for ns in ((self.lan, self.lan2) if self.phones else (self.lan,)):
+            self._ip(ns, "-6", "route", "add", "default", "via", ROUTER_LAN6)
+        run("ip", "netns", "exec", self.router, "sysctl", "-q", "-w",
+            "net.ipv6.conf.all.forwarding=1")
+        run("ip", "netns", "exec", self.router, "nft", "-f", "-", input=(
+            "table inet fw4 {\n"
+            "  counter wan6_dropped { }\n"
+            "  chain forward { type filter hook forward priority filter; policy accept;\n"
+            "    iifname \"wan\" meta nfproto ipv6 ct state established,related accept\n"
+            "    iifname \"wan\" meta nfproto ipv6 counter name wan6_dropped drop\n  }\n"
+            "}\n"))
+
+    def wan6_dropped(self):
+        """IPv6 packets from the WAN the router's firewall dropped (not answers to the LAN)."""
+        out = run("ip", "netns", "exec", self.router, "nft", "list", "counter", "inet", "fw4",
+                  "wan6_dropped").stdout
+        m = re.search(r"packets (\d+)", out)
+        if not m:
+            raise NetnsError(f"no packet count in {out!r}")
+        return int(m.group(1))
 
     def wan_sip_packets(self):
         """UDP packets to port 5060 that came in on the router's WAN (nft counter)."""

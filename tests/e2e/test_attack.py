@@ -92,14 +92,16 @@ class RouterServer(sipnet.SerServer):
         return self.ctl("ban", "list")
 
 
-def generate(workdir, extra=""):
-    """The config the init script would run, with /etc/ser/ moved into ``workdir``."""
+def generate(workdir, extra="", addresses=()):
+    """The config the init script would run, with /etc/ser/ moved into ``workdir``;
+    ``addresses``: more interface addresses ("lan=2001:db8:77::1/64"), beside the IPv4 ones."""
     uci = workdir / "config" / "ser"
     uci.parent.mkdir(parents=True, exist_ok=True)
     uci.write_text(uci_text(workdir, extra))
     run_dir = workdir / "run"
     gen = subprocess.run([sys.executable, "-m", "serlite.uci", "-c", str(uci), "-o", str(run_dir),
-                          "-a", f"lan={ROUTER_LAN}/24", "-a", f"wan={ROUTER_WAN}/24"],
+                          "-a", f"lan={ROUTER_LAN}/24", "-a", f"wan={ROUTER_WAN}/24",
+                          *(arg for a in addresses for arg in ("-a", a))],
                          cwd=sipnet.REPO, capture_output=True, text=True, timeout=30)
     assert gen.returncode == 0, gen.stderr
     text = open(gen.stdout.strip()).read()

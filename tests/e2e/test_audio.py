@@ -35,14 +35,16 @@ import wave
 import pytest
 
 from . import audio, netns
-from .netns import (HOME2_PHONE, LAN_PHONE, LAN_PHONE2, ROUTER_LAN, ROUTER_WAN, WAN_PHONE)
+from .netns import (HOME2_PHONE, LAN6_PHONE, LAN6_PHONE2, LAN_PHONE, LAN_PHONE2, ROUTER_LAN,
+                    ROUTER_LAN6, ROUTER_WAN, ROUTER_WAN6, WAN6_PHONE, WAN_PHONE)
 from .test_attack import PASSWORD, USER, RouterServer, generate
 from .test_phones import Baresip, Output
 
 CALL_SECONDS = 3.0          # of audio per call
 HEARD_SHARE = 0.75          # "for most of the call"
 SETUP_SECONDS = 6           # dial to answer: well under 1 s when it works
-TONES = {"lan": 440, "lan2": 1000, "wan": 600, "home2": 1400}
+TONES = {"lan": 440, "lan2": 1000, "wan": 600, "home2": 1400, "lan6": 440, "lan2_6": 1000,
+         "wan6": 600}
 
 
 class OneWayAudio(AssertionError):
@@ -60,7 +62,16 @@ PLACES = {
     "lan2": ("lan2", LAN_PHONE2, "101", ROUTER_LAN),
     "wan": ("internet", WAN_PHONE, "200", ROUTER_WAN),
     "home2": ("home2lan", HOME2_PHONE, "300", ROUTER_WAN),
+    # Net(ipv6=True): the same phones on IPv6 only (tests/e2e/test_audio_v6.py)
+    "lan6": ("lan", LAN6_PHONE, USER, ROUTER_LAN6),
+    "lan2_6": ("lan2", LAN6_PHONE2, "101", ROUTER_LAN6),
+    "wan6": ("internet", WAN6_PHONE, "200", ROUTER_WAN6),
 }
+
+
+def host(address):
+    """An address as a SIP URI's host: IPv6 in brackets (RFC 3261 25.1)."""
+    return f"[{address}]" if ":" in address else address
 PASSWORDS = {USER: PASSWORD, "101": "pw-101-lan2", "200": "pw-200-wan", "300": "pw-300-home2"}
 
 
@@ -83,7 +94,7 @@ class AudioPhone(Baresip):
         tone = audio.tone_wav(self.dir / "tone.wav", self.tone, seconds=20)
         self.ctrl_port = ctrl_port
         (self.dir / "config").write_text(
-            f"sip_listen\t{address}:5060\n"
+            f"sip_listen\t{host(address)}:5060\n"
             f"net_interface\t{address}\n"        # SDP and RTP at the phone's own address
             "module_path\t/usr/lib/baresip/modules\n"
             "module\tg711.so\n"
@@ -96,7 +107,7 @@ class AudioPhone(Baresip):
             f"audio_source\taufile,{tone}\n"
             f"snd_path\t{self.dir}\n")
         (self.dir / "accounts").write_text(
-            f"<sip:{user}@{registrar};transport=udp>;auth_pass={PASSWORDS[user]};"
+            f"<sip:{user}@{host(registrar)};transport=udp>;auth_pass={PASSWORDS[user]};"
             f"answermode={answermode}\n")
         self.proc = subprocess.Popen([*net.exec_args(self.ns), "baresip", "-f", str(self.dir),
                                       "-t", "120"], stdin=subprocess.DEVNULL,
@@ -108,7 +119,8 @@ class AudioPhone(Baresip):
         self.tokens = 0
 
     def wait_registered(self):
-        self.output.wait(rf"{self.user}@{re.escape(self.registrar)}: \{{0/UDP/v4\}} "
+        family = "v6" if ":" in self.registrar else "v4"
+        self.output.wait(rf"{self.user}@{re.escape(self.registrar)}: \{{0/UDP/{family}\}} "
                          r"200 OK \(serlite\)")
 
     def connect(self):

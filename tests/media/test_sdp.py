@@ -64,3 +64,18 @@ def test_malformed_m_lines_are_left_alone():
     assert [s.port for s in sdp.streams(body)] == [0, 0, 0]
     out = sdp.relay_body(body, "10.0.0.1", [None, None, None])
     assert out == body
+
+
+def test_relay_body_bridging_families_rewrites_the_origin_too():
+    """A leg on the other address family: o= follows (its IPv4 address means nothing to a
+    phone on IPv6 only, and some take the session's family from it: baresip 1.0 refuses such
+    an offer, 488, "SDP offer AF not available"); the same family leaves o= alone."""
+    out = sdp.relay_body(OFFER, "2001:db8:2::1", [20000, None, 20002])
+    assert b"o=alice 2890844526 2890844526 IN IP6 2001:db8:2::1\r\n" in out
+    assert b"IP4" not in out
+    back = b"v=0\r\no=- 7 7 IN IP6 2001:db8:2::10\r\nc=IN IP6 2001:db8:2::10\r\n" \
+           b"m=audio 4000 RTP/AVP 0\r\n"
+    assert sdp.relay_body(back, "192.168.77.1", [30000]).startswith(
+        b"v=0\r\no=- 7 7 IN IP4 192.168.77.1\r\nc=IN IP4 192.168.77.1\r\n")
+    same = sdp.relay_body(back, "2001:db8:77::1", [30000])
+    assert b"o=- 7 7 IN IP6 2001:db8:2::10\r\n" in same

@@ -425,3 +425,22 @@ def test_the_callees_reinvite_names_its_own_forks_port_to_the_caller(proxy):
     assert media(to_alice) == media(r2)
     (pair,) = p.relay.get("f5").forks["b2"].pairs
     assert pair[1].peer[0] == ("127.0.0.3", 8100) and p.relay.sockets() == 4
+
+
+def test_a_call_silent_for_rtp_timeout_ends_with_its_relay(proxy):
+    """Both phones vanished (no BYE will come): the relay's timeout closes the session and
+    ends the call in tm's tracker (``ser-ctl calls`` no longer shows it going on, the history
+    says why); a call still ringing is left to its INVITE transaction."""
+    p = proxy(MANAGE % 'modparam("rtpproxy", "rtp_timeout", 5)')
+    tracker = p.core.module("tm").dialog_tracker()
+    call(p, "s1")
+    p.send(p.alice, req("INVITE", "s2", "i-s2", body=sdp("192.168.1.50", 4000)), 7000)
+    assert tracker.find("s1", "a1").state == "confirmed"
+    assert tracker.find("s2", "a1").state == "trying"
+    later = p.loop.time() + 7
+    p.loop.time = lambda: later
+    p.loop.run_due(later)
+    p.loop.run_due(later)
+    assert len(p.relay) == 0 and p.relay.sockets() == 0
+    assert tracker.find("s1", "a1") is None
+    assert [d["call_id"] for d in tracker.active(later)] == ["s2"]

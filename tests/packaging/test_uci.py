@@ -413,6 +413,10 @@ def test_relay_auto_is_the_default_and_relays_calls_between_the_lan_and_elsewher
         "if ($du != null) return(1);",
         r'if ($rd =~ "^192\.168\.1\.[0-9]+$") return(-1);',
         r'if ($rd =~ "^127\.[0-9]+\.[0-9]+\.[0-9]+$") return(-1);',
+        # the LAN's IPv6 /64 (a ULA here): RFC 5952 text, bracketed or not
+        r'if ($rd =~ "^\[?(fd00:1:0:0:|fd00:1::0(:[0-9a-f]{1,4}){4}\]?$|'
+        r'fd00:1::([0-9a-f]{1,4}(:[0-9a-f]{1,4}){0,3})?\]?$|'
+        r'fd00:1:0::([0-9a-f]{1,4}(:[0-9a-f]{1,4}){0,3})?\]?$)") return(-1);',
         "return(1);"]
     # initial INVITEs after lookup; inside a call after loose_route; every reply
     after_lookup = lines.index('if (!lookup("location")) {')
@@ -451,6 +455,28 @@ def test_the_destination_pattern_matches_exactly_the_networks_addresses(net, mat
     pattern = re.compile(uci._ipv4_regex(ipaddress.ip_network(net)))
     assert all(pattern.search(a) for a in matches), pattern
     assert not any(pattern.search(a) for a in misses), pattern
+
+
+@pytest.mark.parametrize("net, matches, misses", [
+    ("2001:db8:77::/64", ["2001:db8:77::2", "[2001:db8:77::2]", "2001:db8:77:0:1::2",
+                          "2001:db8:77::", "2001:db8:77:0:a:b:c:d"],
+     ["2001:db8:77:1::2", "2001:db8:770::2", "2001:db8::77:0:0:2", "2001:db8:7::2",
+      "192.168.1.2", "2001:db8:77::1:2:3:4:5"]),
+    ("2001:0:0:77::/64", ["2001:0:0:77::1", "2001::77:1:2:3:4", "2001:0:0:77:1:2:3:4"],
+     ["2001::77:1", "2001::77", "2001:0:0:78::1"]),
+    ("fd00::/48", ["fd00::1", "fd00:0:0:5::1", "fd00::5:0:0:1"], ["fd00:1::1", "fd0::1"]),
+])
+def test_the_ipv6_destination_pattern_matches_exactly_the_networks_addresses(net, matches,
+                                                                              misses):
+    """$rd as a phone's Contact writes an IPv6 address (RFC 5952 text, in brackets or not):
+    a LAN /64's are matched, so a call between two phones of the house over IPv6 keeps its
+    direct media; every other address is not (its calls are relayed)."""
+    import ipaddress
+    import re
+    pattern = re.compile(uci._ipv6_regex(ipaddress.ip_network(net)))
+    assert [a for a in matches if not pattern.search(a)] == [], pattern
+    assert [a for a in misses if pattern.search(a)] == [], pattern
+    assert uci._ipv6_regex(ipaddress.ip_network("2001:db8::/60")) is None
 
 
 @pytest.mark.parametrize("option, value, message", [
