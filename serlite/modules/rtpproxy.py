@@ -30,9 +30,13 @@ relay (rtpproxy, rtpengine): not supported yet, a config error.
 
 from .. import log
 from ..dialog.tracker import CONFIRMED, TERMINATED
+from ..extrelay import ExternalRelay
+from ..media import rtpp
 from ..media import sdp as media_sdp
 from ..media.session import CALLER
+from ..proxy.hold import hold
 from ..relay import Relay, RelayFull
+from ..sip.sdp import is_null_address
 from ..sip import sdp
 from ..sip.errors import ParseError
 from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, Function,
@@ -78,18 +82,74 @@ def _tags(msg):
     return call_id, tag
 
 
+class _ExtCall:
+    """A call whose media an external relay carries, as far as we need to know it: to
+    delete its session when the dialog ends without the script saying so."""
+
+    __slots__ = ("from_tag", "answered")
+
+    def __init__(self, from_tag):
+        self.from_tag = from_tag
+        self.answered = False
+
+
+class _Rewrite:
+    """One SDP waiting for the external relay's answers, one per relayed stream: then
+    rewritten (or, if any failed, left as it was) and its message released."""
+
+    __slots__ = ("module", "ctx", "body", "ports", "ip", "left", "failed", "hold", "origin")
+
+    def __init__(self, module, ctx, body, nstreams, origin):
+        self.module = module
+        self.ctx = ctx
+        self.body = body
+        self.ports = [None] * nstreams
+        self.ip = None
+        self.left = 0
+        self.failed = None
+        self.hold = None
+        self.origin = origin
+
+    def answer(self, index, tokens):
+        self.left -= 1
+        if tokens is None:
+            self.failed = self.failed or "no answer"
+        elif self.failed is None:
+            try:
+                ip, port = rtpp.media_address(tokens, self.module.external.ip)
+            except rtpp.RtppError as exc:
+                self.module.core.stats.counters["rtpp_errors"] += 1
+                self.failed = str(exc)
+            else:
+                self.ports[index] = port
+                self.ip = self.ip or ip
+        if self.left == 0 and self.hold is not None:
+            self.finish()
+
+    def finish(self):
+        msg = self.ctx.msg
+        if self.failed is None:
+            new = media_sdp.relay_body(self.body, self.ip, self.ports, origin=self.origin)
+            if new != self.body:
+                msg.set_body(new)
+        else:
+            self.module.unrelayed(msg, self.failed)
+        self.hold.release()
+
+
 class Rtpproxy(Module):
     name = "rtpproxy"
 
     def __init__(self, params):
         super().__init__(params)
-        if str(params["rtpproxy_sock"]).strip():
-            raise ValueError(f"rtpproxy_sock {params['rtpproxy_sock']!r}: external relays are "
-                             f"not supported yet (leave it empty: the built-in relay is used)")
+        sock = str(params["rtpproxy_sock"]).strip()
+        self.sock = rtpp.parse_sock(sock) if sock else None     # ValueError: config error
         if params["rtp_port_min"] + 1 > params["rtp_port_max"]:
             raise ValueError(f"rtp_port_min {params['rtp_port_min']} must be below "
                              f"rtp_port_max {params['rtp_port_max']}")
         self.relay = None
+        self.external = None        # ExternalRelay when rtpproxy_sock names one
+        self.calls = {}             # external: Call-ID -> _ExtCall (bounded, oldest first)
         self.tracker = None
         self._adopted = False
         # late offers (RFC 3261 13.2.1: an INVITE without SDP, the offer comes in the 2xx or
@@ -100,6 +160,10 @@ class Rtpproxy(Module):
     def start(self, core, previous=None):
         super().start(core, previous)
         p = self.params
+        if self.sock is not None or getattr(previous, "external", None) is not None:
+            self._start_external(core, previous)
+            if self.sock is not None:
+                return
         old = getattr(previous, "relay", None)
         if old is not None:     # SIGHUP: the calls' media go on through the same sockets
             self.relay = old
@@ -116,9 +180,39 @@ class Rtpproxy(Module):
             self.tracker = tm.dialog_tracker()
             self.tracker.subscribe(self._dialog_changed)
 
+    def _start_external(self, core, previous):
+        """The external relay's socket: kept at SIGHUP when it names the same one."""
+        p = self.params
+        old = getattr(previous, "external", None)
+        if old is not None and self.sock is not None and str(old) == str(self.sock):
+            self.external = old
+            old.timeout, old.tries = float(p["rtpproxy_tout"]), p["rtpproxy_retr"]
+            old.disable_time = float(p["rtpproxy_disable_tout"])
+            self.calls = previous.calls
+            self._adopted = True
+        else:
+            if old is not None:
+                old.close()
+                previous.external = None
+            if self.sock is None:
+                return
+            self.external = ExternalRelay(core.loop, core.stats, self.sock, p["rtpproxy_tout"],
+                                          p["rtpproxy_retr"], p["rtpproxy_disable_tout"])
+            self.external.check()
+        old_relay = getattr(previous, "relay", None)
+        if old_relay is not None:
+            old_relay.close_all()   # the built-in relay's calls end with the switch
+            previous.relay = None
+        tm = core.module("tm")
+        if tm is not None:
+            self.tracker = tm.dialog_tracker()
+            self.tracker.subscribe(self._dialog_changed)
+
     def stop(self):
         if self.tracker is not None:
             self.tracker.unsubscribe(self._dialog_changed)
+        if self.external is not None and not self._adopted:
+            self.external.close()
         # a relay taken over at SIGHUP is left alone: this stop may be a failed reload's,
         # after which the running config keeps relaying (at exit the process closes them)
         if self.relay is not None and not self._adopted:
@@ -126,6 +220,17 @@ class Rtpproxy(Module):
 
     def _dialog_changed(self, dlg, old):
         if dlg.state not in (CONFIRMED, TERMINATED):
+            return
+        if self.external is not None:
+            call = self.calls.get(dlg.call_id)
+            if dlg.state == TERMINATED:
+                self.late.pop(dlg.call_id, None)
+            if call is None or call.from_tag != dlg.from_tag:
+                return
+            if dlg.state == CONFIRMED:
+                call.answered = True
+            else:
+                self._delete(dlg.call_id, dlg.from_tag)
             return
         session = self.relay.get(dlg.call_id)
         if dlg.state == TERMINATED:
@@ -150,9 +255,11 @@ class Rtpproxy(Module):
         listener = core.listener_for(proto, host)
         return listener.ip if listener is not None else None
 
-    def _rewrite(self, ctx, flags, may_open):
+    def _rewrite(self, ctx, flags, may_open, kind=None):
         """Learn the SDP of the side that sent ``ctx.msg`` and point it at the other side's
         legs.  1 done, -1 not (no SDP, no session, no room)."""
+        if self.external is not None:
+            return self._ext_rewrite(ctx, flags, may_open, kind)
         msg = ctx.msg
         body = _body(msg)
         if body is None:
@@ -222,15 +329,126 @@ class Rtpproxy(Module):
         caller_ip = ctx.source.local.ip
         late = self.late
         late.pop(tags[0], None)
-        while len(late) >= self.relay.max_sessions:
+        while len(late) >= self.params["rtp_max_sessions"]:
             del late[next(iter(late))]              # the oldest goes first
-        late[tags[0]] = (tags[1], caller_ip, self._callee_ip(ctx) or caller_ip)
+        late[tags[0]] = (tags[1], caller_ip, caller_ip if self.external is not None
+                         else self._callee_ip(ctx) or caller_ip)
+
+    # -- the external relay (rtpproxy_sock) -------------------------------------------------
+    def _ext_rewrite(self, ctx, flags, may_open, kind):
+        """Ask the external relay for the ports of each stream (``U`` for an offer, ``L`` for
+        an answer, media.rtpp) and hold the message (proxy/hold.py) until it answers; then
+        its SDP is rewritten to them.  1 when asked (also if the answer fails later: the
+        message then goes on unchanged, as Kamailio's script would), -1 when not relayed."""
+        msg = ctx.msg
+        body = _body(msg)
+        is_request = ctx.route_type != ONREPLY_ROUTE
+        if body is None:
+            if may_open and is_request:
+                self._note_late_offer(ctx)
+            return -1
+        if "f" not in flags and NORTPPROXY in body.splitlines():
+            return -1
+        tags = _tags(msg)
+        streams = media_sdp.streams(body)
+        if tags is None or not any(s.port for s in streams):
+            return -1
+        call_id, from_tag = tags
+        try:
+            to_tag = msg.to.tag
+        except (ParseError, AttributeError):
+            to_tag = None
+        # the party whose SDP this is, and the other (RFC 3261 12: the tags name the sides)
+        sender, other = (from_tag, to_tag) if is_request else (to_tag, from_tag)
+        if not sender:
+            return -1
+        if kind is None:                # rtpproxy_manage, force_rtp_proxy: from the message
+            if is_request:
+                kind = "L" if msg.method == "ACK" else "U"
+            else:
+                late = self.late.get(call_id)
+                kind = "U" if late is not None and late[0] == from_tag else "L"
+        if kind == "U" and not is_request and self.late.pop(call_id, None) is not None:
+            self._remember(call_id, from_tag)       # a late offer opens the session
+        if kind == "L" and not other:
+            return -1                   # an answer names both parties
+        if kind == "U" and is_request and to_tag is None:
+            self._remember(call_id, from_tag)
+        external = self.external
+        if not external.usable():
+            self.unrelayed(msg, f"the relay at {external} is left alone after a failure")
+            return -1
+        rewrite = _Rewrite(self, ctx, body, len(streams), "o" in flags)
+        source_ip = None if "r" in flags or ctx.source is None else ctx.source.ip
+        for index, stream in enumerate(streams):
+            if not stream.port:
+                continue
+            ip = stream.address or source_ip
+            if source_ip is not None and ip is not None \
+                    and not is_null_address(ip.encode("latin-1")):
+                ip = source_ip      # a NATed phone's SDP names a private address
+            if ip is None:
+                continue
+            mods = rtpp.modifiers(flags, ip)
+            n = index + 1
+            if kind == "U":
+                def build(cookie, ip=ip, port=stream.port, mods=mods, n=n):
+                    return rtpp.update(cookie, call_id, ip, port, sender, other, n, mods)
+            else:
+                def build(cookie, ip=ip, port=stream.port, mods=mods, n=n):
+                    return rtpp.lookup(cookie, call_id, ip, port, sender, other, n, mods)
+            try:
+                build("x")
+            except ValueError as exc:
+                self.unrelayed(msg, str(exc))
+                return -1
+            rewrite.left += 1
+            if not external.send(build, lambda tokens, i=index: rewrite.answer(i, tokens)):
+                rewrite.left -= 1
+                rewrite.failed = "too many commands in flight, or the relay left alone"
+                break
+        if rewrite.left == 0:           # nothing went: nothing to wait for
+            if rewrite.failed is not None:
+                self.unrelayed(msg, rewrite.failed)
+            return -1
+        rewrite.hold = hold(ctx)
+        return 1
+
+    def _remember(self, call_id, from_tag):
+        calls = self.calls
+        calls.pop(call_id, None)
+        while len(calls) >= self.params["rtp_max_sessions"]:
+            del calls[next(iter(calls))]        # the oldest goes first
+        calls[call_id] = _ExtCall(from_tag)
+
+    def _delete(self, call_id, from_tag, to_tag=None):
+        """``D``: fire and forget (nothing waits for it); an error is worth a debug line only
+        (a BYE after the dialog's end asks for a session deleted already)."""
+        self.calls.pop(call_id, None)
+        try:
+            rtpp.delete("x", call_id, from_tag, to_tag)
+        except ValueError:
+            return -1
+
+        def done(tokens):
+            if tokens is not None and tokens[:1] != [b"0"]:
+                log.debug(f"rtpproxy: delete of {call_id[:80]!r}: {tokens[:1]}")
+        ok = self.external.send(lambda cookie: rtpp.delete(cookie, call_id, from_tag, to_tag),
+                                done)
+        return 1 if ok else -1
+
+    def unrelayed(self, msg, why):
+        """A message that goes on with its SDP unchanged: counted, logged (rate-limited)."""
+        self.core.stats.counters["rtpp_unrelayed"] += 1
+        log.limited(("rtpp-unrelayed",), log.WARN,
+                    f"rtpproxy: media of {msg.call_id[:80]!r} not relayed ({why}): its SDP "
+                    f"goes on unchanged")
 
     def rtpproxy_offer(self, ctx, flags=""):
-        return self._rewrite(ctx, flags, True)
+        return self._rewrite(ctx, flags, True, "U")
 
     def rtpproxy_answer(self, ctx, flags=""):
-        return self._rewrite(ctx, flags, False)
+        return self._rewrite(ctx, flags, False, "L")
 
     def force_rtp_proxy(self, ctx, flags=""):
         return self._rewrite(ctx, flags, ctx.route_type != ONREPLY_ROUTE)
@@ -239,7 +457,21 @@ class Rtpproxy(Module):
         tags = _tags(ctx.msg)
         if tags is None:
             return -1
+        if self.external is not None:
+            self.late.pop(tags[0], None)
+            try:
+                to_tag = ctx.msg.to.tag
+            except (ParseError, AttributeError):
+                to_tag = None
+            return self._delete(tags[0], tags[1], to_tag)
         return 1 if self.relay.close(tags[0], "unforced") is not None else -1
+
+    def _entry(self, call_id):
+        """What knows whether the call was answered: the relay's entry or the external
+        call."""
+        if self.external is not None:
+            return self.calls.get(call_id)
+        return self.relay.entry(call_id)
 
     def rtpproxy_manage(self, ctx, flags=""):
         msg = ctx.msg
@@ -255,7 +487,7 @@ class Rtpproxy(Module):
                 return self._rewrite(ctx, flags, False) if method in ("UPDATE", "PRACK") \
                     else -1
             tags = _tags(msg)
-            entry = self.relay.entry(tags[0]) if tags else None
+            entry = self._entry(tags[0]) if tags else None
             if status >= 300:
                 # a failed re-INVITE leaves the call (and its media) as it was
                 if entry is not None and not entry.answered:
@@ -274,7 +506,9 @@ class Rtpproxy(Module):
         return -1
 
     def stats(self, now):
-        """The relayed calls, for the control socket."""
+        """The relayed calls, for the control socket (the external relay's: not ours)."""
+        if self.relay is None:
+            return []
         return [e.session.as_dict(now) for e in self.relay.entries.values()]
 
 
@@ -299,10 +533,16 @@ EXPORTS = ModuleSpec(
         _f("rtpproxy_destroy", "unforce_rtp_proxy", "close the call's relay session"),
     ),
     params={
-        "rtpproxy_sock": Param(str, "", "an external relay (udp:127.0.0.1:7722): not "
-                                        "supported yet; empty: the built-in relay"),
-        "rtpproxy_tout": Param(int, 1, "seconds to wait for an external relay's answer",
-                               min=1, max=60),
+        "rtpproxy_sock": Param(str, "", "an external relay (rtpproxy, rtpengine "
+                                        "--listen-udp): udp:127.0.0.1:7722 or "
+                                        "udp6:[::1]:7722; empty: the built-in relay"),
+        "rtpproxy_tout": Param(int, 1, "seconds to wait for an external relay's answer, "
+                                       "per try", min=1, max=60),
+        "rtpproxy_retr": Param(int, 5, "tries of each command to an external relay",
+                               min=1, max=20),
+        "rtpproxy_disable_tout": Param(int, 60, "seconds an external relay that did not "
+                                                "answer is left alone (0: never)",
+                                       min=0, max=3600),
         "rtp_port_min": Param(int, 10000, "lowest RTP port of the built-in relay",
                               min=1024, max=65534),
         "rtp_port_max": Param(int, 20000, "highest RTP (RTCP) port of the built-in relay",
