@@ -109,6 +109,9 @@ def rtpproxy_commands(core):
         module = core.module("rtpproxy")
         if module is None:
             raise ControlError("rtpproxy is not loaded (no media relay)")
+        if module.external is not None:     # an external relay's calls are its own
+            return {"sessions": [], "free_ports": None, "external": str(module.external),
+                    "external_calls": len(module.calls)}
         return {"sessions": module.stats(core.now()),
                 "free_ports": len(module.relay.pool.free) * 2}
     return {"rtpproxy": rtpproxy}

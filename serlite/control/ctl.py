@@ -645,6 +645,10 @@ def _show_stats(r, io):
 
 
 def _show_rtpproxy(r, io):
+    if r.get("external"):
+        io.out(f"external relay {r['external']}: {r['external_calls']} calls sent to it "
+               f"(their packets: ask the relay)")
+        return
     io.out(f"relayed calls: {len(r['sessions'])}, free RTP ports: {r['free_ports']}")
     if r["sessions"]:
         _table(io, ("CALL-ID", "AGE", "SILENT", "FROM CALLER", "FROM CALLEE"),
