@@ -1,5 +1,6 @@
-"""rtpproxy: SER's and Kamailio's interface to a media relay, here the one built into serlite's
-loop (serlite.relay, serlite.media): calls whose audio crosses the router's NAT.
+"""rtpproxy: SER's and Kamailio's interface to a media relay: the one built into serlite's loop
+(serlite.relay, serlite.media), or an external one (rtpproxy, rtpengine) named by
+``rtpproxy_sock``: calls whose audio crosses the router's NAT.
 
 Script functions (Kamailio's names and meanings):
 
@@ -18,14 +19,38 @@ Flags (Kamailio's letters): ``r`` trust the SDP's address (without it the SIP me
 address is used with the SDP's port, and only packets from that address or the SDP's latch: a
 NATed phone names a private address, a provider's media server is not its SIP proxy), ``a`` asymmetric (no latching: send where the SDP says), ``w``
 symmetric (the default), ``o`` rewrite the ``o=`` address too, ``f`` relay even an SDP marked
-``a=nortpproxy:yes``, ``i``/``e`` (internal/external: accepted; the built-in relay takes each
-side's address from its interface, the listener the INVITE came in on for the caller, the one
-it leaves by for the callee).
+``a=nortpproxy:yes``, ``i``/``e`` (internal/external, in the SDP's direction: an external
+relay's interfaces; the built-in relay takes each side's address from its interface, the
+listener the INVITE came in on for the caller, the one it leaves by for the callee).
 
 The session lives as long as the call: besides the cases above it is closed when tm's dialog
 tracker says the call ended (BYE, the INVITE transaction ended unanswered, the dialog expired)
-and after ``rtp_timeout`` seconds of silence on every leg.  ``rtpproxy_sock`` names an external
-relay (rtpproxy, rtpengine): not supported yet, a config error.
+and after ``rtp_timeout`` seconds of silence on every leg.
+
+**An external relay** (``modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:7722")``, or
+``udp6:[::1]:7722``; one socket: Kamailio's several sockets, weights and sets, and rtpproxy's
+``unix:`` stream socket, are config errors) is asked over the rtpproxy control protocol
+(serlite.media.rtpp; rtpengine's ``--listen-udp``) through one non-blocking socket in the loop
+(serlite.extrelay).  The script functions keep their meaning: an offer sends ``U`` (per relayed
+stream, the sender's address -- the SIP source's unless flag ``r`` -- and port), an answer
+``L``, and BYE, CANCEL, a failure, unforce and the dialog's end ``D``; flags ``i``/``e`` become
+the command's direction (``ie``: from the internal network to the external one; rtpengine
+picks its interfaces named ``internal``/``external``), ``a`` asymmetric.  Kamailio waits for
+the relay's reply; serlite may not (one loop): the function registers the rewrite as a hold on
+the message's context (serlite.proxy.hold) and returns 1 at once, the script goes on, and what
+would send the message -- tm's branches (each client transaction starts when its request
+really goes), a response relayed upstream (kept rewritten by the server transaction for its
+retransmissions, in the order the responses came), a stateless forward -- waits for it.  When
+the relay answers, the SDP is rewritten to its address and ports and the message goes.  When
+it does not within ``rtpproxy_tout`` s per try, ``rtpproxy_retr`` tries (or says ``E<n>``, or
+refuses: nothing listens), the message goes unchanged (as Kamailio's script goes on),
+counted in ``rtpp_unrelayed`` and logged (rate-limited), and the relay is left alone for
+``rtpproxy_disable_tout`` s: meanwhile nothing waits.  A ``D`` waits for nothing.  A
+retransmitted request is absorbed by its transaction meanwhile; a CANCEL ends a held INVITE
+with 487 and nothing is sent down.  At start ``V`` and ``VF`` are sent and their answers
+logged.  The calls sent to the relay are remembered (Call-ID, From tag, up to
+``rtp_max_sessions``, the oldest forgotten first) only to send ``D`` when the dialog ends
+without the script saying so; their packets are the relay's to count.
 """
 
 from .. import log
@@ -518,7 +543,8 @@ def _f(name, method, doc, nargs=(0, 1), fixup=_fix_flags):
 
 EXPORTS = ModuleSpec(
     name="rtpproxy",
-    doc="Media relay built into the loop: calls heard across the router's NAT.",
+    doc="Media relay built into the loop, or an external one (rtpproxy protocol): calls "
+        "heard across the router's NAT.",
     factory=Rtpproxy,
     functions=(
         _f("rtpproxy_manage", "rtpproxy_manage",
