@@ -484,10 +484,14 @@ class Rtpproxy(Module):
             return -1
         if self.external is not None:
             self.late.pop(tags[0], None)
-            try:
-                to_tag = ctx.msg.to.tag
-            except (ParseError, AttributeError):
-                to_tag = None
+            # a reply's To tag may be a branch's the relay never heard of (a 486 without
+            # SDP): rtpengine then deletes nothing (E8); the From tag alone ends the call
+            to_tag = None
+            if ctx.route_type != ONREPLY_ROUTE:
+                try:
+                    to_tag = ctx.msg.to.tag
+                except (ParseError, AttributeError):
+                    pass
             return self._delete(tags[0], tags[1], to_tag)
         return 1 if self.relay.close(tags[0], "unforced") is not None else -1
 

@@ -183,6 +183,38 @@ def test_a_call_through_rtpengine_carries_rtp_both_ways_and_ends_its_session(two
         assert counters(server)["rtpp_timeouts"] == 0
 
 
+def wait_no_sessions(rtpengine, seconds=5):
+    deadline = time.monotonic() + seconds
+    while rtpengine.sessions() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rtpengine.sessions()
+
+
+def test_a_rejected_call_and_a_cancelled_one_leave_no_session(two_homed, rtpengine):
+    server = two_homed(config(rtpengine.sock))
+    alice, bob, alice_rtp, bob_rtp = peers()
+    with alice, bob, alice_rtp, bob_rtp:
+        call = Call(server, alice, bob, alice_rtp, bob_rtp)
+        call.invite()
+        offer = call.offer()
+        assert rtpengine.sessions() == 1
+        bob.send(response_to(offer, 486, "Busy Here", to_tag="busy"), server.addr)
+        got = alice.recv_until(is_final, 5)
+        assert got and status_of(got[-1]) == 486, got
+        assert wait_no_sessions(rtpengine) == 0
+        call = Call(server, alice, bob, alice_rtp, bob_rtp)
+        call.invite()
+        offer = call.offer()
+        assert rtpengine.sessions() == 1
+        lines = [line for line in call.request.split(b"\r\n\r\n")[0].decode().split("\r\n")
+                 if not line.startswith(("Content-", "Contact:"))]
+        lines[0] = lines[0].replace("INVITE ", "CANCEL ", 1)
+        cancel = re.sub(r"CSeq: (\d+) INVITE", r"CSeq: \1 CANCEL", "\r\n".join(lines))
+        alice.send((cancel + "\r\nContent-Length: 0\r\n\r\n").encode(), call.wan)
+        assert bob.recv_until(is_request("CANCEL"), 5), "the CANCEL did not reach the callee"
+        assert wait_no_sessions(rtpengine) == 0
+
+
 def test_the_setup_delay_rtpengine_adds(two_homed, rtpengine, capsys):
     """Measured, not bounded tightly: the INVITE's and the 200's way through serlite with the
     relay's round trip (U, L) in it, against the same without rtpproxy_manage."""

@@ -131,6 +131,18 @@ def test_a_relay_that_fails_lets_the_message_go_unchanged(ext):
     assert out.endswith(body) and p.core.stats.counters["rtpp_unrelayed"] == 3
 
 
+def test_a_rejected_call_deletes_the_whole_session(ext):
+    p = ext()
+    p.send(p.alice, req("INVITE", "r1", "i1", body=sdp("192.168.1.50", 4000)), 7000)
+    p.ext.answer(0, "30000 203.0.113.1 4")
+    out, = sent(p, 7000)
+    p.core.receive(resp(out, 486, "Busy Here", tag="b7"), p.bob)
+    # not "D r1 a1 b7": the relay never heard of the branch b7 and would delete nothing
+    # (the onreply_route's and the failure_route's rtpproxy_manage() each send one, as
+    # Kamailio's would)
+    assert [c.split(" ", 1)[1] for c, _ in p.ext.commands[1:]] == ["D r1 a1", "D r1 a1"]
+
+
 def test_a_cancel_while_the_invite_waits_sends_nothing_down(ext):
     p = ext()
     p.send(p.alice, req("INVITE", "x1", "i1", body=sdp("192.168.1.50", 4000)), 7000)
@@ -171,6 +183,28 @@ def test_flags_become_the_commands_modifiers(ext):
     p.send(p.alice, req("INVITE", "m1", "i1", body=sdp("192.168.1.50", 4000)), 7000)
     # r: the SDP's address is trusted
     assert p.ext.text(0) == "k0 UIE m1 192.168.1.50 4000 a1;1"
+
+
+def test_sighup_keeps_the_relays_socket_unless_it_names_another():
+    from test_rtpproxy import compile_config
+    p = Proxy(EXTERNAL)
+    old = p.core.module("rtpproxy")
+    ext = old.external
+    for text, same in ((EXTERNAL.replace("rtpproxy_retr\", 2", "rtpproxy_retr\", 3"), True),
+                       (EXTERNAL.replace("127.0.0.1:9", "127.0.0.1:7"), False)):
+        script = compile_config(text, "test.cfg")
+        previous = p.core.script
+        p.core.use_script(script)
+        for m in script.modules.values():
+            m.start(p.core, previous.modules.get(m.name))
+        new = script.modules["rtpproxy"]
+        assert (new.external is ext) == same
+        if same:
+            assert ext.tries == 3 and ext.sock is not None
+        else:
+            assert ext.sock is None and str(new.external) == "udp:127.0.0.1:7"
+    new.stop()
+    p.loop.close()
 
 
 def test_the_hold_runs_its_sends_once_everything_is_released():
