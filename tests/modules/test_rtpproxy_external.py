@@ -177,6 +177,33 @@ def test_a_late_offer_and_the_ack_that_answers_it(ext):
     assert media(out) == ("203.0.113.1", 30006)
 
 
+BRANCH = """
+loadmodule "sl"
+loadmodule "tm"
+loadmodule "rr"
+loadmodule "rtpproxy"
+modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:9")
+route {
+    if (method == "INVITE") { record_route(); t_on_branch("1"); }
+    t_relay();
+}
+branch_route[1] { rtpproxy_manage("ie"); }
+"""
+
+
+def test_a_branch_routes_offer_holds_that_branch(ext):
+    p = ext(BRANCH)
+    assert p.send(p.alice, req("INVITE", "b1", "i1", body=sdp("192.168.1.50", 4000)),
+                  7000) == []
+    assert p.ext.text(0) == "k0 UIE b1 127.0.0.9 4000 a1;1"
+    assert not p.core.module("tm").table.client
+    p.tr.sent.clear()
+    p.ext.answer(0, "30008 203.0.113.9 4")
+    out, = sent(p, 7000)
+    assert media(out) == ("203.0.113.9", 30008)
+    assert len(p.core.module("tm").table.client) == 1
+
+
 def test_flags_become_the_commands_modifiers(ext):
     p = ext((EXTERNAL.replace('rtpproxy_manage(); }\n    t_relay',
                               'rtpproxy_manage("ier"); }\n    t_relay')))
