@@ -254,7 +254,10 @@ def test_a_relay_that_does_not_answer_holds_the_invite_not_the_server(two_homed)
                                     'modparam("rtpproxy", "rtpproxy_disable_tout", 0)'))
     alice, bob, alice_rtp, bob_rtp = peers()
     with hole, alice, bob, alice_rtp, bob_rtp, UdpPeer(host=CALLER) as prober:
-        time.sleep(2.2)                 # the start-up V/VF have timed out
+        deadline = time.monotonic() + 5     # the start-up V/VF time out first
+        while "no reply from" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "no reply from" in server.log()
         call = Call(server, alice, bob, alice_rtp, bob_rtp)
         call.invite()
         probes = []
