@@ -4,11 +4,12 @@ config naming it (``rtpproxy_sock``) instead of relaying by itself.
 
 rtpengine has two interfaces, ``internal/192.168.77.1`` (the LAN) and ``external/192.0.2.1``
 (the WAN); the script's flags say which way each SDP goes (Kamailio's ``i``/``e``, the
-rtpproxy protocol's ``I``/``E``): from the LAN to outside ``ie``, the other way ``ei``.  The
-config is the UCI-generated one with ``option relay_sock`` (and relay 'auto'), which flags
-its ``rtpproxy_manage()`` calls so.  Each phone hears the other's tone for most of the call; after BYE rtpengine holds no
-session and no socket but its own.  Also between the house and the phone behind the second
-home's NAT, and between that phone and the WAN phone (both outside: ``ee``).  Needs root, ip, nft, baresip and rtpengine."""
+rtpproxy protocol's ``I``/``E``): from the LAN to outside ``ie``, the other way ``ei``,
+between two phones outside ``ee``.  The config is the UCI-generated one with ``option
+relay_sock`` (and relay 'auto'), which flags its ``rtpproxy_manage()`` calls so.  LAN<->WAN,
+the house to the phone behind the second home's NAT, and that phone to the WAN phone: each
+phone hears the other's tone for most of the call; after BYE rtpengine holds no session and
+no socket but its own.  Needs root, ip, nft, baresip and rtpengine."""
 
 import re
 import shutil
