@@ -44,7 +44,9 @@ retransmissions, in the order the responses came), a stateless forward -- waits 
 the relay answers, the SDP is rewritten to its address and ports and the message goes.  When
 it does not within ``rtpproxy_tout`` s per try, ``rtpproxy_retr`` tries (or says ``E<n>``, or
 refuses: nothing listens), the message goes unchanged (as Kamailio's script goes on),
-counted in ``rtpp_unrelayed`` and logged (rate-limited), and the relay is left alone for
+counted in ``rtpp_unrelayed`` and logged (rate-limited; an answer for a call the relay
+does not carry, port 0, is no fault: a script may ask for every reply), and the relay is
+left alone for
 ``rtpproxy_disable_tout`` s: meanwhile nothing waits.  A ``D`` waits for nothing.  A
 retransmitted request is absorbed by its transaction meanwhile; a CANCEL ends a held INVITE
 with 487 and nothing is sent down.  At start ``V`` and ``VF`` are sent and their answers
@@ -122,7 +124,8 @@ class _Rewrite:
     """One SDP waiting for the external relay's answers, one per relayed stream: then
     rewritten (or, if any failed, left as it was) and its message released."""
 
-    __slots__ = ("module", "ctx", "body", "ports", "ip", "left", "failed", "hold", "origin")
+    __slots__ = ("module", "ctx", "body", "ports", "ip", "left", "failed", "hold", "origin",
+                 "unknown")
 
     def __init__(self, module, ctx, body, nstreams, origin):
         self.module = module
@@ -134,11 +137,17 @@ class _Rewrite:
         self.failed = None
         self.hold = None
         self.origin = origin
+        self.unknown = False    # the relay carries no such call: nothing to rewrite, no fault
 
     def answer(self, index, tokens):
         self.left -= 1
         if tokens is None:
             self.failed = self.failed or "no answer"
+        elif tokens[:1] == [b"0"]:
+            # a lookup of a call the relay does not carry (rtpengine: "0 0.0.0.0"): the answer
+            # of a call not relayed, when the script asks for every reply (Kamailio's too)
+            self.unknown = True
+            self.failed = self.failed or "the relay has no such session"
         elif self.failed is None:
             try:
                 ip, port = rtpp.media_address(tokens, self.module.external.ip)
@@ -157,6 +166,8 @@ class _Rewrite:
             new = media_sdp.relay_body(self.body, self.ip, self.ports, origin=self.origin)
             if new != self.body:
                 msg.set_body(new)
+        elif self.unknown:
+            log.debug(f"rtpproxy: {msg.call_id[:80]!r}: the relay has no session for it")
         else:
             self.module.unrelayed(msg, self.failed)
         self.hold.release()

@@ -125,10 +125,23 @@ def test_a_relay_that_fails_lets_the_message_go_unchanged(ext):
     p.ext.answer(1, "E8")                   # the relay said no
     out, = sent(p, 7000)
     assert out.endswith(body) and p.core.stats.counters["rtpp_errors"] == 1
+    # an answer the relay knows no call for (a call it does not carry): no fault, not counted
+    p.tr.sent.clear()
+    invite = req("INVITE", "f4", "i4", body=body)
+    p.ext.up = False                    # the INVITE went on unrelayed (counted)
+    p.core.receive(invite, p.alice)
+    p.ext.up = True
+    out, = sent(p, 7000)
+    p.tr.sent.clear()
+    p.core.receive(resp(out, 200, "OK", body=sdp("127.0.0.1", 8000)), p.bob)
+    p.ext.answer(2, "0 0.0.0.0")
+    ok, = sent(p, 6001)
+    assert media(ok) == ("127.0.0.1", 8000)
+    assert p.core.stats.counters["rtpp_unrelayed"] == 3
     # a relay left alone after a failure: nothing waits at all
     p.ext.up = False
     out, = p.send(p.alice, req("INVITE", "f3", "i3", body=body), 7000)
-    assert out.endswith(body) and p.core.stats.counters["rtpp_unrelayed"] == 3
+    assert out.endswith(body) and p.core.stats.counters["rtpp_unrelayed"] == 4
 
 
 def test_a_rejected_call_deletes_the_whole_session(ext):
