@@ -404,16 +404,17 @@ class Rtpproxy(Module):
             else:
                 late = self.late.get(call_id)
                 kind = "U" if late is not None and late[0] == from_tag else "L"
-        if kind == "U" and not is_request and self.late.pop(call_id, None) is not None:
-            self._remember(call_id, from_tag)       # a late offer opens the session
+        # a late offer (in a reply) or an initial INVITE's opens the relay's session
+        opens = kind == "U" and (self.late.pop(call_id, None) is not None if not is_request
+                                 else to_tag is None)
         if kind == "L" and not other:
             return -1                   # an answer names both parties
-        if kind == "U" and is_request and to_tag is None:
-            self._remember(call_id, from_tag)
         external = self.external
         if not external.usable():
             self.unrelayed(msg, f"the relay at {external} is left alone after a failure")
             return -1
+        if opens:
+            self._remember(call_id, from_tag)
         rewrite = _Rewrite(self, ctx, body, len(streams), "o" in flags)
         source_ip = None if "r" in flags or ctx.source is None else ctx.source.ip
         for index, stream in enumerate(streams):
