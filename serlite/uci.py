@@ -30,6 +30,7 @@ import re
 import shlex
 import sys
 
+from .media.rtpp import parse_sock
 from .store.files import make_dirs
 
 RUN_DIR = "/var/etc/ser"                 # RAM: written at each start, never on flash
@@ -143,6 +144,8 @@ MAIN_OPTIONS = {
     "tls_port": "SIP over TLS port (5061)",
     "tls_ca": "CA certificates (PEM file) for the servers serlite connects to over TLS (a "
               "provider's); empty: the system's",
+    "relay_sock": "an external relay instead (rtpengine --listen-udp with interfaces named "
+                  "internal and external, or rtpproxy): udp:HOST:PORT; empty: the router's own",
 }
 USER_OPTIONS = ("name", "password")
 _TRUE = ("1", "yes", "on", "true", "enabled")
@@ -179,6 +182,7 @@ class Settings:
         self.tls_key = ""
         self.tls_port = 5061
         self.tls_ca = ""
+        self.relay_sock = ""     # an external relay's rtpproxy_sock, "": the built-in one
 
     @property
     def listen_interfaces(self):
@@ -291,6 +295,8 @@ def settings(sections, notes=None):
             if path and not path.startswith("/"):
                 raise UciError(f"{where}: {path!r} is not an absolute path")
             setattr(s, name, path)
+        elif name == "relay_sock":
+            s.relay_sock = _relay_sock(where, _single(where, value))
     tls_set = [n for n in ("tls_key", "tls_port", "tls_ca") if n in main.options]
     if tls_set and not s.tls_cert and not s.config:
         notes.append("option tls_cert is not set: no SIP over TLS ("
@@ -362,6 +368,16 @@ def _ban_option(s, name, where, value):
 
 RELAY_MODES = ("auto", "on", "off")
 RTP_PORTS = (16384, 16483)
+
+
+def _relay_sock(where, value):
+    """option relay_sock: an external relay's control socket, as rtpproxy_sock reads it."""
+    if not value.strip():
+        return ""
+    try:
+        return str(parse_sock(value))
+    except ValueError as exc:
+        raise UciError(f"{where}: {exc}") from None
 
 
 def _relay_mode(where, value):
@@ -546,7 +562,13 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     ]
     out += _ACC_PARAMS
     out += _secfilter_params(s)
-    if s.relay != "off":
+    if s.relay != "off" and s.relay_sock:
+        out += [
+            "# the audio of calls that cross the router's NAT goes through an external relay",
+            f"# (rtpengine, rtpproxy; option relay '{s.relay}', option relay_sock), on its ports",
+            f'modparam("rtpproxy", "rtpproxy_sock", "{s.relay_sock}")',
+        ]
+    elif s.relay != "off":
         out += [
             "# the audio of calls that cross the router's NAT goes through the router's own",
             f"# relay (rtpproxy; option relay '{s.relay}'), on these UDP ports",
@@ -697,9 +719,33 @@ def _relay_call(s, indent):
     pad = " " * indent
     if s.relay == "off":
         return []
+    call = "route(relay_ext);" if s.relay_sock else "rtpproxy_manage();"
     if s.relay == "on":
-        return [f"{pad}rtpproxy_manage();      # option relay 'on': every call"]
-    return [f"{pad}if (route(relay_needed)) {{", f"{pad}    rtpproxy_manage();", f"{pad}}}"]
+        return [f"{pad}{call}      # option relay 'on': every call"]
+    return [f"{pad}if (route(relay_needed)) {{", f"{pad}    {call}", f"{pad}}}"]
+
+
+def _relay_ext_routes(nets):
+    """option relay_sock: the external relay is told each SDP's way (Kamailio's flags ``i``,
+    the house, and ``e``, outside: rtpengine's interfaces ``internal`` and ``external``), from
+    its sender to its receiver.  A request's receiver is its destination; a reply goes back
+    to where the request came from, which its onreply_route (armed with the INVITE) knows."""
+    out = ["", "# the external relay (option relay_sock): each SDP's way, i (the house) or e",
+           "# (outside), from its sender to its receiver", "route[to_lan] {",
+           "    if ($du != null) return(-1);     # a phone registered from behind a NAT"]
+    out += [f'    if ($rd =~ "{_ipv4_regex(n)}") return(1);' for n in nets if n.version == 4]
+    out += ["    return(-1);", "}", "route[relay_ext] {"]
+    for side, first in (("from_lan", "i"), ("from_out", "e")):
+        out += [f"    {'if (route(from_lan))' if first == 'i' else '} else'} {{",
+                f'        if (method == "INVITE") {{ t_on_reply("relay_{side}"); }}',
+                f'        if (route(to_lan)) {{ rtpproxy_manage("{first}i"); }} '
+                f'else {{ rtpproxy_manage("{first}e"); }}']
+    out += ["    }", "}"]
+    for side, last in (("from_lan", "i"), ("from_out", "e")):
+        out += [f"onreply_route[relay_{side}] {{",
+                f'    if (route(from_lan)) {{ rtpproxy_manage("i{last}"); }} '
+                f'else {{ rtpproxy_manage("e{last}"); }}', "}"]
+    return out
 
 
 def _routes(s, nets):
@@ -717,6 +763,8 @@ def _routes(s, nets):
     lan += ["    return(-1);", "}"]
     if s.relay == "auto":
         lan += _relay_route(nets)
+    if s.relay != "off" and s.relay_sock:
+        lan += _relay_ext_routes(nets)
     register = [
         f"        if (!www_authorize(\"{realm}\", \"subscriber\")) {{",
         f"            www_challenge(\"{realm}\", \"1\");",
@@ -817,7 +865,7 @@ def _routes(s, nets):
     ] + ([
         "    # the answer's SDP, for a call the relay carries (others are left alone)",
         "    rtpproxy_manage();",
-    ] if s.relay != "off" else []) + [
+    ] if s.relay != "off" and not s.relay_sock else []) + [
         "}",
     ]
     return lan + main

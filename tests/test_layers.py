@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT = ROOT / "tools" / "python3-light"
 PURE = ["sip", "transaction", "script", "proxy/forward.py", "proxy/response_context.py",
+        "proxy/hold.py",
         "proxy/context.py"]
 PURE += ["dialog", "security", "media", "dns", "uac"]
 FORBIDDEN = {"socket", "select", "selectors", "time", "asyncio", "threading"}

@@ -131,6 +131,9 @@ def rtpproxy_commands(core):
         module = core.module("rtpproxy")
         if module is None:
             raise ControlError("rtpproxy is not loaded (no media relay)")
+        if module.external is not None:     # an external relay's calls are its own
+            return {"sessions": [], "free_ports": None, "external": str(module.external),
+                    "external_calls": len(module.calls)}
         tm = core.module("tm")
         tracker = tm.dialogs if tm is not None else None     # made by rtpproxy's start
         active = tracker.active(core.now()) if tracker is not None else []

@@ -645,6 +645,10 @@ def _show_stats(r, io):
 
 
 def _show_rtpproxy(r, io):
+    if r.get("external"):
+        io.out(f"external relay {r['external']}: {r['external_calls']} calls sent to it "
+               f"(their packets: ask the relay)")
+        return
     _relay_totals(r["totals"], io)
     if r["sessions"]:
         _table(io, ("CALLER", "CALLEE", "STATE", "AGE", "FROM CALLER", "FROM CALLEE",

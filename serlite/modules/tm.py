@@ -428,6 +428,14 @@ class Tm(Module):
 
     def _local_reply(self, st, status, reason, headers=()):
         rc = st.data
+        if rc is not None and rc.held_up:   # after the responses waiting for their SDP
+            self._queue_up(rc, None, lambda: self._local_reply_now(st, status, reason,
+                                                                   headers))
+            return
+        self._local_reply_now(st, status, reason, headers)
+
+    def _local_reply_now(self, st, status, reason, headers=()):
+        rc = st.data
         if rc is None or rc.ctx is None:
             return      # answered already (released, or ended): nothing more goes upstream
         data = self.core.reply_bytes(rc.ctx.msg, status, reason, headers)
@@ -502,7 +510,6 @@ class Tm(Module):
             if msg.method == "INVITE" and st.status == 0:
                 # RFC 3261 16.2 / 17.2.1: 100 Trying at once, so the UAC stops retransmitting
                 self._local_reply(st, 100, "Trying")
-        rest = _prepared(rc, msg)
         # (URI, next hop, the URI parsed when the context has it already)
         targets = [(b.uri, b.dst_uri, None) for b in ctx.branches]
         if ctx.ruri_new:
@@ -513,6 +520,25 @@ class Tm(Module):
                         "t_relay: no destination (the R-URI was tried already; rewrite it or "
                         "append_branch first)")
             return -1
+        ctx.forwarded = True
+        if ctx.hold:
+            # the request waits (its SDP for an external relay's ports, proxy/hold.py): its
+            # branches go when it is released; retransmissions are absorbed meanwhile
+            self._after_hold(rc, ctx.hold, lambda: self._branches_out(
+                rc, ctx, targets, host, port, proto) > 0)
+            return 1
+        if not self._branches_out(rc, ctx, targets, host, port, proto):
+            if rc.answered < 200 and rc.all_final() and not rc.in_failure:
+                self._finish(rc)    # nowhere to send it: answer with why
+            return -1
+        return 1
+
+    def _branches_out(self, rc, ctx, targets, host, port, proto):
+        """Send ``ctx``'s request to each target, through the branch_route if armed; how many
+        went (or wait for a hold of their branch_route's)."""
+        msg = ctx.msg
+        inbound = ctx.source.local
+        rest = _prepared(rc, msg)
         sent = 0
         for uri, dst, parsed in targets:
             branch_msg, branch_rest = msg, rest
@@ -521,16 +547,34 @@ class Tm(Module):
                 if bctx is None:
                     continue        # the branch_route dropped it
                 branch_msg, uri, dst, parsed = bctx.msg, bctx.ruri, bctx.dst_uri, bctx.uri
+                if bctx.hold:
+                    self._after_hold(rc, bctx.hold, lambda m=branch_msg, u=uri, d=dst, p=parsed:
+                                     self._send_branch(
+                                         rc, m, u, d, _prepared(rc, m),
+                                         host, port, proto, p, inbound))
+                    sent += 1
+                    continue
                 branch_rest = _prepared(rc, branch_msg)
             if self._send_branch(rc, branch_msg, uri, dst, branch_rest, host, port, proto,
-                                 parsed, ctx.source.local):
+                                 parsed, inbound):
                 sent += 1
-        ctx.forwarded = True
-        if not sent:
-            if rc.answered < 200 and rc.all_final() and not rc.in_failure:
-                self._finish(rc)    # nowhere to send it: answer with why
-            return -1
-        return 1
+        return sent
+
+    def _after_hold(self, rc, hold, send):
+        """``send()`` (true when the request went) once ``hold`` is released (proxy/hold.py):
+        the branch counts as pending until then (``rc.held``: no best response is chosen
+        without it).  A CANCEL or a final reply meanwhile: nothing is sent."""
+        rc.held += 1
+
+        def go():
+            rc.held -= 1
+            sent = not rc.cancelled and rc.answered < 200 and send()
+            if not sent and rc.answered < 200 and rc.all_final() and not rc.in_failure:
+                if rc.cancelled:
+                    self._local_reply(rc.server, 487, "Request Terminated")   # 16.10
+                else:
+                    self._finish(rc)
+        hold.then(go)
 
     def _shed(self, ctx, why=None):
         """Overload: a new request gets 503 with Retry-After, statelessly, and costs no memory
@@ -696,6 +740,7 @@ class Tm(Module):
         status = msg.status
         # onreply routes: the plain one sees every reply, t_on_reply's the ones of this request
         script = self.core.script
+        hold = None
         if rc.reply_route is not None or script.has_route(ONREPLY_ROUTE, "0"):
             reply_ctx = Context(msg, source, self.core, ONREPLY_ROUTE)
             if script.run_reply(reply_ctx) == 0 or reply_ctx.dropped:
@@ -705,9 +750,10 @@ class Tm(Module):
                 script.run(ONREPLY_ROUTE, rc.reply_route, reply_ctx)
                 if reply_ctx.dropped and status < 200:
                     return
+            hold = reply_ctx.hold   # its SDP waits for an external relay (proxy/hold.py)
         if status < 200:
             if status > 100 and rc.answered < 200:
-                self._relay(rc, msg)    # 16.7 step 5: provisional responses go up at once
+                self._relay(rc, msg, hold)  # 16.7 step 5: provisional responses go up at once
             return
         branch.final = status
         branch.response = msg
@@ -716,7 +762,7 @@ class Tm(Module):
             rc.answered = max(rc.answered, status)
             if rc.ctx is not None:      # None: a 2xx of another branch went up already
                 rc.ctx.replied = True
-            self._relay(rc, msg)
+            self._relay(rc, msg, hold)
             for other in rc.pending():
                 self._cancel_branch(other)
             return
@@ -774,15 +820,46 @@ class Tm(Module):
             status, reason = 500, "Server Internal Error"
         self._local_reply(rc.server, status, reason)
 
-    def _relay(self, rc, msg):
+    def _relay(self, rc, msg, hold=None):
+        status = msg.status
+        if status >= 200:
+            rc.answered = max(rc.answered, status)
+        if hold is not None or rc.held_up:
+            self._queue_up(rc, hold, lambda: self._relay_now(rc, msg))
+            return
+        self._relay_now(rc, msg)
+
+    def _queue_up(self, rc, hold, send):
+        """A response for upstream that waits for ``hold`` (its SDP: proxy/hold.py), or one
+        behind such a response: they go in the order they came (a 180 never after the 200),
+        and the server transaction keeps what went, rewritten, for its retransmissions."""
+        entry = [hold is None, send]
+        if rc.held_up is None:
+            rc.held_up = []
+        rc.held_up.append(entry)
+        if hold is None:
+            return self._drain_up(rc)
+
+        def ready():
+            entry[0] = True
+            self._drain_up(rc)
+        hold.then(ready)
+
+    def _drain_up(self, rc):
+        queue = rc.held_up
+        while queue and queue[0][0]:
+            send = queue.pop(0)[1]
+            send()
+        if not queue:
+            rc.held_up = None
+
+    def _relay_now(self, rc, msg):
         status = msg.status
         msg.remove_first_value("Via")
         if rc.reply_headers:    # what uac changed on the branches, back as the caller sent it
             for name, value in rc.reply_headers.items():
                 msg.set_header(name, value(msg) if callable(value) else value)
         data = msg.to_bytes()
-        if status >= 200:
-            rc.answered = max(rc.answered, status)
         if self.watchers:
             self._tell_response(rc.server, status, msg.reason, msg)
         self._respond(rc.server, status, data)

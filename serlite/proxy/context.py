@@ -69,12 +69,15 @@ class Context:
                   Kamailio, whose t_relay in failure_route only uses a rewritten R-URI);
     ``received``  set by nathelper's fix_nated_register: the address the REGISTER really came
                   from (``sip:ip:port;transport=tcp``), which save() stores with the binding
-                  and lookup() then sends to.
+                  and lookup() then sends to;
+    ``hold``      None, or the Hold (proxy/hold.py) its sends wait for: an external media
+                  relay's answer the SDP needs.
     """
 
     __slots__ = ("msg", "source", "core", "route_type", "flags", "new_uri", "dst_uri", "q",
                  "branches", "replied", "transaction", "forwarded", "dropped", "reply",
-                 "reply_status", "received", "ruri_new", "_parsed_ruri", "__weakref__")
+                 "reply_status", "received", "ruri_new", "_parsed_ruri", "hold",
+                 "__weakref__")
 
     def __init__(self, msg, source, core, route_type=REQUEST_ROUTE):
         self.msg = msg
@@ -95,6 +98,7 @@ class Context:
         self.received = None
         self.ruri_new = True
         self._parsed_ruri = None    # (new_uri text, its URI or None): the cache of ``uri``
+        self.hold = None            # what this message's sends wait for (proxy/hold.py)
 
     @property
     def ruri(self):

@@ -212,6 +212,9 @@ class Core:
         ctx = Context(msg, source, self, ONREPLY_ROUTE)
         if self.script.run_reply(ctx) == 0 or getattr(ctx, "dropped", False):
             return
+        if ctx.hold:    # its SDP waits for an external relay (proxy/hold.py)
+            ctx.hold.then(lambda: self.forward_response(msg))
+            return
         self.forward_response(msg)
 
     def _answer_unparsable(self, data, source, exc):
@@ -350,6 +353,10 @@ class Core:
         """SER's ``forward()``: send the request to every destination of the destination set
         (or to host:port) without keeping state (RFC 3261 16.11)."""
         msg = ctx.msg
+        if ctx.hold:    # its SDP waits for an external relay (proxy/hold.py): sent after
+            ctx.hold.then(lambda: self.forward_stateless(ctx, proto, host, port))
+            ctx.forwarded = True
+            return True
         refused = forward.check_forwardable(msg)
         if refused is not None:
             self.reply(ctx, refused[0], refused[1], refused[2])

@@ -33,7 +33,7 @@ class ResponseContext:
     __slots__ = ("server", "ctx", "branches", "answered", "failure_route", "reply_route",
                  "branch_route", "fr_timer", "fr_inv_timer", "max_forwards", "relayed",
                  "cancelled", "in_failure", "contact_groups", "dialog", "branch_headers",
-                 "reply_headers")
+                 "reply_headers", "held", "held_up")
 
     def __init__(self, server, ctx):
         self.server = server
@@ -57,6 +57,10 @@ class ResponseContext:
         # responses relayed upstream (the caller's own CSeq and From back)
         self.branch_headers = None
         self.reply_headers = None
+        # sends waiting for a Hold (proxy/hold.py): branches not sent yet (they count as
+        # pending), and responses for upstream in the order they came ([ready, send] each)
+        self.held = 0
+        self.held_up = None
 
     def release(self):
         """A final response went upstream: nothing reads the request, its context or the
@@ -74,7 +78,7 @@ class ResponseContext:
         return [b for b in self.branches if not b.final]
 
     def all_final(self):
-        return all(b.final for b in self.branches)
+        return not self.held and all(b.final for b in self.branches)
 
 
 def best_response(branches):

@@ -202,15 +202,21 @@ def test_a_relayed_call_carries_rtp_both_ways_and_frees_its_sockets(two_homed):
                 f"relay port {port} still bound after BYE"
 
 
-def test_an_external_relay_is_a_config_error_at_check(tmp_path):
+def test_an_external_relay_the_check_accepts_and_one_it_cannot_use(tmp_path):
+    """-c: a UDP relay socket is fine (nothing is sent at check); rtpproxy's unix: socket is
+    not supported: file:line and why."""
     cfg = tmp_path / "ext.cfg"
     cfg.write_text('loadmodule "rtpproxy"\n'
                    'modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:7722")\n'
                    'route { rtpproxy_manage(); drop; }\n')
     out = subprocess.run([sys.executable, "-m", "serlite", "-c", "-f", str(cfg)],
                          cwd=sipnet.REPO, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    cfg.write_text(cfg.read_text().replace("udp:127.0.0.1:7722", "unix:/run/rtpproxy.sock"))
+    out = subprocess.run([sys.executable, "-m", "serlite", "-c", "-f", str(cfg)],
+                         cwd=sipnet.REPO, capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
-    assert "external relays are not supported yet" in out.stderr, out.stderr
+    assert "unix sockets are not supported" in out.stderr, out.stderr
     assert out.stderr.startswith(f"{cfg}:1:"), out.stderr
 
 

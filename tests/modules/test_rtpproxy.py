@@ -224,8 +224,11 @@ def test_no_room_leaves_the_call_unrelayed_with_its_own_sdp(proxy):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ('modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:7722")',
-     "external relays are not supported yet"),
+    ('modparam("rtpproxy", "rtpproxy_sock", "unix:/var/run/rtpproxy.sock")',
+     "unix sockets are not supported"),
+    ('modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:7722 udp:127.0.0.1:7723")',
+     "one socket only"),
+    ('modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1")', "expected udp:host:port"),
     ('modparam("rtpproxy", "rtp_port_min", 80)', "rtp_port_min"),
     ('modparam("rtpproxy", "rtp_port_max", 70000)', "rtp_port_max"),
     ('modparam("rtpproxy", "rtp_port_min", 42100)', "rtp_port_min 42100 must be below"),

@@ -443,6 +443,36 @@ def test_relay_on_relays_every_call_and_off_loads_no_relay(tmp_path):
         assert check.returncode == 0, check.stderr + text
 
 
+def test_relay_sock_sends_the_relayed_calls_to_an_external_relay_with_their_way(tmp_path):
+    """option relay_sock: rtpproxy_sock, and each SDP's direction (i the house, e outside)
+    from its sender to its receiver; the answer's in the onreply_route its INVITE armed."""
+    text = uci.generate(uci.parse(LAN_WAN_UCI.replace(
+        "option log_level '3'", "option log_level '3'\n\toption relay_sock "
+                                "'udp:127.0.0.1:2223'")), LAN_WAN)
+    lines = [line.strip() for line in text.splitlines()]
+    assert 'modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:2223")' in lines
+    assert "rtp_port_min" not in text          # the relay's ports are its own
+    ext = lines[lines.index("route[relay_ext] {"):]
+    assert ext[1:8] == [
+        "if (route(from_lan)) {",
+        'if (method == "INVITE") { t_on_reply("relay_from_lan"); }',
+        'if (route(to_lan)) { rtpproxy_manage("ii"); } else { rtpproxy_manage("ie"); }',
+        "} else {",
+        'if (method == "INVITE") { t_on_reply("relay_from_out"); }',
+        'if (route(to_lan)) { rtpproxy_manage("ei"); } else { rtpproxy_manage("ee"); }',
+        "}"]
+    reply = lines[lines.index("onreply_route[relay_from_out] {"):]
+    assert reply[1] == ('if (route(from_lan)) { rtpproxy_manage("ie"); } '
+                        'else { rtpproxy_manage("ee"); }')
+    plain = lines[lines.index("onreply_route {"):]
+    assert "rtpproxy_manage();" not in plain and text.count("route(relay_ext);") == 2
+    (tmp_path / "ext.cfg").write_text(text)
+    check = ser_check(tmp_path / "ext.cfg")
+    assert check.returncode == 0, check.stderr + text
+    with pytest.raises(uci.UciError, match="option relay_sock: .*unix sockets"):
+        uci.settings(uci.parse("config ser 'main'\n\toption relay_sock 'unix:/run/r.sock'\n"))
+
+
 @pytest.mark.parametrize("net, matches, misses", [
     ("192.168.1.0/24", ["192.168.1.0", "192.168.1.255"], ["192.168.10.1", "192.168.2.1"]),
     ("10.16.0.0/12", ["10.16.0.1", "10.31.255.255"], ["10.15.0.1", "10.32.0.1", "110.16.0.1"]),
