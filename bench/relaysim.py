@@ -53,7 +53,7 @@ def run(n_sessions, packets):
         deadline = time.monotonic() + 5
         while relay.stats.counters["rtp_packets"] < want and time.monotonic() < deadline:
             t0 = time.process_time()
-            for fd, _ in loop._poll.poll(100):
+            for fd, _ in loop.wait(100):
                 readers[fd]()
             cpu += time.process_time() - t0
         for a, b, _, _ in calls:

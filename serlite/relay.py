@@ -203,13 +203,15 @@ class Relay:
         session = entry.session
         relay = session.relay
         recv = sock.recvfrom_into
+        # the other leg's socket of this component: bound before any reader is registered
+        # (add_streams), closed with this reader (_drop_stream)
+        send = entry.socks[index][1 - side][component].sendto
+        clock = self.loop.time
         buf, view = self._buf, self._view
         counters = self.stats.counters
-        other = 1 - side
 
         def read():
-            now = self.loop.time()
-            out = entry.socks[index][other][component]
+            now = clock()
             packets = size_sum = dropped = 0
             for _ in range(RECV_BATCH):
                 try:
@@ -225,7 +227,7 @@ class Relay:
                     dropped += 1
                     continue
                 try:
-                    out.sendto(view[:n], dest)
+                    send(view[:n], dest)
                 except OSError:
                     counters["rtp_send_errors"] += 1
                     continue

@@ -28,7 +28,7 @@ def _pump(loop, until, timeout=2.0):
     while not until():
         left = deadline - time.monotonic()
         assert left > 0, "timed out waiting for the relay"
-        for fd, _ in loop._poll.poll(left * 1000):
+        for fd, _ in loop.wait(left * 1000):
             cb = loop._readers.get(fd)
             if cb is not None:
                 cb()
