@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .servers import BenchError, Serlite, cpu_seconds, free_udp_port, status
+from .servers import CLK_TCK, BenchError, Serlite, free_udp_port, status
 
 CALLER_IP, CALLEE_IP = "127.0.0.3", "127.0.0.4"     # the phones (and their SIP UAs)
 PACKET = 172                # RTP header 12 + 160 bytes of PCMU: 20 ms at 8 kHz
@@ -117,6 +117,13 @@ def quantiles(values):
     v = sorted(values)
     n = len(v)
     return v[n // 2], v[min(n - 1, int(n * 0.99))], v[-1]
+
+
+def cpu_times(pid):
+    """(utime, stime) of a process, every thread's, in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def rss_kb(pid):
@@ -478,7 +485,7 @@ def stream(phones, dests, rate, secs, phase, pids=(), warmup=WARMUP):
         now = monotonic()
         if not measuring and now >= t_measure:
             measuring = True
-            cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+            cpu0 = {pid: cpu_times(pid) for pid in pids}
             gen0 = time.process_time()
             wall0 = now
         due = t_start + (j // n) * period + offsets[j % n]
@@ -543,7 +550,7 @@ def stream(phones, dests, rate, secs, phase, pids=(), warmup=WARMUP):
     # the relay's CPU up to the end of the sends (its last packets are relayed within the
     # drain's first milliseconds: read when they are in, or at the drain's end)
     wall = monotonic() - wall0
-    cpu = {pid: cpu_seconds(pid) - cpu0[pid] for pid in pids}
+    cpu = {pid: [t1 - t0 for t0, t1 in zip(cpu0[pid], cpu_times(pid))] for pid in pids}
     gen_cpu = time.process_time() - gen0
     for s in phones.caller + phones.callee:     # anything left over is not the next phase's
         try:
@@ -556,8 +563,8 @@ def stream(phones, dests, rate, secs, phase, pids=(), warmup=WARMUP):
     return {"sent": sent, "received": received, "lost": sent - received, "stale": stale,
             "secs": secs, "wall": round(wall, 3),
             "delay_us": [round(x / 1000, 1) if x is not None else None for x in (p50, p99, mx)],
-            "cpu": {str(pid): round(c, 3) for pid, c in cpu.items()},
-            "relay_cpu": round(sum(cpu.values()), 3),
+            "user_sys": [round(sum(c[i] for c in cpu.values()), 3) for i in (0, 1)],
+            "relay_cpu": round(sum(sum(c) for c in cpu.values()), 3),
             "generator_cpu": round(gen_cpu, 3),
             "generator_util": round(gen_cpu / max(wall, 1e-6), 3),
             "send_late_ms": [round(x * 1000, 2) if x is not None else None
@@ -674,7 +681,7 @@ def table(res):
     rows = [f"{res['calls']} relayed calls, {res['rate']} packets/s each way "
             f"({PACKET}-byte RTP), {res['secs']} s per relay (baseline {res['baseline_secs']} s)",
             "",
-            "| relay | sent | lost | CPU-s | CPU-s/1000 pkts | us/pkt | delay p50/p99/max us "
+            "| relay | sent | lost | CPU-s (user+sys) | CPU-s/1000 pkts | us/pkt | delay p50/p99/max us "
             "| added p50/p99/max us | RSS/session | idle -> 50 sessions | peak RSS |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     b = ph["baseline"]
@@ -683,7 +690,8 @@ def table(res):
     for name in ("serlite", "rtpengine"):
         r, m = ph[name], mem[name]
         rows.append(
-            f"| {name} | {r['sent']} | {r['lost']} | {r['relay_cpu']:.2f} | "
+            f"| {name} | {r['sent']} | {r['lost']} | {r['relay_cpu']:.2f} "
+            f"({_t(r['user_sys'], 2).replace('/', '+')}) | "
             f"{_f(r['cpu_per_1000'], 4)} | {_f(r['us_per_packet'], 1)} | {_t(r['delay_us'])} | "
             f"{_t(r['added_us'])} | {m['per_session_bytes'] / 1024:.1f} kB | "
             f"{m['idle_kb'] / 1024:.1f} -> {m['sessions_kb'] / 1024:.1f} MB | "
