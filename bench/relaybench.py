@@ -481,6 +481,28 @@ def stream(phones, dests, rate, secs, phase, pids=(), warmup=WARMUP):
     timestamp_type = SO_TIMESTAMPNS
     time_ns, monotonic = time.time_ns, time.monotonic
     measuring = False
+
+    def take(sock):
+        """Every datagram waiting on ``sock``: this phase's counted, with its delay."""
+        nonlocal received, stale
+        while True:
+            try:
+                data, anc, _, _ = sock.recvmsg(recvmsg_size, _ANC)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            if len(data) < _HEAD.size or data[_HEAD.size - 1] != phase:
+                stale += 1
+                continue
+            sent_ns = struct.unpack_from("!q", data, 12)[0]
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == timestamp_type:
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    delays.append(sec * 1_000_000_000 + nsec - sent_ns)
+                    break
+            received += 1
+
     while True:
         now = monotonic()
         if not measuring and now >= t_measure:
@@ -507,48 +529,14 @@ def stream(phones, dests, rate, secs, phase, pids=(), warmup=WARMUP):
         if due >= t_end:
             break
         for fd, _ in poller.poll(max(0.0, (due - monotonic()) * 1000.0)):
-            sock = receivers[fd]
-            while True:
-                try:
-                    data, anc, _, _ = sock.recvmsg(recvmsg_size, _ANC)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    continue
-                if len(data) < _HEAD.size or data[_HEAD.size - 1] != phase:
-                    stale += 1
-                    continue
-                sent_ns = struct.unpack_from("!q", data, 12)[0]
-                for level, kind, cdata in anc:
-                    if level == socket.SOL_SOCKET and kind == timestamp_type:
-                        sec, nsec = struct.unpack("qq", cdata[:16])
-                        delays.append(sec * 1_000_000_000 + nsec - sent_ns)
-                        break
-                received += 1
+            take(receivers[fd])
     # the last packets: until every one came, or DRAIN s
     deadline = monotonic() + DRAIN
     while received < sent and monotonic() < deadline:
         for fd, _ in poller.poll(50):
-            sock = receivers[fd]
-            while True:
-                try:
-                    data, anc, _, _ = sock.recvmsg(recvmsg_size, _ANC)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    continue
-                if len(data) < _HEAD.size or data[_HEAD.size - 1] != phase:
-                    stale += 1
-                    continue
-                sent_ns = struct.unpack_from("!q", data, 12)[0]
-                for level, kind, cdata in anc:
-                    if level == socket.SOL_SOCKET and kind == timestamp_type:
-                        sec, nsec = struct.unpack("qq", cdata[:16])
-                        delays.append(sec * 1_000_000_000 + nsec - sent_ns)
-                        break
-                received += 1
-    # the relay's CPU up to the end of the sends (its last packets are relayed within the
-    # drain's first milliseconds: read when they are in, or at the drain's end)
+            take(receivers[fd])
+    # the relay's CPU up to the end of the drain (its last packets are relayed within its
+    # first milliseconds: read when they are in, or at the drain's end)
     wall = monotonic() - wall0
     cpu = {pid: [t1 - t0 for t0, t1 in zip(cpu0[pid], cpu_times(pid))] for pid in pids}
     gen_cpu = time.process_time() - gen0
@@ -682,7 +670,7 @@ def table(res):
             f"({PACKET}-byte RTP), {res['secs']} s per relay (baseline {res['baseline_secs']} s)",
             "",
             "| relay | sent | lost | CPU-s (user+sys) | CPU-s/1000 pkts | us/pkt | delay p50/p99/max us "
-            "| added p50/p99/max us | RSS/session | idle -> 50 sessions | peak RSS |",
+            "| added p50/p99/max us | RSS/session | RSS idle -> with the calls | peak RSS |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     b = ph["baseline"]
     rows.append(f"| direct (baseline) | {b['sent']} | {b['lost']} | - | - | - | "
