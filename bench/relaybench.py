@@ -565,7 +565,7 @@ def run(calls, rate, secs, baseline_secs, workdir, mips_factor=MIPS_FACTOR, pyth
         profile=None):
     res = {"calls": calls, "rate": rate, "secs": secs, "baseline_secs": baseline_secs,
            "packet_bytes": PACKET, "mips_factor": mips_factor, "mips_mhz": MIPS_MHZ,
-           "load_before": os.getloadavg()}
+           "load_before": os.getloadavg(), "workdir": str(workdir)}
     cfg = (SERLITE_CFG.replace("@LOW@", str(SERLITE_PORTS[0]))
            .replace("@HIGH@", str(SERLITE_PORTS[1])).replace("@MAX@", str(max(calls + 1, 8))))
     ser = Serlite(workdir / "serlite", config=cfg, python=python, profile=profile)
@@ -709,7 +709,8 @@ def table(res):
         if m:
             rows.append(
                 f"- One {res['mips_mhz']} MHz MIPS core, {name}: {m['us_per_packet']:.0f} us "
-                f"per packet, so about **{m['packets_per_s']} packets/s = {m['calls']} calls** "
+                f"per packet, so with the whole core relaying about **{m['packets_per_s']} "
+                f"packets/s = {m['calls']} calls** "
                 f"at {res['rate']} packets/s each way (this machine's per-packet CPU x "
                 f"{res['mips_factor']:g}: an estimate, not measured on a router; could be "
                 f"15x-40x).")

@@ -848,10 +848,15 @@ def relay_section(rr, written=None):
         f"of the relay's process (all threads) over the phase, per packet relayed. RSS per "
         f"session: (RSS with the calls set up - RSS after one call came and went) / calls; "
         f"serlite's includes each call's SIP transaction and dialog state besides its relay "
-        f"session (6.3 kB of Python heap by tracemalloc, docs/architecture.md).",
+        f"session (6.3 kB of Python heap by tracemalloc, docs/architecture.md). The delays "
+        f"are the scheduler's as much as the relay's: with other processes on the machine's "
+        f"CPUs (the load average below) a relay waits for a CPU now and then, and the "
+        f"packets that came meanwhile make the p99; compare the two relays of one run.",
         ""]
     lines += table(rr).splitlines()
     lines.append("")
+    if rr.get("workdir"):
+        lines = [line.replace(rr["workdir"], "$WORK") for line in lines]
     return lines
 
 
