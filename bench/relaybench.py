@@ -561,11 +561,23 @@ def stream(phones, dests, rate, secs, phase, pids=(), warmup=WARMUP):
 
 # --- the run -----------------------------------------------------------------------------------
 
+def renice(pid, nice):
+    """Every thread of ``pid`` (0: this process's) to ``nice``; what could not be, by name."""
+    failed = []
+    tasks = os.listdir(f"/proc/{pid or os.getpid()}/task")
+    for tid in tasks:
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        except OSError as exc:
+            failed.append(f"{tid}: {exc.strerror}")
+    return failed
+
+
 def run(calls, rate, secs, baseline_secs, workdir, mips_factor=MIPS_FACTOR, python=None,
-        profile=None):
+        profile=None, nice=0):
     res = {"calls": calls, "rate": rate, "secs": secs, "baseline_secs": baseline_secs,
            "packet_bytes": PACKET, "mips_factor": mips_factor, "mips_mhz": MIPS_MHZ,
-           "load_before": os.getloadavg(), "workdir": str(workdir)}
+           "load_before": os.getloadavg(), "workdir": str(workdir), "nice": nice}
     cfg = (SERLITE_CFG.replace("@LOW@", str(SERLITE_PORTS[0]))
            .replace("@HIGH@", str(SERLITE_PORTS[1])).replace("@MAX@", str(max(calls + 1, 8))))
     ser = Serlite(workdir / "serlite", config=cfg, python=python, profile=profile)
@@ -576,6 +588,10 @@ def run(calls, rate, secs, baseline_secs, workdir, mips_factor=MIPS_FACTOR, pyth
         eng.start()
         res["commands"] = {"serlite": " ".join(ser.command()),
                            "rtpengine": " ".join(eng.command())}
+        if nice:
+            failed = renice(ser.pid, nice) + renice(eng.pid, nice) + renice(0, nice)
+            if failed:
+                raise BenchError(f"--nice {nice}: {'; '.join(failed)} (needs root)")
         phones = Phones(calls)
         # one call through each and away: the code paths' first allocations are not sessions
         sip = SerliteCalls(ser, "warm")
@@ -667,7 +683,9 @@ def table(res):
     ph = res["phases"]
     mem = res["memory"]
     rows = [f"{res['calls']} relayed calls, {res['rate']} packets/s each way "
-            f"({PACKET}-byte RTP), {res['secs']} s per relay (baseline {res['baseline_secs']} s)",
+            f"({PACKET}-byte RTP), {res['secs']} s per relay (baseline {res['baseline_secs']} s)"
+            + (f"; both relays and the generator at nice {res['nice']}" if res.get("nice")
+               else ""),
             "",
             "| relay | sent | lost | CPU-s (user+sys) | CPU-s/1000 pkts | us/pkt | delay p50/p99/max us "
             "| added p50/p99/max us | RSS/session | RSS idle -> with the calls | peak RSS |",
@@ -733,6 +751,10 @@ def main(argv=None):
     ap.add_argument("--secs", type=float, default=20.0, help="s of streaming per relay")
     ap.add_argument("--baseline-secs", type=float, default=5.0)
     ap.add_argument("--mips-factor", type=float, default=MIPS_FACTOR)
+    ap.add_argument("--nice", type=int, default=0,
+                    help="both relays and the generator at this nice value (-10: ahead of the "
+                         "machine's other processes, whose CPU would be in the delays; needs "
+                         "root)")
     ap.add_argument("--python", help="the serlite process's python (default: this one)")
     ap.add_argument("--profile", metavar="FILE",
                     help="run serlite under cProfile, its stats written to FILE at its exit "
@@ -749,7 +771,7 @@ def main(argv=None):
     try:
         res = run(args.calls, args.rate, args.secs, args.baseline_secs, workdir,
                   args.mips_factor, args.python,
-                  os.path.abspath(args.profile) if args.profile else None)
+                  os.path.abspath(args.profile) if args.profile else None, args.nice)
         ok = True
     finally:
         if ok and not args.keep:
