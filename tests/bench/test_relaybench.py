@@ -4,12 +4,13 @@ The figures themselves are the bench's (bench/RESULTS.md), not asserted here: on
 packet went through each relay, that the sessions were there and are gone, and that the
 table is printed."""
 
+import datetime
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from bench import relaybench
+from bench import relaybench, suite
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +22,7 @@ def test_bencode_round_trip():
     assert relaybench.bdecode(data) == (value, len(data))
 
 
-def test_two_calls_for_a_second_through_serlite_and_rtpengine():
+def test_two_calls_for_a_second_through_serlite_and_rtpengine(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench.relaybench", "--calls", "2", "--secs",
                           "1", "--baseline-secs", "0.5", "--json"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
@@ -41,3 +42,15 @@ def test_two_calls_for_a_second_through_serlite_and_rtpengine():
         assert res["memory"][name]["hwm_kb"] >= res["memory"][name]["idle_kb"] > 0
     text = relaybench.table(res)
     assert "| serlite | " in text and "| rtpengine | " in text and "MIPS core" in text
+    # bench/run --relay-only: its section into RESULTS.md, in place of the last one's
+    res["command"] = "python3 -m bench.relaybench --calls 2"
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# serlite benchmark results\n\n## Overload (serlite)\n\nx\n\n"
+                       "## Profile (serlite under cProfile)\n\ny\n")
+    when = datetime.datetime(2026, 12, 8, 1, 0)
+    suite.splice_relay(results, res, when)
+    suite.splice_relay(results, res, when)
+    out = results.read_text()
+    assert out.count(suite.RELAY_HEADING) == 1 and out.count("| serlite | ") == 1, out
+    assert out.index("## Overload") < out.index(suite.RELAY_HEADING) < out.index("## Profile")
+    assert res["workdir"] not in out and "$WORK" in out
