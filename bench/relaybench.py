@@ -743,6 +743,10 @@ def _t(xs, nd=0):
     return "/".join("-" if x is None else f"{x:.{nd}f}" for x in xs)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m bench.relaybench",
                                  description=__doc__.split("\n\n")[0])
@@ -768,11 +772,17 @@ def main(argv=None):
         ap.error("rtpengine not found: apt-get install rtpengine-daemon")
     workdir = Path(tempfile.mkdtemp(prefix="serlite-relaybench-"))
     ok = False
+    # SIGTERM (bench/suite.py or a test timing out) stops serlite and rtpengine too: rtpengine
+    # runs in a session of its own and would outlive this process
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         res = run(args.calls, args.rate, args.secs, args.baseline_secs, workdir,
                   args.mips_factor, args.python,
                   os.path.abspath(args.profile) if args.profile else None, args.nice)
         ok = True
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
     finally:
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
