@@ -42,7 +42,7 @@ _EPOLL = hasattr(select, "epoll")
 
 class Loop:
     def __init__(self):
-        # timeouts in ms (poll's unit); epoll's wait takes seconds: ``_wait`` hides it
+        # timeouts in ms (poll's unit); epoll's wait takes seconds (``_ms``: the factor)
         self._poll = select.epoll() if _EPOLL else select.poll()
         self._ms = 0.001 if _EPOLL else 1
         self._readers = {}      # fd -> callback()

@@ -217,8 +217,8 @@ class Relay:
 
         def read():
             # At 50 packets/s a socket holds one datagram when epoll says it is readable, and
-            # trying for a second costs a system call and an exception (a third of the
-            # loop's work per packet).  So one is read, and the socket stays readable for the
+            # trying for a second costs a system call and an exception (a quarter of the
+            # reader's CPU: bench/relaysim.py 50 200 3 1).  So one is read, and the socket stays readable for the
             # next turn if more wait (level-triggered); read again sooner than BACKLOG_GAP, it
             # has a backlog (the loop fell behind, a burst), and then it is read until empty,
             # RECV_BATCH at most, until a turn finds only one.
