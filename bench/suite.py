@@ -19,6 +19,9 @@ it holds on a noisy machine, where rates and latencies do not):
     100 ms, RSS every second, kernel drops on its socket, 503s sent, time to recover;
  5. idle (serlite, 1000 bindings): CPU-seconds and wake-ups over IDLE seconds (run while
     Kamailio's rate search runs: an idle process's own CPU time does not depend on the others).
+ 6. the media relay (bench/relaybench.py, its own processes): 50 relayed calls at 50 packets/s
+    each way through serlite's built-in relay and through rtpengine; ``bench/run --relay-only``
+    runs just this and rewrites only its section of RESULTS.md.
 
 Everything is on 127.0.0.1; every sipp is bounded in calls (-m) and time (-timeout).
 """
@@ -76,6 +79,11 @@ class Params:
         self.idle_bindings = 1000
         self.mem_bindings = 100_000
         self.startup_runs = 3 if quick else 5
+        self.relay_calls = 50
+        self.relay_secs = 10 if quick else 20
+        # the relays and their generator ahead of the machine's other processes (root only):
+        # on a shared machine their CPU would otherwise be in the relays' delays
+        self.relay_nice = -10 if os.geteuid() == 0 else 0
 
 
 def log(msg):
@@ -389,6 +397,13 @@ class Bench:
         k = self.phase("kamailio", kind, rate, secs)
         self.results.setdefault("same_rate", {})[kind] = {"rate": rate, "serlite": s,
                                                           "kamailio": k}
+
+    # -- 6. the media relay ---------------------------------------------------------------------
+    def relay(self):
+        try:
+            self.results["relay"] = run_relay(self.P)
+        except (BenchError, subprocess.TimeoutExpired, ValueError) as exc:
+            log(f"  media relay bench failed, left out of RESULTS.md: {exc}")
 
     # -- 2. memory and start-up (serlite) ----------------------------------------------------
     def memory(self):
@@ -793,6 +808,80 @@ def _common_rate(res, kind):
     return rate, s[rate], k[rate]
 
 
+def run_relay(P):
+    """bench/relaybench.py in its own process (it starts its own serlite and rtpengine)."""
+    log(f"== media relay: {P.relay_calls} calls at 50 packets/s each way, {P.relay_secs} s per "
+        f"relay (serlite's built-in, rtpengine)")
+    if shutil.which("rtpengine") is None:
+        log("  rtpengine not found: skipped (bench/run installs rtpengine-daemon)")
+        return None
+    cmd = [sys.executable, "-m", "bench.relaybench", "--calls", str(P.relay_calls), "--secs",
+           str(P.relay_secs)] + (["--nice", str(P.relay_nice)] if P.relay_nice else []) + [
+           "--json"]
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                       env=_pyenv())
+    if p.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    res = json.loads(p.stdout)
+    res["command"] = "python3 -m bench.relaybench " + " ".join(cmd[3:-1])
+    from .relaybench import table
+    log(table(res))
+    return res
+
+
+RELAY_HEADING = "## Media relay: serlite's built-in relay beside rtpengine"
+
+
+def relay_section(rr, written=None):
+    """RESULTS.md's media relay section (lines), from bench/relaybench.py's figures."""
+    from .relaybench import table
+    lines = [RELAY_HEADING, ""]
+    if written:
+        lines += [f"Written by `bench/run --relay-only` on {written:%Y-%m-%d %H:%M} UTC (the "
+                  f"rest of this file by the run named at its top).", ""]
+    lines += [
+        f"`{rr['command']}`: {rr['calls']} calls set up through serlite by SIP (INVITE with "
+        f"SDP, 200 with SDP, ACK; a proxy config with `rtpproxy_manage()`, one process: "
+        f"`{rr['commands']['serlite']}`) and through rtpengine by its ng protocol "
+        f"(offer/answer; userspace, one worker thread: `{rr['commands']['rtpengine']}`). One "
+        f"generator process with one poll loop plays every phone: {2 * rr['calls']} streams of "
+        f"{rr['packet_bytes']}-byte RTP at {rr['rate']}/s spread over the 20 ms period, each "
+        f"packet stamped with its send time; arrivals stamped by the kernel (SO_TIMESTAMPNS). "
+        f"Phases one after the other, each after 0.5 s of warm-up: the phones straight to each "
+        f"other (the loopback baseline), through serlite, through rtpengine. CPU: utime+stime "
+        f"of the relay's process (all threads) over the phase, per packet relayed. RSS per "
+        f"session: (RSS with the calls set up - RSS after one call came and went) / calls; "
+        f"serlite's includes each call's SIP transaction and dialog state besides its relay "
+        f"session (6.3 kB of Python heap by tracemalloc, docs/architecture.md). The delays "
+        f"are the scheduler's as much as the relay's: with other processes on the machine's "
+        f"CPUs (the load average below) a relay waits for a CPU now and then, and the "
+        f"packets that came meanwhile make the p99; compare the two relays of one run.",
+        ""]
+    lines += table(rr).splitlines()
+    lines.append("")
+    if rr.get("workdir"):
+        lines = [line.replace(rr["workdir"], "$WORK") for line in lines]
+    return lines
+
+
+def splice_relay(path, rr, written):
+    """Put the media relay section into an existing RESULTS.md: in place of the one there, or
+    before the profile, or at the end."""
+    text = Path(path).read_text() if Path(path).exists() else "# serlite benchmark results\n"
+    section = "\n".join(relay_section(rr, written))
+    start = text.find(RELAY_HEADING)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    else:
+        at = text.find("\n## Profile")
+        if at >= 0:
+            text = text[:at + 1] + section + "\n" + text[at + 1:]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+    Path(path).write_text(text)
+
+
 def write_results(res, path, started, elapsed):
     m = res["machine"]
     P = res["params"]
@@ -1056,6 +1145,10 @@ def write_results(res, path, started, elapsed):
             f"after the offered load ended (target < 5 s: "
             f"{'meets' if rec is not None and rec < 5 else 'misses'}); "
             f"{ov['transactions_after']} transactions still in the table then.")
+    rr = res.get("relay")
+    if rr:
+        add("")
+        lines += relay_section(rr)
     prof = res.get("profile")
     if prof:
         add("")
@@ -1137,10 +1230,21 @@ def main(argv=None):
     ap.add_argument("--overload-only", type=int, metavar="RATE",
                     help="only the overload phase, serlite alone, calls offered at RATE/s "
                          "(prints its figures; RESULTS.md is left as it is)")
+    ap.add_argument("--relay-only", action="store_true",
+                    help="only the media relay (bench/relaybench.py against rtpengine); "
+                         "rewrites only its section of RESULTS.md")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="default: bench/RESULTS.md")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, sipp "
                                                         "files, results.json)")
     args = ap.parse_args(argv)
+    if args.relay_only:
+        started = datetime.datetime.now(datetime.timezone.utc)
+        rr = run_relay(Params(args.quick))
+        if rr is None:
+            return 1
+        splice_relay(args.out, rr, started)
+        log(f"wrote the media relay section of {args.out}")
+        return 0
     sipp.check_sipp()
     with_k = not args.no_kamailio and shutil.which("kamailio") is not None
     if not args.no_kamailio and not with_k:
@@ -1202,6 +1306,7 @@ def main(argv=None):
                     bench.at_rate(kind, s["max"])
         bench.finish_idle(watch)
         bench.results["final_memory"] = final_memory(bench)
+        bench.relay()
         if args.profile:
             bench.profile()
         ok = True

@@ -29,7 +29,7 @@ def _pump(loop, until, timeout=2.0):
     while not until():
         left = deadline - time.monotonic()
         assert left > 0, "timed out waiting for the relay"
-        for fd, _ in loop._poll.poll(left * 1000):
+        for fd, _ in loop.wait(left * 1000):
             cb = loop._readers.get(fd)
             if cb is not None:
                 cb()
@@ -253,4 +253,43 @@ def test_forks_share_the_callee_port_each_with_its_own_caller_port(relay):
     assert relay.sockets() == 0 and relay.pool.used == set()
     assert [x.fileno() for x in socks] == [-1] * 4
     for x in (caller, b1, b2):
+        x.close()
+
+
+def test_one_datagram_per_wake_up_until_a_backlog_then_until_empty(relay):
+    """At 50 packets/s a socket holds one datagram when it is readable: it is read alone (no
+    second, failing, read); read again within BACKLOG_GAP, the socket has a backlog and is
+    read until empty; a turn that finds one goes back to one."""
+    from serlite.relay import BACKLOG_GAP
+    loop = relay.loop
+    a, b = _phone(LAN), _phone(WAN)
+    s = relay.open("burst", "t", LAN, WAN)
+    relay.add_streams(s, 1)
+    s.learn(CALLER, None, sdp.streams(_sdp(LAN, a.getsockname()[1])))
+    relay.add_fork(s, "b")
+    s.learn(CALLEE, "b", sdp.streams(_sdp(WAN, b.getsockname()[1])))
+    a_leg = (LAN, s.ports(CALLER, "b")[0])
+    leg = s.forks["b"].pairs[0][CALLER]
+    fd = leg.io[0].fileno()
+    for i in range(10):
+        a.sendto(b"p%d" % i, a_leg)
+    deadline = time.monotonic() + 2
+    while fd not in dict(loop.wait(100)):
+        assert time.monotonic() < deadline, "the relay's socket never became readable"
+    read = loop._readers[fd]
+    read()
+    assert leg.packets == 1 and fd in dict(loop.wait(0))   # one read, the rest still waits
+    read()                                  # again at once (the test's clock stands still)
+    assert leg.packets >= 3                 # the backlog read in one go
+    _pump(loop, lambda: leg.packets == 10)
+    assert [b.recvfrom(10)[0] for _ in range(10)] == [b"p%d" % i for i in range(10)]
+    read()                                  # empty: back to one datagram per wake-up
+    relay.clock[0] += BACKLOG_GAP * 4
+    a.sendto(b"q", a_leg)
+    a.sendto(b"r", a_leg)
+    while fd not in dict(loop.wait(100)):
+        assert time.monotonic() < deadline, "the relay's socket never became readable"
+    read()
+    assert leg.packets == 11
+    for x in (a, b):
         x.close()
