@@ -86,6 +86,9 @@ class Relay:
         self.pool = PortPool(port_min, port_max)
         self.max_sessions = max_sessions
         self.timeout = float(timeout)
+        # how long a call not answered yet may ring in silence (the rtpproxy module sets it
+        # from tm's fr_inv_timer); past both it is idle
+        self.ringing = 0.0
         self.entries = {}           # Call-ID -> _Entry
         # called with the session the silence closed (rtpproxy: the call is over)
         self.on_timeout = None
@@ -297,7 +300,7 @@ class Relay:
                             f"rtpproxy: call {call_id[:80]!r}: nothing received from the "
                             f"{who} {ONE_WAY_AFTER:g} s after the answer (one-way audio: "
                             f"a NAT or firewall in the way?)", interval=1.0)
-            if entry.session.idle(now, self.timeout):
+            if entry.session.idle(now, self.timeout, self.ringing):
                 self.stats.incr("rtp_timeouts")
                 log.limited(("rtp-timeout",), log.NOTICE,
                             f"rtpproxy: no media for {self.timeout:g} s: session of call "

@@ -327,9 +327,14 @@ class RelaySession:
         times = [leg.last for leg in self._legs() if leg.last is not None]
         return max(times) if times else None
 
-    def idle(self, now, timeout):
+    def idle(self, now, timeout, ringing=0.0):
         """True when nothing came in on any leg for ``timeout`` seconds (nor since the
-        session was made, if nothing ever came)."""
+        session was made, if nothing ever came).  A call not answered yet is silent while it
+        rings (no early media): it is idle only after ``ringing`` seconds too, as long as
+        its INVITE may wait for an answer (tm's fr_inv_timer), so that a call ringing longer
+        than ``timeout`` still has its relay when it is answered."""
+        if self.answered is None and ringing > timeout:
+            timeout = ringing
         last = self.last_packet()
         return now - (self.created if last is None else last) >= timeout
 

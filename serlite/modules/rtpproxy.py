@@ -241,6 +241,10 @@ class Rtpproxy(Module):
         if tm is not None:
             self.tracker = tm.dialog_tracker()
             self.tracker.subscribe(self._dialog_changed)
+            # a call rings (in silence, without early media) as long as tm's INVITE may wait
+            # for its answer; the tracker closes its session when that ends (32 s: timer B's
+            # slack for the last provisional's branch)
+            self.relay.ringing = tm.fr_inv_timer + 32.0
 
     def _start_external(self, core, previous):
         """The external relay's socket: kept at SIGHUP when it names the same one."""

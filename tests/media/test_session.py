@@ -101,6 +101,16 @@ def test_idle_after_silence():
     assert d["from_caller"] == {"packets": 1, "bytes": 10} and d["silent"] == 60.0
 
 
+def test_a_call_ringing_in_silence_is_idle_only_after_it_may_ring_no_longer():
+    """A phone rings for longer than rtp_timeout without early media: its relay must still be
+    there when it answers (before: closed at rtp_timeout, the 200's SDP went unrelayed)."""
+    s = _session(now=100.0)
+    assert not s.idle(160.0, 60, ringing=152) and not s.idle(251.0, 60, ringing=152)
+    assert s.idle(252.0, 60, ringing=152)
+    s.answered = 200.0                  # answered: silence counts by rtp_timeout again
+    assert s.idle(160.0, 60, ringing=152)
+
+
 def test_a_side_is_silent_while_nothing_came_from_it_after_the_answer():
     s = _session(now=100.0)
     s.learn(CALLER, "b1", sdp.streams(CALLER_SDP))
