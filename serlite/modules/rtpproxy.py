@@ -213,6 +213,7 @@ class Rtpproxy(Module):
         self.relay = None
         self.tracker = None
         self._adopted = False
+        self._hook_before = None
         # late offers (RFC 3261 13.2.1: an INVITE without SDP, the offer comes in the 2xx or
         # 18x, the answer in the ACK): Call-ID -> (From tag, caller's address, callee's),
         # noted at the INVITE for the reply that opens the session; bounded by max sessions
@@ -236,6 +237,8 @@ class Rtpproxy(Module):
             self.relay = Relay(core.loop, core.stats, p["rtp_port_min"], p["rtp_port_max"],
                                p["rtp_max_sessions"], p["rtp_timeout"])
         self._adopted = old is not None
+        # the running config's hook, given back if this start is a failed reload's
+        self._hook_before = self.relay.on_timeout
         self.relay.on_timeout = self._silent
         tm = core.module("tm")
         if tm is not None:
@@ -278,7 +281,7 @@ class Rtpproxy(Module):
         if self.tracker is not None:
             self.tracker.unsubscribe(self._dialog_changed)
         if self.relay is not None and self.relay.on_timeout == self._silent:
-            self.relay.on_timeout = None
+            self.relay.on_timeout = self._hook_before if self._adopted else None
         # a relay taken over at SIGHUP is left alone: this stop may be a failed reload's,
         # after which the running config keeps relaying (at exit the process closes them)
         if self.relay is not None and not self._adopted:

@@ -260,8 +260,12 @@ def test_sighup_keeps_the_relay_and_its_calls(proxy):
     new = script.modules["rtpproxy"]
     assert new.relay is relay and relay.timeout == 30.0
     assert relay.get("h1") is not None and relay.sockets() == sockets
+    running = old.modules["rtpproxy"]
+    assert relay.on_timeout == new._silent
     new.stop()                  # a failed reload's stop leaves the running calls alone
     assert relay.sockets() == sockets
+    # ... and the running config's silence hook (it ends the calls of vanished phones)
+    assert relay.on_timeout == running._silent
 
 
 def test_a_late_offer_opens_in_the_reply_and_the_ack_answers(proxy):
