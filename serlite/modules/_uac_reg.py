@@ -135,10 +135,16 @@ class Registrations:
 
     # -- addresses -------------------------------------------------------------------------
     def _hop(self, rec):
+        return forward.uri_target(self._hop_uri(rec))
+
+    @staticmethod
+    def _hop_uri(rec):
+        """Where the REGISTER goes: the outbound proxy, else the registrar's domain (a name
+        is located by tm as RFC 3263 says: SRV first when no port is given)."""
         target = rec.auth_proxy or f"sip:{rec.r_domain}"
         if not target.startswith(("sip:", "sips:")):
             target = "sip:" + target
-        return forward.uri_target(URI.parse(target))
+        return URI.parse(target)
 
     def _contact_addr(self, rec):
         if rec.contact_addr:
@@ -188,7 +194,8 @@ class Registrations:
             tm = self.core.module("tm")
             cseq = reg.cseq
             try:
-                hop = self._hop(reg.record)
+                hop = self._hop_uri(reg.record)
+                forward.uri_target(hop)     # a bad port or transport: refused here
             except ParseError as exc:
                 log.limited(("uac-hop", reg.record.l_uuid), log.ERR,
                             f"uac: registration {reg.record.l_uuid}: bad address: {exc}")
