@@ -213,3 +213,19 @@ def test_the_source_has_no_blocking_lookup():
         if calls and str(path.relative_to(ROOT)) not in allowed:
             found.append((str(path.relative_to(ROOT)), calls))
     assert found == []
+
+
+def test_kamailios_dns_parameters_reach_the_client():
+    from serlite.dns import message as m
+    from serlite.dns_client import options_from_globals
+    script = compile_config('dns_retr_time=1\ndns_retr_no=3\ndns_try_ipv6=no\n'
+                            'dns_try_naptr=off\nuse_dns_cache=no\ndns_port=5353\n'
+                            'dns_resolv_conf="/tmp/r.conf"\nroute { }\n', "dns.cfg")
+    g = script.globals
+    kw = options_from_globals(g)
+    assert (kw["retr_time"], kw["retr_no"], kw["families"], kw["naptr"]) == (1, 3, (m.A,),
+                                                                             False)
+    assert kw["cache"].max_entries == 0
+    assert (g["dns_port"], g["dns_resolv_conf"]) == (5353, "/tmp/r.conf")
+    with pytest.raises(Exception, match="dns_port"):
+        compile_config("dns_port=0\nroute { }\n", "dns.cfg")
