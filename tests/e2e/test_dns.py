@@ -11,7 +11,10 @@ the test's own (the serlite-only globals dns_resolv_conf, dns_hosts_file, dns_po
 * uac registers at a provider found by SRV (Kamailio, tests/e2e/provider.py).
 """
 
+import re
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -126,6 +129,11 @@ def test_failover_to_the_second_target_on_503(ser, tmp_path, hosts, tools):
         assert second.wait().ok(1)
     caller = (tmp_path / "caller.messages.log").read_text(errors="replace")
     assert "SIP/2.0 503" not in caller and "SIP/2.0 500" not in caller
+    stats = subprocess.run([sys.executable, "-m", "serlite.ctl", "-s", server.ctl_sock,
+                            "stats"], capture_output=True, text=True, timeout=10,
+                           cwd=sipnet.REPO).stdout
+    assert re.search(r"dns_failover\s+1\b", stats), stats
+    assert re.search(r"dns_queries\s+[1-9]", stats), stats
 
 
 def _probe(server, peer, n):
