@@ -18,6 +18,7 @@ from serlite.loop import Loop
 from serlite.proxy.context import Source
 from serlite.proxy.core import Core
 from serlite.script.compiler import compile_config
+from serlite.sip.uri import URI
 
 from .e2e.dnsmasq import Dnsmasq
 
@@ -229,3 +230,29 @@ def test_kamailios_dns_parameters_reach_the_client():
     assert (g["dns_port"], g["dns_resolv_conf"]) == (5353, "/tmp/r.conf")
     with pytest.raises(Exception, match="dns_port"):
         compile_config("dns_port=0\nroute { }\n", "dns.cfg")
+
+
+REST = (b"To: <sip:house@provider.test>\r\nFrom: <sip:house@provider.test>;tag=1\r\n"
+        b"Call-ID: r1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_t_uac_locates_a_uri_and_fails_over_on_503_and_on_timeout(proxy):
+    """uac's REGISTER to a provider named by SRV: the first target's 503 and, for the next
+    request, its silence move it to the second; the callback hears only the answer."""
+    got = []
+    proxy.core.tm.t_uac("REGISTER", "sip:provider.test", REST,
+                        URI.parse("sip:provider.test"), lambda st, msg: got.append(st))
+    proxy.run_until(lambda: proxy.sent_to(*A, b"REGISTER"))
+    first = proxy.sent_to(*A, b"REGISTER")[0]
+    proxy.core.receive(reply_to(first, 503, "Service Unavailable"),
+                       Source("udp", *A, proxy.tr.listeners[0]))
+    second = proxy.sent_to(*B, b"REGISTER")
+    assert len(second) == 1 and got == []
+    proxy.core.receive(reply_to(second[0], 200, "OK"), Source("udp", *B, proxy.tr.listeners[0]))
+    assert got == [200]
+    proxy.tr.sent.clear()
+    proxy.core.tm.t_uac("REGISTER", "sip:provider.test", REST,
+                        URI.parse("sip:provider.test"), lambda st, msg: got.append(st))
+    assert proxy.sent_to(*A, b"REGISTER")          # cached now: sent at once
+    proxy.run_until(lambda: proxy.sent_to(*B, b"REGISTER"), limit=5)   # fr_timer 1 s
+    assert got == [200]

@@ -1020,31 +1020,56 @@ class Tm(Module):
         return branch_id
 
     def _uac_send(self, method, ruri, rest, targets, name, branch_id, callback, error):
-        """t_uac's request on its way to the first target with a socket to send from."""
+        """t_uac's request on its way to the first target with a socket to send from; the
+        others kept for failover (RFC 3263 4.3: a timeout, a send error or a 503)."""
         core = self.core
-        listener = None
-        for proto, ip, port in targets:
+        status = 503 if targets else failure_status(error)[0]      # should none go
+        targets = list(targets)
+        while targets:
+            proto, ip, port = targets.pop(0)
             listener = core.listener_for(proto, ip)
-            if listener is not None:
-                break
-        if listener is None:
-            status = 503 if targets else failure_status(error)[0]
-            # never from inside the caller's own call: from the loop, as a response would be
-            core.loop.call_at(core.now(), lambda: _call_back(callback, status, None))
+            if listener is None:
+                continue
+            data = forward.branch_bytes(method, ruri, rest,
+                                        forward.via_line(listener, proto, branch_id))
+            branch = OwnBranch(proto, ip, port, listener, data, callback)
+            if targets:
+                branch.failover = (targets, method, ruri, rest, name)
+            ct = ClientTransaction(sys.intern(method), branch_id, data, proto != "udp",
+                                   core.now(), fr_timer=self.fr_timer, data=branch)
+            branch.client = ct
+            self.table.client[client_key(branch_id, ct.method)] = ct
+            core.stats.request_out(ct.method, len(data))
+            if not (core.transport.send(proto, ip, port, data, listener) if proto != "tls" else
+                    core.transport.send(proto, ip, port, data, listener, server_name=name)):
+                branch.final = 503
+                ct.step("error", core.now())
+                self._schedule(ct)
+                if targets:
+                    self._branch_seq += 1
+                    branch_id = f"{self._branch_prefix}.{self._branch_seq}"
+                    continue
+                core.loop.call_at(core.now(), lambda: _call_back(callback, 503, None))
+                return
+            self._schedule(ct)
             return
-        data = forward.branch_bytes(method, ruri, rest,
-                                    forward.via_line(listener, proto, branch_id))
-        branch = OwnBranch(proto, ip, port, listener, data, callback)
-        ct = ClientTransaction(sys.intern(method), branch_id, data, proto != "udp", core.now(),
-                               fr_timer=self.fr_timer, data=branch)
-        branch.client = ct
-        self.table.client[client_key(branch_id, ct.method)] = ct
-        core.stats.request_out(ct.method, len(data))
-        if not (core.transport.send(proto, ip, port, data, listener) if proto != "tls" else
-                core.transport.send(proto, ip, port, data, listener, server_name=name)):
-            ct.step("error", core.now())
-            core.loop.call_at(core.now(), lambda: _call_back(callback, 503, None))
-        self._schedule(ct)
+        # never from inside the caller's own call: from the loop, as a response would be
+        core.loop.call_at(core.now(), lambda: _call_back(callback, status, None))
+
+    def _uac_failover(self, branch):
+        """The next target of a request of serlite's own (its callback hears nothing of the
+        failed one).  False when there is none."""
+        if branch.failover is None:
+            return False
+        targets, method, ruri, rest, name = branch.failover
+        branch.failover = None
+        log.limited(("failover", name), log.INFO,
+                    f"{name}: {branch.ip}:{branch.port} failed, trying the next target")
+        self.core.stats.incr("dns_failover")
+        self._branch_seq += 1
+        self._uac_send(method, ruri, rest, targets, name,
+                       f"{self._branch_prefix}.{self._branch_seq}", branch.callback, None)
+        return True
 
     def _own_action(self, ct, branch, action, msg):
         if action == "retransmit":
@@ -1053,10 +1078,13 @@ class Tm(Module):
         elif action == "up":
             if msg.status >= 200:
                 branch.final = msg.status
+                if msg.status == 503 and self._uac_failover(branch):
+                    return
             _call_back(branch.callback, msg.status, msg)
         elif action == "timeout" and not branch.final:
             branch.final = 408
-            _call_back(branch.callback, 408, None)
+            if not self._uac_failover(branch):
+                _call_back(branch.callback, 408, None)
 
     # -- script hooks ----------------------------------------------------------------------
     def _rc(self, ctx):
