@@ -67,6 +67,7 @@ class Registrations:
         self._timer = None
         self.successor = None   # the Registrations of the config that replaced this one
         self._next_check = 0.0  # when the Contact addresses are looked at again
+        self._hop_ips = {}      # l_uuid -> the provider's address last known (a named one)
 
     def start(self, core, previous=None):
         self.core = core
@@ -134,9 +135,6 @@ class Registrations:
             self._timer = None
 
     # -- addresses -------------------------------------------------------------------------
-    def _hop(self, rec):
-        return forward.uri_target(self._hop_uri(rec))
-
     @staticmethod
     def _hop_uri(rec):
         """Where the REGISTER goes: the outbound proxy, else the registrar's domain (a name
@@ -146,13 +144,27 @@ class Registrations:
             target = "sip:" + target
         return URI.parse(target)
 
+    def _hop_address(self, rec):
+        """(proto, address or name) of the provider, for the socket facing it (mhomed): a
+        name as the resolver has it cached, else as it was last (never a blocking lookup;
+        a cache entry that expired must not look like a move and register again)."""
+        uri = self._hop_uri(rec)
+        proto, host, _ = forward.uri_target(uri)
+        core = self.core
+        if getattr(core, "dns", None) is None or core.address(host) is not None:
+            return proto, host
+        targets = core.cached_targets(*forward.uri_parts(uri))
+        if targets:
+            self._hop_ips[rec.l_uuid] = targets[0][1]
+        return proto, self._hop_ips.get(rec.l_uuid, host)
+
     def _contact_addr(self, rec):
         if rec.contact_addr:
             return rec.contact_addr
         if self.params["reg_contact_addr"]:
             return self.params["reg_contact_addr"]
         try:
-            proto, host, _ = self._hop(rec)
+            proto, host = self._hop_address(rec)
         except ParseError:
             return "0.0.0.0"
         listener = self.core.listener_for(proto, host)
