@@ -256,3 +256,16 @@ def test_t_uac_locates_a_uri_and_fails_over_on_503_and_on_timeout(proxy):
     assert proxy.sent_to(*A, b"REGISTER")          # cached now: sent at once
     proxy.run_until(lambda: proxy.sent_to(*B, b"REGISTER"), limit=5)   # fr_timer 1 s
     assert got == [200]
+
+
+def test_t_uac_over_tcp_whose_connection_fails_hears_503_once(proxy):
+    """A refused TCP connection of a request of serlite's own (uac's REGISTER to a TCP
+    provider): its callback hears 503 at once (the branch has no response context)."""
+    got = []
+    proxy.core.tm.t_uac("REGISTER", "sip:x", REST, ("tcp", "127.0.0.21", 5090),
+                        lambda st, msg: got.append(st))
+    assert proxy.tr.sent[-1][:2] == ("127.0.0.21", 5090)
+    proxy.core.tm._connect_failed("tcp", "127.0.0.21", 5090, "refused")
+    assert got == [503]
+    proxy.core.tm._connect_failed("tcp", "127.0.0.21", 5090, "refused")
+    assert got == [503]

@@ -188,6 +188,13 @@ class Tm(Module):
             if branch is None or branch.final or branch.port != port or branch.ip != ip \
                     or branch.proto != proto:
                 continue
+            if branch.rc is None:   # a request of serlite's own (t_uac)
+                branch.final = 503
+                ct.step("error", now)
+                self._schedule(ct)
+                if not self._uac_failover(branch):
+                    _call_back(branch.callback, 503, None)
+                continue
             if branch.failover is not None and self._failover(branch):
                 branch.final = 503      # RFC 3263 4.3: the next target took its place
                 for action in ct.step("error", now):
