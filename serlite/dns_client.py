@@ -376,6 +376,14 @@ class DnsClient:
         self._timer_at = when
         self._timer = None if when is None else self.loop.call_at(when, self._expire)
 
+    def counters(self):
+        """The resolver's counters for ``ser-ctl stats`` (``dns_*``)."""
+        out = {f"dns_{k}": v for k, v in self.resolver.counters.items()}
+        cache = self.resolver.cache
+        out.update(dns_cache_hits=cache.hits, dns_cache_misses=cache.misses,
+                   dns_cache_entries=len(cache), dns_in_flight=len(self.resolver.lookups))
+        return out
+
     def sockets(self):
         """How many sockets the client holds (tests: TCP ones must not outlive a lookup)."""
         return len(self._socks) + len(self._tcp)

@@ -119,6 +119,7 @@ class Server:
         if not self.transport.listeners:
             raise StartError("no address to listen on")
         self.core.set_identity(self.transport.listeners, g.get("alias") or [])
+        self.core.dns = self._dns_client(g)
         self._start_script(script, None)
         if not self.foreground and _truthy(g.get("fork", "no")):
             _daemonize()
@@ -130,6 +131,25 @@ class Server:
         self.loop.add_signal(signal.SIGHUP, self.reload)
         _settle_gc()
         log.announce(f"serlite {__version__} ready (pid {os.getpid()}), config {self.cfg_path}")
+
+    def _dns_client(self, g):
+        """The resolver in the loop (dns_client.py): names are never looked up blocking once
+        the server runs.  Families and transports of our listeners (an AAAA is of no use
+        without an IPv6 socket, unless dns_try_ipv6 says so); Kamailio's dns_* parameters;
+        serlite's dns_resolv_conf, dns_hosts_file, dns_port.  Kept across SIGHUP (lookups in
+        flight go on; its parameters are read at start only)."""
+        from .dns import message as dns_message
+        from .dns_client import DnsClient, options_from_globals
+        listeners = self.transport.listeners
+        kw = options_from_globals(g)
+        if "families" not in kw:
+            kw["families"] = ((dns_message.A, dns_message.AAAA)
+                              if any(":" in lst.ip for lst in listeners) else (dns_message.A,))
+        protos = tuple(p for p in ("udp", "tcp", "tls") if any(lst.proto == p
+                                                               for lst in listeners))
+        return DnsClient(self.loop, str(g.get("dns_resolv_conf") or "/etc/resolv.conf"),
+                         str(g.get("dns_hosts_file") or "/etc/hosts"),
+                         port=int(g.get("dns_port") or 53), protos=protos or ("udp",), **kw)
 
     def _open_control(self, g):
         """The control socket (SER's unix_sock): the config's path, else $SER_UNIX_SOCK, else
@@ -232,6 +252,9 @@ class Server:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.core is not None and self.core.dns is not None:
+            self.core.dns.close()
+            self.core.dns = None
         if self.transport is not None:
             self.transport.close()
         if self.pidfile:

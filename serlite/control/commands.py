@@ -278,9 +278,16 @@ def snapshot(server):
         "replies_in": {str(k): v for k, v in st.replies_in.items()},
         "replies_out": {str(k): v for k, v in st.replies_out.items()},
         "reply_classes_in": classes_in, "reply_classes_out": classes_out,
-        "counters": st.counters,
+        "counters": _with_dns(st.counters, getattr(core, "dns", None)),
         "transactions": len(tm.table) if tm is not None else 0,
         # requests waiting for a final answer: what tm's max_transactions bounds
         "unanswered": tm.unanswered if tm is not None else 0,
         "registered_aors": aors, "registered_contacts": contacts,
     }
+
+
+def _with_dns(counters, dns):
+    """The counters, with the DNS client's (``dns_*``) when the server has one."""
+    if dns is None:
+        return counters
+    return {**counters, **dns.counters()}

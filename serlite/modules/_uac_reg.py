@@ -67,6 +67,7 @@ class Registrations:
         self._timer = None
         self.successor = None   # the Registrations of the config that replaced this one
         self._next_check = 0.0  # when the Contact addresses are looked at again
+        self._hop_ips = {}      # l_uuid -> the provider's address last known (a named one)
 
     def start(self, core, previous=None):
         self.core = core
@@ -134,11 +135,28 @@ class Registrations:
             self._timer = None
 
     # -- addresses -------------------------------------------------------------------------
-    def _hop(self, rec):
+    @staticmethod
+    def _hop_uri(rec):
+        """Where the REGISTER goes: the outbound proxy, else the registrar's domain (a name
+        is located by tm as RFC 3263 says: SRV first when no port is given)."""
         target = rec.auth_proxy or f"sip:{rec.r_domain}"
         if not target.startswith(("sip:", "sips:")):
             target = "sip:" + target
-        return forward.uri_target(URI.parse(target))
+        return URI.parse(target)
+
+    def _hop_address(self, rec):
+        """(proto, address or name) of the provider, for the socket facing it (mhomed): a
+        name as the resolver has it cached, else as it was last (never a blocking lookup;
+        a cache entry that expired must not look like a move and register again)."""
+        uri = self._hop_uri(rec)
+        proto, host, _ = forward.uri_target(uri)
+        core = self.core
+        if getattr(core, "dns", None) is None or core.address(host) is not None:
+            return proto, host
+        targets = core.cached_targets(*forward.uri_parts(uri))
+        if targets:
+            self._hop_ips[rec.l_uuid] = targets[0][1]
+        return proto, self._hop_ips.get(rec.l_uuid, host)
 
     def _contact_addr(self, rec):
         if rec.contact_addr:
@@ -146,7 +164,7 @@ class Registrations:
         if self.params["reg_contact_addr"]:
             return self.params["reg_contact_addr"]
         try:
-            proto, host, _ = self._hop(rec)
+            proto, host = self._hop_address(rec)
         except ParseError:
             return "0.0.0.0"
         listener = self.core.listener_for(proto, host)
@@ -188,7 +206,8 @@ class Registrations:
             tm = self.core.module("tm")
             cseq = reg.cseq
             try:
-                hop = self._hop(reg.record)
+                hop = self._hop_uri(reg.record)
+                forward.uri_target(hop)     # a bad port or transport: refused here
             except ParseError as exc:
                 log.limited(("uac-hop", reg.record.l_uuid), log.ERR,
                             f"uac: registration {reg.record.l_uuid}: bad address: {exc}")

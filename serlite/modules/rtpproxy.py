@@ -336,15 +336,18 @@ class Rtpproxy(Module):
 
     # -- the work ---------------------------------------------------------------------------
     def _callee_ip(self, ctx):
-        """The address of the listener the request leaves by (as tm will choose it)."""
+        """The address of the listener the request leaves by (as tm will choose it).  A
+        next hop named by a name not in the resolver's cache yet: None (the caller's; with
+        a provider's domain, uac's REGISTERs keep it cached)."""
         core = self.core
         try:
             proto, host, _ = core.next_hop(ctx.msg, ctx.uri or ctx.ruri, ctx.dst_uri)
+            ip = core.hop_ip(ctx.msg, ctx.uri or ctx.ruri, ctx.dst_uri)
         except ParseError:
             return None
-        if core.resolve(host) is None:
+        if ip is None:
             return None
-        listener = core.listener_for(proto, host)
+        listener = core.listener_for(proto, ip)
         return listener.ip if listener is not None else None
 
     def _rewrite(self, ctx, flags, may_open, kind=None):

@@ -14,6 +14,8 @@ import re
 import sys
 
 from .. import log
+from ..dns.cache import FAILED, Negative
+from ..dns.locate import failure_status
 from ..proxy import forward
 from ..proxy.context import Branch, Context
 from ..proxy.response_context import BranchState, ResponseContext, best_response
@@ -26,6 +28,7 @@ from .export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, 
 from .sl import fix_reply, redirect_contacts
 
 _REQ_FAIL = REQUEST_ROUTE | FAILURE_ROUTE
+_DNS_FAILED = failure_status(Negative(FAILED, ""))[1]
 MAX_FAILURE_ROUNDS = 16     # a failure_route that re-arms itself forever still ends
 
 
@@ -184,6 +187,19 @@ class Tm(Module):
             branch = ct.data
             if branch is None or branch.final or branch.port != port or branch.ip != ip \
                     or branch.proto != proto:
+                continue
+            if branch.rc is None:   # a request of serlite's own (t_uac)
+                branch.final = 503
+                ct.step("error", now)
+                self._schedule(ct)
+                if not self._uac_failover(branch):
+                    _call_back(branch.callback, 503, None)
+                continue
+            if branch.failover is not None and self._failover(branch):
+                branch.final = 503      # RFC 3263 4.3: the next target took its place
+                for action in ct.step("error", now):
+                    self._client_action(ct, action, None)
+                self._schedule(ct)
                 continue
             branch.final, branch.reason = 503, "Service Unavailable"
             log.limited(("connect-failed", ip, port), log.NOTICE,
@@ -568,13 +584,17 @@ class Tm(Module):
 
         def go():
             rc.held -= 1
-            sent = not rc.cancelled and rc.answered < 200 and send()
-            if not sent and rc.answered < 200 and rc.all_final() and not rc.in_failure:
-                if rc.cancelled:
-                    self._local_reply(rc.server, 487, "Request Terminated")   # 16.10
-                else:
-                    self._finish(rc)
+            self._held_done(rc, not rc.cancelled and rc.answered < 200 and send())
         hold.then(go)
+
+    def _held_done(self, rc, sent):
+        """A held branch (external relay, resolver) is done: when it did not go and nothing
+        else is pending, the request is answered now."""
+        if not sent and rc.answered < 200 and rc.all_final() and not rc.in_failure:
+            if rc.cancelled:
+                self._local_reply(rc.server, 487, "Request Terminated")   # 16.10
+            else:
+                self._finish(rc)
 
     def _shed(self, ctx, why=None):
         """Overload: a new request gets 503 with Retry-After, statelessly, and costs no memory
@@ -602,13 +622,18 @@ class Tm(Module):
                      inbound=None):
         """Send ``msg`` to ``uri`` (text; ``parsed``: the same as a URI, when known) on a new
         client transaction; False when it could not go (the branch is then final already).
-        ``inbound``: the socket the request came in on (rr's double Record-Route)."""
+        ``inbound``: the socket the request came in on (rr's double Record-Route).  A next
+        hop named by a name is located (RFC 3263) first: from the cache at once, else the
+        branch waits for the resolver (counted in ``rc.held``) and goes from its callback."""
         core = self.core
         try:
             if host is not None:
                 hop = (proto or "udp", host, port or (5061 if proto == "tls" else 5060))
+                parts = (host, port, proto, proto == "tls")
             else:
-                hop = core.next_hop(msg, parsed or uri, dst)
+                hop_uri = core.next_hop_uri(msg, parsed or uri, dst)
+                hop = forward.uri_target(hop_uri)
+                parts = None
         except ParseError as exc:
             log.limited(("badhop", uri), log.NOTICE, f"cannot route to {uri}: {exc.reason}")
             branch = BranchState(rc, uri, "", "", 0, None, b"")
@@ -616,35 +641,124 @@ class Tm(Module):
             rc.branches.append(branch)
             return False
         hproto, hhost, hport = hop
-        ip = core.resolve(hhost)
-        listener = core.listener_for(hproto, hhost) if ip else None
-        if ip is None or listener is None:
-            branch = BranchState(rc, uri, hproto, hhost, hport, None, b"")
-            branch.final, branch.reason = ((478, "Unresolvable Destination") if ip is None
-                                           else (503, "Service Unavailable"))
-            rc.branches.append(branch)
-            return False
+        method = sys.intern(msg.method)
+        ip = core.address(hhost)
+        if ip is not None:      # an address (the fast path): no selection to make
+            listener = core.listener_for(hproto, ip)
+            if listener is None:
+                branch = BranchState(rc, uri, hproto, hhost, hport, None, b"")
+                branch.final, branch.reason = 503, "Service Unavailable"
+                rc.branches.append(branch)
+                return False
+            self._start_branch(rc, method, uri, rest, inbound, hproto, ip, hport, listener,
+                               hhost, None, None)
+            return True
+        if parts is None:
+            parts = forward.uri_parts(hop_uri)
+        targets = core.cached_targets(*parts)
+        if targets is not None:
+            return self._branch_to(rc, method, uri, rest, inbound, list(targets), parts[0])
+        if getattr(core, "dns", None) is None:
+            return self._unresolved(rc, uri, hop, None)
+        # the branch waits for the resolver: pending meanwhile (no best response is chosen
+        # without it), as a branch held for an external relay (_after_hold)
+        rc.held += 1
+
+        def located(result):
+            rc.held -= 1
+            if rc.cancelled or rc.answered >= 200:
+                sent = False
+            elif result.targets:
+                sent = self._branch_to(rc, method, uri, rest, inbound, list(result.targets),
+                                       parts[0])
+            else:
+                sent = self._unresolved(rc, uri, hop, result.error)
+            self._held_done(rc, sent)
+        core.locate(*parts, located)
+        return True
+
+    def _unresolved(self, rc, uri, hop, error):
+        """The branch to a name that did not resolve: final, 478 or 503 (locate's
+        failure_status: a name that does not exist, or name servers that fail)."""
+        status, reason = failure_status(error)
+        why = error.reason if error is not None else "not resolved"
+        log.limited(("unresolved", hop[1]), log.NOTICE,
+                    f"cannot route to {uri}: {why} ({status} {reason})")
+        branch = BranchState(rc, uri, hop[0], hop[1], hop[2], None, b"")
+        branch.final, branch.reason = status, reason
+        rc.branches.append(branch)
+        return False
+
+    def _branch_to(self, rc, method, uri, rest, inbound, targets, name, replace=None):
+        """Start the branch on the first of ``targets`` (proto, ip, port) with a socket to
+        send from; the others are kept for failover (RFC 3263 4.3).  ``replace``: the branch
+        whose target failed (the new one takes its place).  False when none could go."""
+        core = self.core
+        while targets:
+            proto, ip, port = targets.pop(0)
+            listener = core.listener_for(proto, ip)
+            if listener is not None:
+                self._start_branch(rc, method, uri, rest, inbound, proto, ip, port, listener,
+                                   name, targets or None, replace)
+                return True
+        branch = BranchState(rc, uri, "", name, 0, None, b"")
+        branch.final, branch.reason = 503, "Service Unavailable"
+        self._put_branch(rc, branch, replace)
+        return False
+
+    @staticmethod
+    def _put_branch(rc, branch, replace):
+        if replace is not None:
+            for i, b in enumerate(rc.branches):
+                if b is replace:
+                    rc.branches[i] = branch
+                    return
+        rc.branches.append(branch)
+
+    def _start_branch(self, rc, method, uri, rest, inbound, proto, ip, port, listener, name,
+                      failover, replace=None):
+        """A new client transaction for one branch: its Via (a new branch id), sent."""
+        core = self.core
         self._branch_seq += 1
         branch_id = f"{self._branch_prefix}.{self._branch_seq}"
-        method = sys.intern(msg.method)
+        sent_rest = rest
         if listener is not inbound and inbound is not None and core.double_rr is not None:
-            rest = core.double_rr(rest, inbound, listener)
-        data = forward.branch_bytes(method, uri, rest,
-                                    forward.via_line(listener, hproto, branch_id))
-        branch = BranchState(rc, uri, hproto, ip, hport, listener, data)
+            sent_rest = core.double_rr(rest, inbound, listener)
+        data = forward.branch_bytes(method, uri, sent_rest,
+                                    forward.via_line(listener, proto, branch_id))
+        branch = BranchState(rc, uri, proto, ip, port, listener, data)
+        if failover is not None:
+            branch.failover = (failover, rest, inbound, name)
         now = core.now()
-        ct = ClientTransaction(method, branch_id, data, hproto != "udp", now,
+        ct = ClientTransaction(method, branch_id, data, proto != "udp", now,
                                fr_timer=rc.fr_timer or self.fr_timer,
                                fr_inv_timer=rc.fr_inv_timer or self.fr_inv_timer, data=branch)
         branch.client = ct
-        rc.branches.append(branch)
+        self._put_branch(rc, branch, replace)
         self.table.client[client_key(branch_id, method)] = ct
         core.stats.request_out(method, len(data))
-        if not (core.transport.send(hproto, ip, hport, data, listener) if hproto != "tls" else
-                core.transport.send(hproto, ip, hport, data, listener, server_name=hhost)):
+        if not (core.transport.send(proto, ip, port, data, listener) if proto != "tls" else
+                core.transport.send(proto, ip, port, data, listener, server_name=name)):
             self._client_action(ct, "timeout", None)
             ct.step("error", now)
         self._schedule(ct)
+
+    def _failover(self, branch):
+        """RFC 3263 4.3: the branch's target timed out, failed to send, or answered 503
+        before any provisional: a new client transaction to the next target takes the
+        branch's place (the failure is not relayed).  False when there is none to try."""
+        rc = branch.rc
+        if branch.failover is None or branch.cancelled or rc is None or rc.cancelled \
+                or rc.answered >= 200:
+            return False
+        targets, rest, inbound, name = branch.failover
+        branch.failover = None
+        log.limited(("failover", name), log.INFO,
+                    f"{name}: {branch.ip}:{branch.port} failed, trying the next target")
+        self.core.stats.incr("dns_failover")
+        if not self._branch_to(rc, branch.client.method, branch.uri, rest, inbound,
+                               targets, name, branch):
+            self._branch_final(rc, None)    # no socket for any of them: final (503)
         return True
 
     def _relay_cancel(self, ctx, host, port, proto):
@@ -705,6 +819,9 @@ class Tm(Module):
             ct.request = None
             if branch is not None and ct.method != "INVITE":
                 branch.sent = None
+        if branch is not None and msg.status < 200:
+            # the target answers: no failover to another one from now on (RFC 3263 4.3)
+            branch.failover = None
         if branch is not None and ct.status >= 100 and ct.state == "proceeding" \
                 and branch.cancelled:
             # the CANCEL that waited for a provisional (9.1) can go now
@@ -730,6 +847,9 @@ class Tm(Module):
             self._cancel_branch(branch)
         elif action == "timeout":
             if not branch.final:
+                if branch.failover is not None and self._failover(branch):
+                    branch.final = 408      # replaced by the next target's branch
+                    return
                 branch.final, branch.reason = 408, "Request Timeout"
                 self._branch_final(branch.rc, branch)
         elif action == "up":
@@ -754,6 +874,9 @@ class Tm(Module):
         if status < 200:
             if status > 100 and rc.answered < 200:
                 self._relay(rc, msg, hold)  # 16.7 step 5: provisional responses go up at once
+            return
+        if status == 503 and branch.failover is not None and self._failover(branch):
+            branch.final = 503      # RFC 3263 4.3: the next target's branch took its place
             return
         branch.final = status
         branch.response = msg
@@ -816,7 +939,10 @@ class Tm(Module):
         status, reason = best.final, best.reason or "Request Timeout"
         if rc.cancelled:
             status, reason = 487, "Request Terminated"     # RFC 3261 16.10
-        elif status == 503:   # 16.7 step 6: a 503 becomes 500 upstream
+        elif status == 503 and reason != _DNS_FAILED:
+            # 16.7 step 6: a 503 becomes 500 upstream.  Not our own resolver's failure:
+            # that one is this proxy's condition, which 503 says (RFC 3263 4.3 lets the
+            # caller try elsewhere)
             status, reason = 500, "Server Internal Error"
         self._local_reply(rc.server, status, reason)
 
@@ -869,36 +995,88 @@ class Tm(Module):
         """Send a non-INVITE request serlite makes itself (uac's REGISTER) on a client
         transaction of its own: ``rest`` is its header lines and body as bytes, without Via
         (ours goes on top, with a branch of tm's, so the responses come back here); ``hop``
-        (proto, host, port) where it goes.  ``callback(status, msg)`` is called from the loop
-        for each response (``msg`` the Response), or once with 408 and None when none came
-        (timer F, fr_timer), 478 when ``host`` does not resolve, 503 when there is no socket
-        to send from.  Returns the branch id."""
+        (proto, host, port) where it goes, or a URI (its host located by RFC 3263: SRV when
+        it names no port; the first target).  ``callback(status, msg)`` is called from the
+        loop for each response (``msg`` the Response), or once with 408 and None when none
+        came (timer F, fr_timer), 478 (503: the name servers failed) when ``host`` does not
+        resolve, 503 when there is no socket to send from.  Returns the branch id."""
         if method in ("INVITE", "ACK", "CANCEL"):
             raise ValueError(f"t_uac sends no {method}")
         core = self.core
-        proto, host, port = hop
+        if isinstance(hop, tuple):
+            proto, host, port = hop
+            parts = (host, port, proto, proto == "tls")
+        else:       # a URI: a name in it is located as RFC 3263 says (SRV when no port)
+            proto, host, port = forward.uri_target(hop)
+            parts = forward.uri_parts(hop)
         self._branch_seq += 1
         branch_id = f"{self._branch_prefix}.{self._branch_seq}"
-        ip = core.resolve(host)
-        listener = core.listener_for(proto, host) if ip else None
-        if listener is None:
-            status = 478 if ip is None else 503
-            # never from inside the caller's own call: from the loop, as a response would be
-            core.loop.call_at(core.now(), lambda: _call_back(callback, status, None))
-            return branch_id
-        data = forward.branch_bytes(method, ruri, rest,
-                                    forward.via_line(listener, proto, branch_id))
-        branch = OwnBranch(proto, ip, port, listener, data, callback)
-        ct = ClientTransaction(sys.intern(method), branch_id, data, proto == "tcp", core.now(),
-                               fr_timer=self.fr_timer, data=branch)
-        branch.client = ct
-        self.table.client[client_key(branch_id, ct.method)] = ct
-        core.stats.request_out(ct.method, len(data))
-        if not core.transport.send(proto, ip, port, data, listener):
-            ct.step("error", core.now())
-            core.loop.call_at(core.now(), lambda: _call_back(callback, 503, None))
-        self._schedule(ct)
+        ip = core.resolve(host) if isinstance(hop, tuple) else core.address(host)
+        if ip is not None:
+            targets = [(proto, ip, port)]
+        elif getattr(core, "dns", None) is not None:
+            targets = core.cached_targets(*parts)
+            if targets is None:     # sent from the resolver's callback
+                core.locate(*parts, lambda result: self._uac_send(
+                    method, ruri, rest, result.targets, parts[0], branch_id, callback,
+                    result.error))
+                return branch_id
+        else:
+            targets = []
+        self._uac_send(method, ruri, rest, targets, parts[0], branch_id, callback, None)
         return branch_id
+
+    def _uac_send(self, method, ruri, rest, targets, name, branch_id, callback, error):
+        """t_uac's request on its way to the first target with a socket to send from; the
+        others kept for failover (RFC 3263 4.3: a timeout, a send error or a 503)."""
+        core = self.core
+        status = 503 if targets else failure_status(error)[0]      # should none go
+        targets = list(targets)
+        while targets:
+            proto, ip, port = targets.pop(0)
+            listener = core.listener_for(proto, ip)
+            if listener is None:
+                continue
+            data = forward.branch_bytes(method, ruri, rest,
+                                        forward.via_line(listener, proto, branch_id))
+            branch = OwnBranch(proto, ip, port, listener, data, callback)
+            if targets:
+                branch.failover = (targets, method, ruri, rest, name)
+            ct = ClientTransaction(sys.intern(method), branch_id, data, proto != "udp",
+                                   core.now(), fr_timer=self.fr_timer, data=branch)
+            branch.client = ct
+            self.table.client[client_key(branch_id, ct.method)] = ct
+            core.stats.request_out(ct.method, len(data))
+            if not (core.transport.send(proto, ip, port, data, listener) if proto != "tls" else
+                    core.transport.send(proto, ip, port, data, listener, server_name=name)):
+                branch.final = 503
+                ct.step("error", core.now())
+                self._schedule(ct)
+                if targets:
+                    self._branch_seq += 1
+                    branch_id = f"{self._branch_prefix}.{self._branch_seq}"
+                    continue
+                core.loop.call_at(core.now(), lambda: _call_back(callback, 503, None))
+                return
+            self._schedule(ct)
+            return
+        # never from inside the caller's own call: from the loop, as a response would be
+        core.loop.call_at(core.now(), lambda: _call_back(callback, status, None))
+
+    def _uac_failover(self, branch):
+        """The next target of a request of serlite's own (its callback hears nothing of the
+        failed one).  False when there is none."""
+        if branch.failover is None:
+            return False
+        targets, method, ruri, rest, name = branch.failover
+        branch.failover = None
+        log.limited(("failover", name), log.INFO,
+                    f"{name}: {branch.ip}:{branch.port} failed, trying the next target")
+        self.core.stats.incr("dns_failover")
+        self._branch_seq += 1
+        self._uac_send(method, ruri, rest, targets, name,
+                       f"{self._branch_prefix}.{self._branch_seq}", branch.callback, None)
+        return True
 
     def _own_action(self, ct, branch, action, msg):
         if action == "retransmit":
@@ -907,10 +1085,13 @@ class Tm(Module):
         elif action == "up":
             if msg.status >= 200:
                 branch.final = msg.status
+                if msg.status == 503 and self._uac_failover(branch):
+                    return
             _call_back(branch.callback, msg.status, msg)
         elif action == "timeout" and not branch.final:
             branch.final = 408
-            _call_back(branch.callback, 408, None)
+            if not self._uac_failover(branch):
+                _call_back(branch.callback, 408, None)
 
     # -- script hooks ----------------------------------------------------------------------
     def _rc(self, ctx):

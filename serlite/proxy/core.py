@@ -10,6 +10,8 @@ import socket
 from binascii import crc32
 
 from .. import log
+from ..dns.cache import NXDOMAIN, Negative
+from ..dns.locate import Located, numeric
 from ..modules.export import ONREPLY_ROUTE
 from ..sip.errors import ParseError
 from ..sip.message import Request, checked_line, parse, response_bytes
@@ -35,7 +37,8 @@ class Core:
         self.my_ips = set()
         self.my_ports = set()
         self.tag_prefix = os.urandom(4).hex()
-        self._dns = {}                  # host -> (ip, unicast): see _address
+        self._dns = {}                  # address -> (ip, unicast): see _address
+        self.dns = None                 # the DnsClient (server.py): names, RFC 3263
         self.source_filters = []        # callables(source) -> True to drop before parsing
         self._myself = {}               # (host, port) -> is_myself's answer, see is_myself
         self.response_handlers = {}     # Via branch prefix -> callable(msg, source)
@@ -240,40 +243,101 @@ class Core:
 
     # -- sending -----------------------------------------------------------------------------
     def _address(self, host):
-        """(ip, unicast) for ``host``, or None when it does not resolve.  Cached, literals too,
-        so that sending costs one dict lookup: names are looked up once (blocking: a home
-        router's peers are addresses or /etc/hosts names) and again after the cache fills."""
+        """(ip, unicast) for an address ``host`` (brackets or not), None for a name (see
+        ``locate``).  Cached, so that sending to an address costs one dict lookup."""
         entry = self._dns.get(host)
         if entry is None:
-            name = host.strip("[]")
-            if ":" in name or name.replace(".", "").isdigit():
-                ip = name
-            else:
-                try:
-                    ip = socket.getaddrinfo(name, None, 0, socket.SOCK_DGRAM)[0][4][0]
-                except OSError as exc:
-                    log.limited(("dns", name), log.WARN, f"cannot resolve {name}: {exc}")
-                    return None
+            ip = numeric(host)
+            if ip is None:
+                return None
             entry = (ip, forward.is_unicast_target(ip))
             if len(self._dns) > 256:
                 self._dns.clear()
             self._dns[host] = entry
         return entry
 
-    def resolve(self, host):
-        """An IP address for ``host`` (a name, or an address with or without brackets)."""
-        entry = self._dns.get(host) or self._address(host)     # the cache without a call
+    def address(self, host):
+        """The IP address of an address ``host`` (brackets or not); None for a name."""
+        entry = self._dns.get(host) or self._address(host)
         return None if entry is None else entry[0]
 
-    def send(self, proto, host, port, data, local=None, conn=None):
-        """Send to ``host``; False when it does not resolve or is no unicast address."""
+    # -- names: RFC 3263 through the resolver in the loop (dns_client), never blocking ----
+    def cached_targets(self, host, port, transport, secure):
+        """The RFC 3263 targets [(proto, ip, port)] of a name (a URI's parts, as
+        ``forward.uri_parts``) when known now (hosts file, cache), else None: nothing waits."""
+        dns = self.dns
+        return None if dns is None else dns.cached_locate(host, port, transport, secure)
+
+    def locate(self, host, port, transport, secure, callback):
+        """``callback(Located)`` from the loop with the targets of a name, in the order to try
+        (RFC 3263 4.3), or none and the error (``failure_status`` gives the SIP answer)."""
+        if self.dns is None:
+            self.loop.call_later(0, callback, Located([], Negative(NXDOMAIN, "no resolver")))
+            return
+        self.dns.locate(host, port, transport, secure, callback)
+
+    def resolve(self, host):
+        """An IP address for ``host`` (a name, or an address with or without brackets) when
+        known now; None otherwise (a name not in the cache: its lookup is left to a send)."""
         entry = self._dns.get(host) or self._address(host)     # the cache without a call
-        if entry is None or not entry[1]:
+        if entry is not None:
+            return entry[0]
+        targets = self.cached_targets(host, 5060, "udp", False)     # A/AAAA (4.2)
+        return targets[0][1] if targets else None
+
+    def hop_ip(self, msg, uri, dst_uri=None):
+        """The IP address the request goes to (``next_hop``'s host, a name located per RFC
+        3263) when known now, else None."""
+        proto, host, port = self.next_hop(msg, uri, dst_uri)
+        entry = self._dns.get(host) or self._address(host)
+        if entry is not None:
+            return entry[0]
+        targets = self.cached_targets(*forward.uri_parts(
+            self.next_hop_uri(msg, uri, dst_uri)))
+        return targets[0][1] if targets else None
+
+    def send(self, proto, host, port, data, local=None, conn=None):
+        """Send to ``host``; False when it is no unicast address or a name that does not
+        resolve now.  A name not known yet is looked up (A/AAAA, RFC 3263 4.2: the port is
+        given) and the message sent when it is (True: on its way)."""
+        entry = self._dns.get(host) or self._address(host)     # the cache without a call
+        if entry is None:
+            return self._send_named(proto, host, port, data, local, conn)
+        if not entry[1]:
             return False
         if proto == "tls":      # the name the peer's certificate must carry (RFC 5922 7.2)
             return self.transport.send(proto, entry[0], port, data, local, conn,
                                        host.strip("[]"))
         return self.transport.send(proto, entry[0], port, data, local, conn)
+
+    def _send_named(self, proto, host, port, data, local, conn):
+        if self.dns is None:
+            return False
+        name = host.strip("[]")
+        targets = self.dns.cached_locate(name, port, proto, False)
+        if targets:
+            return self._send_located(proto, name, targets, data, local, conn)
+
+        def located(result):
+            if result.targets:
+                self._send_located(proto, name, result.targets, data, local, conn)
+            else:
+                log.limited(("dns-send", name), log.NOTICE,
+                            f"cannot send to {name}: {result.error.reason}")
+        self.dns.locate(name, port, proto, False, located)
+        return True
+
+    def _send_located(self, proto, name, targets, data, local, conn):
+        _proto, ip, port = targets[0]
+        if not forward.is_unicast_target(ip):
+            return False
+        if local is not None and (":" in ip) != (local.family == _AF_INET6):
+            local = self.listener_for(proto, ip)    # the name's address is of the other family
+            if local is None:
+                return False
+        if proto == "tls":
+            return self.transport.send(proto, ip, port, data, local, conn, name)
+        return self.transport.send(proto, ip, port, data, local, conn)
 
     def local_to_tag(self, msg):
         """SER's sl to-tag: a fixed prefix and a hash of the request, so that a retransmitted
@@ -341,13 +405,18 @@ class Core:
 
     def next_hop(self, msg, uri, dst_uri=None):
         """16.6 steps 6-7: the script's destination, the first Route, or the Request-URI
-        (``uri``, a URI or its text)."""
+        (``uri``, a URI or its text), as (proto, host, port): where to send when the host is
+        an address; a name's targets are ``locate``d from ``next_hop_uri``."""
+        return forward.uri_target(self.next_hop_uri(msg, uri, dst_uri))
+
+    def next_hop_uri(self, msg, uri, dst_uri=None):
+        """The URI whose host is the next hop (16.6 steps 6-7)."""
         if dst_uri:
-            return forward.uri_target(dst_uri)
+            return dst_uri
         routes = msg.routes         # parsed once, shared with loose_route
         if routes:
-            return forward.uri_target(routes[0].uri)
-        return forward.uri_target(uri)
+            return routes[0].uri
+        return uri
 
     def forward_stateless(self, ctx, proto=None, host=None, port=None):
         """SER's ``forward()``: send the request to every destination of the destination set
@@ -377,22 +446,44 @@ class Core:
             if host is not None:
                 hop = (proto or "udp", host, port or (5061 if proto == "tls" else 5060))
             else:
-                hop = self.next_hop(msg, parsed or uri,
-                                    dst or (ctx.dst_uri if uri == ruri else None))
-            hproto, hhost, hport = hop
-            listener = self.listener_for(hproto, hhost)
-            if listener is None:
-                continue
-            branch = forward.stateless_branch(msg, index)
-            local = ctx.source.local
-            data = forward.branch_bytes(
-                msg.method, uri, rest if listener is local or local is None
-                or self.double_rr is None else self.double_rr(rest, local, listener),
-                forward.via_line(listener, hproto, branch))
-            self.stats.request_out(msg.method, len(data))
-            sent = self.send(hproto, hhost, hport, data, listener) or sent
+                hop_uri = self.next_hop_uri(msg, parsed or uri,
+                                            dst or (ctx.dst_uri if uri == ruri else None))
+                hop = forward.uri_target(hop_uri)
+                if self._address(hop[1]) is None:
+                    # a name: its RFC 3263 target (a stateless proxy tries only the first)
+                    parts = forward.uri_parts(hop_uri)
+                    located = self.cached_targets(*parts)
+                    if located is None:
+                        self.locate(*parts, lambda result, i=index, u=uri, h=hop[1]:
+                                    result.targets and self._forward_one(
+                                        ctx, rest, i, u, result.targets[0], h))
+                        sent = True
+                        continue
+                    sent = self._forward_one(ctx, rest, index, uri, located[0],
+                                             hop[1]) or sent
+                    continue
+            sent = self._forward_one(ctx, rest, index, uri, hop) or sent
         ctx.forwarded = True
         return sent
+
+    def _forward_one(self, ctx, rest, index, uri, hop, name=None):
+        """One stateless copy of the request to ``hop`` (proto, host or ip, port); ``name``:
+        the name it was located from (the TLS server name)."""
+        msg = ctx.msg
+        hproto, hhost, hport = hop
+        listener = self.listener_for(hproto, hhost)
+        if listener is None:
+            return False
+        branch = forward.stateless_branch(msg, index)
+        local = ctx.source.local
+        data = forward.branch_bytes(
+            msg.method, uri, rest if listener is local or local is None
+            or self.double_rr is None else self.double_rr(rest, local, listener),
+            forward.via_line(listener, hproto, branch))
+        self.stats.request_out(msg.method, len(data))
+        if name is not None and hproto == "tls":
+            return self.transport.send(hproto, hhost, hport, data, listener, None, name)
+        return self.send(hproto, hhost, hport, data, listener)
 
     def listener_for(self, proto, host):
         """The socket to send to ``host`` from: ours of that protocol and address family."""

@@ -13,9 +13,25 @@ from ..sip.uri import URI
 DEFAULT_MAX_FORWARDS = 70       # RFC 3261 16.6 step 3
 
 
+def uri_parts(uri):
+    """What RFC 3263 4 selects the next hop from: (host, port or None, transport or None,
+    secure) of a SIP URI (a URI or its text); maddr, when present, is the host (4)."""
+    if isinstance(uri, str):
+        uri = URI.parse(uri)
+    params = uri.params
+    if params:
+        transport = param_value(params, "transport")
+        transport = transport.lower() if transport else None
+        host = param_value(params, "maddr") or uri.host
+    else:
+        transport, host = None, uri.host
+    return host.strip("[]"), uri.port, transport, uri.scheme == "sips"
+
+
 def uri_target(uri):
-    """(proto, host, port) to send to for a SIP URI: RFC 3263 without DNS SRV/NAPTR, which a home
-    router's peers rarely have: maddr, then the transport parameter, then the default port."""
+    """(proto, host, port) to send to for a SIP URI when its host is an address (RFC 3263 4.2:
+    maddr, then the transport parameter, then the default port); a name's targets come from
+    the resolver (``Core.locate``, with ``uri_parts``)."""
     if isinstance(uri, str):
         uri = URI.parse(uri)
     params = uri.params

@@ -9,7 +9,7 @@ class BranchState:
     """One forwarded copy of the request (a client transaction's caller data)."""
 
     __slots__ = ("rc", "uri", "proto", "ip", "port", "listener", "sent", "client",
-                 "final", "reason", "response", "cancelled")
+                 "final", "reason", "response", "cancelled", "failover")
 
     def __init__(self, rc, uri, proto, ip, port, listener, sent):
         self.rc = rc                # the ResponseContext this branch belongs to
@@ -24,6 +24,9 @@ class BranchState:
         self.reason = ""            # the reason phrase of a made-up final status
         self.response = None        # the final Response, None when made up locally
         self.cancelled = False
+        # a name's RFC 3263 targets not tried yet: (targets, the request's bytes without
+        # request line and Via, the inbound socket, the name), until the target answers
+        self.failover = None
 
 
 class ResponseContext:

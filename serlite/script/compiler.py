@@ -95,6 +95,23 @@ GLOBALS = {
     "syn_branch": ("bool", "branches are always RFC 3261 magic-cookie branches"),
     "disable_core_dump": ("bool", _PROCD),
     "open_files_limit": ("int", _PROCD),
+    # DNS (Kamailio's core parameters; dns_client.options_from_globals): read at start
+    "dns_retr_time": ("int", None),
+    "dns_retr_no": ("int", None),
+    "dns_servers_no": ("int", None),
+    "dns_try_ipv6": ("bool", None),
+    "dns_try_naptr": ("bool", None),
+    "dns_srv_lb": ("bool", None),
+    "use_dns_cache": ("bool", None),
+    "dns_cache_min_ttl": ("int", None),
+    "dns_cache_max_ttl": ("int", None),
+    "dns_cache_negative_ttl": ("int", None),
+    "dns_cache_max_entries": ("int", None),
+    "dns_use_search_list": ("bool", "SIP hosts are fully qualified: search is not used"),
+    # serlite's own: the resolver's files and the name servers' port (tests run their own)
+    "dns_resolv_conf": ("str", None),
+    "dns_hosts_file": ("str", None),
+    "dns_port": ("int", None),
 }
 # The numbers a core parameter may take (inclusive), checked at -c and start: a value out of
 # range would be cut to 32 bits, wrap, or mean "no limit" somewhere down the line.
@@ -108,6 +125,11 @@ GLOBAL_RANGES = {
     "tcp_connection_lifetime": (1, 7 * 86400),
     "tcp_msg_read_timeout": (1, 3600),
     "tcp_msg_data_timeout": (1, 3600),
+    "dns_port": (1, 65535),
+    "dns_retr_time": (1, 30),
+    "dns_retr_no": (1, 5),
+    "dns_servers_no": (1, 3),
+    "dns_cache_max_entries": (0, 65536),
 }
 
 # Other spellings seen in SER configs -> SER's name (the value is stored under SER's name).
