@@ -58,10 +58,18 @@ class ExternalRelay:
         self._prefix = os.urandom(4).hex()
         self._seq = 0
         family = socket.AF_INET6 if sock.family == "udp6" else socket.AF_INET
+        host = sock.host
+        if host.lower() == "localhost":
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
         try:
-            info = socket.getaddrinfo(sock.host, sock.port, family, socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise ValueError(f"rtpproxy_sock {sock}: cannot resolve {sock.host}: {exc}")
+            # an address only (AI_NUMERICHOST asks no resolver): a name would be looked up
+            # blocking, at start and at every SIGHUP, in the loop's thread
+            info = socket.getaddrinfo(host, sock.port, family, socket.SOCK_DGRAM, 0,
+                                      socket.AI_NUMERICHOST)
+        except OSError:
+            raise ValueError(f"rtpproxy_sock {sock}: name the relay by its address "
+                             f"(udp:127.0.0.1:7722, udp6:[::1]:7722), not "
+                             f"{sock.host!r}") from None
         self.address = info[0][4]
         self.ip = self.address[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)

@@ -204,8 +204,8 @@ def test_literal_addresses_take_no_lookup(proxy):
 
 
 def test_the_source_has_no_blocking_lookup():
-    """No getaddrinfo/gethostbyname in the server's code but rtpproxy_sock's, at module
-    start (before the loop runs; on SIGHUP it is an address in practice)."""
+    """No getaddrinfo/gethostbyname in the server's code but rtpproxy_sock's, which takes
+    an address only (AI_NUMERICHOST: no resolver asked, at start or SIGHUP)."""
     allowed = {"serlite/extrelay.py"}
     found = []
     for path in sorted((ROOT / "serlite").rglob("*.py")):

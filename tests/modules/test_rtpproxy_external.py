@@ -381,3 +381,16 @@ def test_nothing_listening_fails_the_commands_at_once():
 def test_sources_are_not_needed_for_the_hold():
     # Context made by the core for a reply carries no hold until a module sets one
     assert Context(None, Source("udp", "1.2.3.4", 5060), None).hold is None
+
+
+def test_rtpproxy_sock_names_an_address_not_a_name():
+    """A name would be looked up blocking at start and at every SIGHUP: refused with how to
+    write it; localhost is the loopback address."""
+    loop, stats = FakeLoop(), Stats(0)
+    with pytest.raises(ValueError, match=r"name the relay by its address \(udp:127.0.0.1"):
+        ExternalRelay(loop, stats, rtpp.parse_sock("udp:relay.example.net:7722"), 1, 3, 60)
+    ext = ExternalRelay(loop, stats, rtpp.parse_sock("udp:localhost:7722"), 1, 3, 60)
+    try:
+        assert ext.ip == "127.0.0.1"
+    finally:
+        ext.close()
