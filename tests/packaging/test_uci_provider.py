@@ -10,7 +10,8 @@ import pytest
 from serlite import uci
 from serlite.modules._uac_reg import read_records
 
-from .test_uci import LAN, LAN_WAN, ser_check, run_uci
+from .pkgtools import REPO
+from .test_uci import LAN, LAN_WAN, run_uci, ser_check
 
 BASE = """
 config ser 'main'
@@ -176,3 +177,38 @@ def ser_check_text(cfg, tmp=None):
     out = ser_check(f.name)
     assert out.returncode == 0, out.stdout + out.stderr
     return True
+
+
+SHIPPED = REPO / "files" / "etc" / "ser" / "ser.cfg"
+
+
+def uncomment(text):
+    """What the shipped config asks of its owner: the lines starting with "#" and no space
+    (code, not prose) lose their "#", and so do the lines of a block such a line opens."""
+    out, depth = [], 0
+    for line in text.splitlines():
+        m = re.match(r"^(\s*)#(\s*)(.*)$", line)
+        if m and (depth > 0 or (m.group(2) == "" and m.group(3)[:1] not in ("", "!"))):
+            line = m.group(1) + m.group(2) + m.group(3)
+            code = line.split("#", 1)[0]
+            depth += code.count("{") - code.count("}")
+        out.append(line)
+    assert depth == 0
+    return "\n".join(out) + "\n"
+
+
+def test_the_shipped_configs_provider_lines_uncommented_pass_ser_c(tmp_path):
+    shipped = SHIPPED.read_text()
+    assert ser_check(SHIPPED).returncode == 0
+    assert "uac_auth()" in shipped and "\nloadmodule \"/usr/lib/ser/modules/uac.so\"" not in shipped
+    filled = uncomment(shipped)
+    for line in ('loadmodule "/usr/lib/ser/modules/uac.so"',
+                 '    if (src_ip == 203.0.113.10) {', '        route(provider_in);',
+                 '            route(provider_out);     # a number: out through your provider',
+                 'route[provider_out] {', '    uac_replace_from("sip:ACCOUNT@sip.example.net");',
+                 '            t_relay();', 'failure_route[provider_auth] {'):
+        assert "\n" + line in filled, line
+    cfg = tmp_path / "ser.cfg"
+    cfg.write_text(filled)
+    out = ser_check(cfg)
+    assert out.returncode == 0, out.stdout + out.stderr
