@@ -11,6 +11,8 @@ internet namespace registered at Kamailio.
   phones ring (the provider section's ring list), one answers, audio both ways;
 * nothing from the WAN reaches the trunk: an INVITE to a number from the Internet is
   challenged, refused even with an extension's right password, and SIPVicious gets nothing;
+  one from the provider's own address to a number is refused too; with wan_open 0 a
+  stranger's request gets no answer at all;
 * a wrong provider password shows as failed in ser-ctl and on the status page, and the
   provider gets no further REGISTER in a window.
 
@@ -209,11 +211,70 @@ def test_nothing_from_the_wan_reaches_the_trunk(net, router, kam):
         assert b"numbers only from the house" in second
     finally:
         peer.close()
+    packets = net.wan_sip_packets()
     scan = subprocess.run([*net.exec_args(net.internet), "sipvicious_svwar", "-m", "INVITE",
                            "-e", "00900123456,0049900123456,100", "-t", "0.2",
                            ROUTER_WAN], capture_output=True, text=True, timeout=60)
-    assert "00900123456" not in scan.stdout.split("Extension")[-1], scan.stdout
+    # its first probe (User-Agent friendly-scanner) is dropped unanswered, and it gives up
+    assert net.wan_sip_packets() - packets >= 1, scan.stdout + scan.stderr
+    assert "found nothing" in scan.stderr, scan.stdout + scan.stderr
     assert len(kam.received("INVITE")) == before, kam.received("INVITE")[before:]
+
+
+def test_the_providers_own_address_only_rings_the_house(net, router, kam):
+    """A request from the provider's address is taken without a password, and so can never
+    be sent on: an INVITE from 192.0.2.2 to a number is refused (404), none reaches Kamailio;
+    an OPTIONS keepalive from there is answered."""
+    before = len(kam.received("INVITE"))
+    with net.inside(net.internet):
+        peer = sipnet.UdpPeer(host=INTERNET)
+    try:
+        answer = _invite(peer, "00900123456")
+        assert sipnet.status_of(answer) == 404, answer
+        uri = f"sip:{ROUTER_WAN}"
+        peer.send(sipnet.make_request("OPTIONS", uri, via=(peer.host, peer.port), to=uri),
+                  (ROUTER_WAN, 5060))
+        finals = [r for r in peer.recv_until(sipnet.is_final, 3.0) if sipnet.is_final(r)]
+        assert finals and sipnet.status_of(finals[0]) == 200, finals
+    finally:
+        peer.close()
+    assert len(kam.received("INVITE")) == before, kam.received("INVITE")[before:]
+
+
+def test_with_the_wan_closed_only_the_provider_is_served_there(net, router, kam):
+    """option wan_open 0 (the default) with a provider: serlite listens on the WAN for the
+    provider alone; a stranger's INVITE gets no answer at all, and the registration goes on
+    (ser-ctl reg_refresh, the WAN's ifup hook, registers again at once)."""
+    text = generate(router.workdir_root, "\toption wan_open '0'\n" + provider_uci())
+    assert "open to the provider only" in text
+    router.cfg.write_text(text)
+    mark = len(router.log())
+    router.proc.send_signal(1)      # SIGHUP; the record is the same: kept registered
+    sipnet.wait_log(router, r"reloaded", since=mark)
+    with net.inside(net.internet):
+        peer = sipnet.UdpPeer(host=f"{POOL}.2")
+    try:
+        ruri = f"sip:00900123456@{ROUTER_WAN}"
+        peer.send(sipnet.make_request("INVITE", ruri, via=(peer.host, peer.port), to=ruri,
+                                      headers=["User-Agent: Grandstream GXP1625"]),
+                  (ROUTER_WAN, 5060))
+        assert peer.recv_until(sipnet.is_final, 2.0) == []      # dropped: no answer
+    finally:
+        peer.close()
+    before = len(kam.received("REGISTER"))
+    shown = subprocess.run([*router.python, "-m", "serlite.ctl", "-s", router.ctl_sock,
+                            "reg_refresh"], cwd=sipnet.REPO, capture_output=True, text=True,
+                           timeout=10)
+    assert shown.returncode == 0 and "'refreshed': 1" in shown.stdout, shown
+    kam.wait_log(r"PROVIDER-RX REGISTER", count=before + 2)
+    deadline = time.monotonic() + 5
+    while True:                     # the 200 is on its way back: polled, bounded
+        (row,) = router.ctl("uac")
+        if row["state"] == "registered" and row["last_status"] == 200:
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(0.1)
+    assert kam.contacts(ACCOUNT) == [f"sip:{SECTION}@{ROUTER_WAN}:5060"]
 
 
 # --- a wrong password (last: it changes the router's provider section) --------------------
