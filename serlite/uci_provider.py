@@ -40,7 +40,8 @@ _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0
                        r"(:(\d{1,5}))?$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _DIGITS = re.compile(r"^\+?[0-9]{1,32}$")
-_USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,64}$")    # RFC 3261 25.1 user, unescaped
+# RFC 3261 25.1's user characters, without ";?/" (they would end the user in our URIs)
+_USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,%-]{1,64}$")
 
 
 class Provider:
@@ -51,6 +52,7 @@ class Provider:
         self.server_host = ""
         self.server_port = None
         self.proxy = ""             # HOST[:PORT] or ""
+        self.proxy_host = ""
         self.user = ""
         self.auth_user = ""
         self.password = ""
@@ -79,9 +81,8 @@ class Provider:
         config time); the DNS-resolved addresses of the server are the hook marked in
         route[from_provider]: until then a provider known by name lists its addresses."""
         nets = list(self.addresses)
-        for hostport in (self.server_host, self.proxy.rsplit(":", 1)[0] if self.proxy and
-                         not self.proxy.endswith("]") else self.proxy):
-            ip = _ip(hostport.strip("[]")) if hostport else None
+        for host in (self.server_host, self.proxy_host):
+            ip = _ip(host.strip("[]")) if host else None
             if ip is not None:
                 net = ipaddress.ip_network(ip)
                 if net not in nets:
@@ -153,20 +154,20 @@ def provider(sections, users, notes):
                                          f"{exc}") from None
             elif opt == "enabled":
                 pass
+            elif opt == "password":
+                # only in the table (dbtext escapes it): any character but a line break
+                p.password = _single(w, value)
             else:
                 value = _quotable(w, _single(w, value).strip())
                 if opt == "server":
                     p.server_host, p.server_port = _hostport(w, value)
                 elif opt == "proxy":
-                    if value:
-                        _hostport(w, value)
+                    p.proxy_host = _hostport(w, value)[0] if value else ""
                     p.proxy = value
                 elif opt in ("user", "auth_user"):
                     if value and not _USER.match(value):
                         raise _error(f"{w}: {value!r} is not a SIP user name")
                     setattr(p, opt, value)
-                elif opt == "password":
-                    p.password = value
                 elif opt == "realm":
                     p.realm = value
                 elif opt == "transport":
@@ -334,7 +335,7 @@ def routes(p, s, relay_lines):
         out += ['    sl_send_reply("480", "Temporarily Unavailable");', "    exit;"]
     out += relay_lines + ["    t_relay();", "}"]
     rx = "^" + re.escape(p.dial_prefix) + r"\+?[0-9]+$"
-    extensions = [u for u in s_user_names(s) if _DIGITS.match(u)]
+    extensions = [name for name, _ in s.users if _DIGITS.match(name)]
     out += ["", "# a number dialled by a phone of the house that logged in: out through the",
             "# provider (option dial); anything else returns (404)", "route[provider_out] {",
             '    if (method != "INVITE") return(-1);',
@@ -369,6 +370,3 @@ def routes(p, s, relay_lines):
             "}"]
     return out
 
-
-def s_user_names(s):
-    return [name for name, _ in s.users]

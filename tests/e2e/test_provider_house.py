@@ -32,7 +32,7 @@ import pytest
 from serlite.sip import digest
 
 from . import netns, sipnet
-from .netns import INTERNET, POOL, ROUTER_WAN, WAN_PHONE
+from .netns import INTERNET, POOL, ROUTER_WAN
 from .provider import Provider
 from .test_attack import PASSWORD, USER, RouterServer, generate
 from .test_audio import (CALL_SECONDS, SETUP_SECONDS, AudioPhone, NotConnected,

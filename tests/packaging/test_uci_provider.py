@@ -33,7 +33,7 @@ config provider 'sipco'
 	option server '203.0.113.50:5080'
 	option user '4930123'
 	option auth_user 'auth4930123'
-	option password 'pr0v:ider-secret'
+	option password 'pr0v:ider-"secret\\'
 	option number '0301234567'
 	list ring '101'
 	list ring '100'
@@ -58,7 +58,7 @@ def test_the_table_holds_the_account_and_the_config_never_the_password(tmp_path)
     (rec,) = records
     assert (rec.l_uuid, rec.l_username, rec.r_username, rec.r_domain, rec.auth_username,
             rec.auth_password, rec.auth_proxy, rec.expires) == (
-        "sipco", "101", "4930123", "203.0.113.50", "auth4930123", "pr0v:ider-secret",
+        "sipco", "101", "4930123", "203.0.113.50", "auth4930123", 'pr0v:ider-"secret\\',
         "sip:203.0.113.50:5080", 600)
     assert f'modparam("uac", "reg_db_url", "dbtext://{tmp_path / "run" / "db"}")' in cfg
     assert ser_check(tmp_path / "run" / "ser.cfg").returncode == 0
@@ -170,7 +170,7 @@ def test_a_disabled_provider_is_none():
     assert "uac.so" not in uci.generate(uci.parse(text(extra="\toption enabled '0'\n")), LAN)
 
 
-def ser_check_text(cfg, tmp=None):
+def ser_check_text(cfg):
     import tempfile
     with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as f:
         f.write(cfg)
