@@ -142,7 +142,9 @@ def provider(sections, users, notes):
                          for x in item.replace(",", " ").split()]
                 if opt == "ring":
                     for x in words:
-                        if x not in users:
+                        _quotable(w, x)
+                        # (with option user_db the accounts are not known here)
+                        if users and x not in users:
                             raise _error(f"{w}: {x!r} is no account (config user)")
                     p.ring = words
                 else:
@@ -183,7 +185,7 @@ def provider(sections, users, notes):
                 elif opt == "dial":
                     if value.lower() in ("all", ""):
                         p.dial_prefix = ""
-                    elif re.fullmatch(r"[0-9*#]{1,4}", value):
+                    elif re.fullmatch(r"[0-9]{1,4}", value):
                         p.dial_prefix = value
                     else:
                         raise _error(f"{w}: {value!r} is neither 'all' nor a prefix of up "
