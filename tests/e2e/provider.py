@@ -154,7 +154,16 @@ _INVITE_AUTH = """if (!proxy_authorize("{domain}", "subscriber")) {{
             exit;
         }}
         consume_credentials();
-        xlog("L_NOTICE", "PROVIDER-AUTHORIZED $rm $fu $ci $cs\\n");"""
+        xlog("L_NOTICE", "PROVIDER-AUTHORIZED $rm $fu $ci $cs\\n");
+        record_route();
+        if (lookup("location")) {{
+            xlog("L_NOTICE", "PROVIDER-TO-SUBSCRIBER $rm $ru $ci\\n");
+            t_relay();
+            exit;
+        }}
+        {route_to}
+        t_relay();
+        exit;"""
 
 
 def _escape(value):
@@ -213,7 +222,8 @@ class Provider:
             # behind would be "myself" too
             alias=f'alias="{self.domain}:{self.port}"' if self.domain != self.host else "",
             ctl=self.ctl, db=self.db, min_expires=self.min_expires, route_to=route_to,
-            invite_auth=_INVITE_AUTH.format(domain=self.domain) if self.invite_auth else ""))
+            invite_auth=_INVITE_AUTH.format(domain=self.domain, route_to=route_to)
+            if self.invite_auth else ""))
 
     def command(self):
         return [*self.prefix, KAMAILIO, "-f", str(self.cfg), "-DD", "-E", "-m", "32", "-M",
