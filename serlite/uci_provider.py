@@ -353,6 +353,9 @@ def routes(p, s, relay_lines):
     if p.dial_prefix and p.strip:
         out.append(f"    strip({len(p.dial_prefix)});")
     host = p.server_host
+    out += ["    # a call out that nobody answers is no missed call of the house (acc's flag 11;",
+            "    # the provider's 407 would log one before uac_auth answers it)",
+            "    resetflag(11);"]
     out += [f'    rewritehostport("{host}");' if not p.server_port else
             f'    rewritehostport("{host}:{p.server_port}");',
             f'    $du = "{p.auth_proxy}";',

@@ -141,8 +141,13 @@ def test_the_house_account_is_registered_at_the_provider(router, kam):
 
 def test_a_lan_phone_dials_a_number_and_the_providers_phone_answers(phones, router, kam):
     before = len(kam.received("INVITE"))
+    mark = len(router.log())
     lan, far = phones("lan", far_phone())
     talk(lan, far, FAR)
+    # the provider's 407 is no missed call (acc), the call is answered
+    assert "ACC: call missed" not in router.log()[mark:]
+    assert re.search(r"ACC: transaction answered: .*method=INVITE.*code=200",
+                     router.log()[mark:])
     for phone in (lan, far):
         phone.stop()
     assert_hear_each_other(lan, far)
