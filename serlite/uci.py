@@ -301,6 +301,9 @@ def settings(sections, notes=None):
                      + ", ".join(f"option {n}" for n in tls_set) + " ignored)")
     from . import uci_provider
     s.provider = uci_provider.provider(sections, [name for name, _ in s.users], notes)
+    if s.provider and s.trust_lan and not s.config:
+        notes.append("trust_lan is set: any device on the LAN can call out through the "
+                     "provider, at your cost")
     if s.ban_time_max < s.ban_time:
         raise UciError(f"option ban_time_max: {s.ban_time_max} is shorter than ban_time "
                        f"({s.ban_time})")

@@ -212,3 +212,10 @@ def test_the_shipped_configs_provider_lines_uncommented_pass_ser_c(tmp_path):
     cfg.write_text(filled)
     out = ser_check(cfg)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_trust_lan_with_a_provider_is_noted():
+    notes = []
+    uci.settings(uci.parse(text().replace("option wan_open '0'", "option wan_open '0'\n"
+                                          "\toption trust_lan '1'")), notes)
+    assert any("call out through the provider" in n for n in notes), notes
