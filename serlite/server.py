@@ -173,6 +173,10 @@ class Server:
         core.source_filters, core.response_handlers = [], {}     # the new modules add theirs
         core.double_rr = None                                   # rr sets it again
         core.use_script(script)     # so that a starting module sees the others (core.module)
+        # before the modules start: uac's registrations take their Contact address from the
+        # socket mhomed picks toward the provider (the WAN's, not the first listener's)
+        mhomed = self.transport.mhomed
+        self.transport.mhomed = bool(script.globals.get("mhomed", 0))   # SIGHUP changes it too
         started = []
         try:
             for name, module in script.modules.items():
@@ -186,11 +190,11 @@ class Server:
                 except Exception as exc:
                     log.error(f"{module.name}: stop failed: {exc}")
             core.source_filters, core.response_handlers, core.double_rr = hooks
+            self.transport.mhomed = mhomed
             if previous is not None:
                 core.use_script(previous)
             raise
         self.script = script
-        self.transport.mhomed = bool(script.globals.get("mhomed", 0))   # SIGHUP changes it too
 
     def _bad_frame(self, head, source, exc):
         """A TCP request that cannot be framed: 513 when over the size limit (RFC 3261

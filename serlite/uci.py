@@ -183,11 +183,13 @@ class Settings:
         self.tls_port = 5061
         self.tls_ca = ""
         self.relay_sock = ""     # an external relay's rtpproxy_sock, "": the built-in one
+        self.provider = None     # uci_provider.Provider of the config provider section
 
     @property
     def listen_interfaces(self):
         names = [i for i in self.interfaces if i != self.wan]
-        return names + [self.wan] if self.wan_open else names
+        # a provider: its answers and calls come to the WAN address (wan_open 0: only its)
+        return names + [self.wan] if self.wan_open or self.provider else names
 
     @property
     def realm(self):
@@ -244,6 +246,8 @@ def settings(sections, notes=None):
                          f"config ser 'main'")
         elif section.type == "user":
             s.users.append(_user(section, notes))
+        elif section.type == "provider":
+            pass                # uci_provider, below (it needs the accounts)
         else:
             notes.append(f"section {section.label()} ignored: unknown type "
                          f"(ser 'main', user)")
@@ -301,6 +305,11 @@ def settings(sections, notes=None):
     if tls_set and not s.tls_cert and not s.config:
         notes.append("option tls_cert is not set: no SIP over TLS ("
                      + ", ".join(f"option {n}" for n in tls_set) + " ignored)")
+    from . import uci_provider
+    s.provider = uci_provider.provider(sections, [name for name, _ in s.users], notes)
+    if s.provider and s.trust_lan and not s.config:
+        notes.append("trust_lan is set: any device on the LAN can call out through the "
+                     "provider, at your cost")
     if s.ban_time_max < s.ban_time:
         raise UciError(f"option ban_time_max: {s.ban_time_max} is shorter than ban_time "
                        f"({s.ban_time})")
@@ -542,6 +551,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         modules.append("rtpproxy")
     if s.tls_cert:
         modules.append("tls")
+    if s.provider:
+        modules.append("uac")
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -577,6 +588,9 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         ]
     if s.tls_cert:
         out += _tls_params(s)
+    if s.provider:
+        from . import uci_provider
+        out += uci_provider.modparams(os.path.join(run_dir, "db"))
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
 
@@ -780,16 +794,19 @@ def _routes(s, nets):
     if s.trust_lan:
         register = ["        if (!route(from_lan)) {    # trust_lan: the LAN needs no password"] \
             + ["    " + line for line in register] + ["        }"]
+    if s.provider:
+        from . import uci_provider
     main = [
         "",
         "route {",
-    ] + _SCANNERS + _ACC_FLAGS + [
+    ] + _SCANNERS + (uci_provider.wan_guard(s.wan_open) if s.provider else []) + _ACC_FLAGS + [
         "    if (!mf_process_maxfwd_header(\"10\")) {",
         "        sl_send_reply(\"483\", \"Too Many Hops\");",
         "        exit;",
         "    }",
         "",
-        "    if (!route(from_lan)) {",
+        "    if (!route(from_lan)" + (f" && !isflag({uci_provider.FROM_PROVIDER_FLAG})"
+                                     if s.provider else "") + ") {",
         "        if (!pike_check_req()) {",
         "            drop;       # flooding: pike logs it once, and filters the address for a while",
         "        }",
@@ -812,6 +829,7 @@ def _routes(s, nets):
         "            exit;",
         "        }",
         "    }",
+    ] + (uci_provider.incoming_lines() if s.provider else []) + [
         "",
         "    if (uri == myself && method == \"REGISTER\") {",
     ] + register + [
@@ -845,6 +863,8 @@ def _routes(s, nets):
         "",
         "    if (uri == myself) {",
         "        if (!lookup(\"location\")) {",
+    ] + (["            route(provider_out);     # a number: out through the provider"]
+         if s.provider else []) + [
         "            sl_send_reply(\"404\", \"Not Found\");",
         "            exit;",
         "        }",
@@ -868,6 +888,10 @@ def _routes(s, nets):
     ] if s.relay != "off" and not s.relay_sock else []) + [
         "}",
     ]
+    if s.provider:
+        # provider calls cross the NAT: relayed whenever the relay is on
+        relay = ["    rtpproxy_manage();"] if s.relay != "off" else []
+        main += uci_provider.routes(s.provider, s, relay)
     return lan + main
 
 
@@ -907,6 +931,26 @@ def write_accounts(s, run_dir=RUN_DIR):
     make_dirs(os.path.join(run_dir, "db"), 0o700)
     path = accounts_path(run_dir)
     _write(path, subscribers(s.users, s.realm), 0o600)
+    return path
+
+
+def write_provider(s, run_dir=RUN_DIR):
+    """Write the ``uacreg`` table of the provider section (mode 0600: its password) and its
+    ``version`` beside the subscriber table; remove them when there is no provider.  The
+    path, or None."""
+    from . import uci_provider
+    db = os.path.join(run_dir, "db")
+    path = os.path.join(db, "uacreg")
+    if s.provider is None:
+        for name in ("uacreg", "version"):
+            try:
+                os.unlink(os.path.join(db, name))
+            except FileNotFoundError:
+                pass
+        return None
+    make_dirs(db, 0o700)
+    _write(path, uci_provider.uacreg(s.provider, s.realm), 0o600)
+    _write(os.path.join(db, "version"), uci_provider.VERSION_TEXT, 0o600)
     return path
 
 
@@ -967,8 +1011,10 @@ def main(argv=None):
             _write(path, text)
         try:
             write_accounts(s, args.out)
+            write_provider(s, args.out)
         except OSError as exc:
-            raise UciError(f"cannot write {accounts_path(args.out)}: {exc.strerror}") from None
+            raise UciError(f"cannot write to {os.path.join(args.out, 'db')}: "
+                           f"{exc.strerror}") from None
     except UciError as exc:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)

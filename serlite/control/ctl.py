@@ -724,6 +724,8 @@ def add_server_commands(subparsers):
     command("uac", "the provider registrations (Kamailio's uac.reg_dump): state, last "
                    "answer, time left", _show_registrations, cmd="uac.reg_dump")
     command("registrations", "the same as uac", _show_registrations, cmd="uac.reg_dump")
+    command("reg_refresh", "register at the provider again now (Kamailio's uac.reg_refresh; "
+                           "the WAN's ifup runs it)", _show_text, cmd="uac.reg_refresh")
     command("reload", "re-read the config (as SIGHUP; the old one stays if it fails)",
             _show_text)
     command("ping", "is the server answering?", _show_text)

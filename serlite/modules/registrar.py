@@ -1,4 +1,5 @@
-"""registrar: ``save``, ``save_noreply``, ``lookup``, ``registered`` (RFC 3261 10.3).
+"""registrar: ``save``, ``save_noreply``, ``lookup``, ``lookup_to_dset``, ``registered`` (RFC 3261
+10.3).
 
 ``save`` carries out one REGISTER against the location table and answers it (200 listing every
 current binding, or the 4xx that 10.3 calls for); ``lookup`` rewrites the Request-URI to the
@@ -26,6 +27,15 @@ def _fix_table(module, args, script):
             raise ValueError('registrar needs usrloc: loadmodule "usrloc" first')
         usrloc.table(name)
     return (name,)
+
+
+def _fix_table_uri(module, args, script):
+    (name,) = _fix_table(module, args[:1], script)
+    try:
+        uri = URI.parse(str(args[1]))
+    except ParseError as exc:
+        raise ValueError(f"lookup_to_dset: {args[1]!r} is not a SIP URI: {exc.reason}")
+    return name, uri
 
 
 class RegisterError(Exception):
@@ -167,6 +177,15 @@ class Registrar(Module):
                 ctx.branches.append(Branch(b.contact, b.q, b.received or None))
         return 1
 
+    def lookup_to_dset(self, ctx, table, uri):
+        """Kamailio's lookup_to_dset(table, uri): the contacts of ``uri``'s AOR are appended to
+        the destination set, the R-URI left as it is (several extensions rung at once: a
+        provider's call to the house)."""
+        bindings = self._table(table).lookup(self.aor(uri), self.core.wall())
+        for b in bindings:
+            ctx.branches.append(Branch(b.contact, b.q, b.received or None))
+        return 1 if bindings else -1
+
     def registered(self, ctx, table):
         uri = ctx.uri
         if uri is None:
@@ -244,6 +263,9 @@ EXPORTS = ModuleSpec(
                  _fix_table, "store the contacts; the script answers"),
         Function("lookup", "lookup", (1,), REQUEST_ROUTE | FAILURE_ROUTE, _fix_table,
                  "rewrite the R-URI to the registered contacts; false if none"),
+        Function("lookup_to_dset", "lookup_to_dset", (2,), REQUEST_ROUTE | FAILURE_ROUTE,
+                 _fix_table_uri, "append the contacts of the URI's AOR to the destination "
+                 "set (the R-URI stays); false if none"),
         Function("registered", "registered", (1,), REQUEST_ROUTE | FAILURE_ROUTE, _fix_table,
                  "true if the R-URI's AOR has a binding"),
     ),

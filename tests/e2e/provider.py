@@ -4,6 +4,7 @@ registrar.
 
 What it does, as a VoIP provider would:
 * REGISTER: ``www_authorize`` (401, no qop: the RFC 2069 digest), then ``save("location")``.
+* ``invite_auth``: every INVITE logs in first (``proxy_authorize``, 407), then as below.
 * INVITE (new call) to a registered subscriber (its usrloc): relayed to the contact, no login
   asked (a call from "the PSTN" to the house's number); any other INVITE: ``proxy_authorize``
   (407 with qop="auth"), then to ``route_to`` (the provider's own phone: a sipp UAS the test
@@ -124,6 +125,7 @@ request_route {{
         exit;
     }}
     if (is_method("INVITE")) {{
+        {invite_auth}
         if (lookup("location")) {{
             # a call to one of its subscribers (from "the PSTN"): no login asked
             xlog("L_NOTICE", "PROVIDER-TO-SUBSCRIBER $rm $ru $ci\n");
@@ -147,6 +149,23 @@ request_route {{
 """
 
 
+_INVITE_AUTH = """if (!proxy_authorize("{domain}", "subscriber")) {{
+            proxy_challenge("{domain}", "1");
+            exit;
+        }}
+        consume_credentials();
+        xlog("L_NOTICE", "PROVIDER-AUTHORIZED $rm $fu $ci $cs\\n");
+        record_route();
+        if (lookup("location")) {{
+            xlog("L_NOTICE", "PROVIDER-TO-SUBSCRIBER $rm $ru $ci\\n");
+            t_relay();
+            exit;
+        }}
+        {route_to}
+        t_relay();
+        exit;"""
+
+
 def _escape(value):
     return str(value).replace("\\", "\\\\").replace(":", "\\:")
 
@@ -155,7 +174,7 @@ class Provider:
     """One Kamailio process; ``accounts`` {user: password} in its subscriber table."""
 
     def __init__(self, workdir, host="127.0.0.1", *, port=None, domain=None, accounts=None,
-                 route_to=None, min_expires=10, prefix=(), name="provider"):
+                 route_to=None, min_expires=10, prefix=(), name="provider", invite_auth=False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -168,6 +187,9 @@ class Provider:
         self.min_expires = min_expires
         self.prefix = list(prefix)
         self.name = name
+        # every INVITE logs in first (as a real provider: the house's calls out get the 407
+        # that uac_auth answers; its own phone's calls too), then goes to a subscriber
+        self.invite_auth = invite_auth
         self.db = self.workdir / "db"
         self.cfg = self.workdir / "kamailio.cfg"
         self.logfile = self.workdir / "kamailio.log"
@@ -199,7 +221,9 @@ class Provider:
             # an alias without a port is every port of that host: on loopback the phones
             # behind would be "myself" too
             alias=f'alias="{self.domain}:{self.port}"' if self.domain != self.host else "",
-            ctl=self.ctl, db=self.db, min_expires=self.min_expires, route_to=route_to))
+            ctl=self.ctl, db=self.db, min_expires=self.min_expires, route_to=route_to,
+            invite_auth=_INVITE_AUTH.format(domain=self.domain, route_to=route_to)
+            if self.invite_auth else ""))
 
     def command(self):
         return [*self.prefix, KAMAILIO, "-f", str(self.cfg), "-DD", "-E", "-m", "32", "-M",

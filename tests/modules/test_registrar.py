@@ -178,3 +178,22 @@ def test_the_binding_keeps_user_agent_socket_and_nat(server):
     register(core, reg, ["<sip:b@h>"], cseq=2)
     b = store.get(AOR, "sip:b@h")
     assert (b.user_agent, b.received, b.flags) == ("", "", 0)
+
+
+def test_lookup_to_dset_appends_the_aors_contacts_and_leaves_the_r_uri(server):
+    """Kamailio's lookup_to_dset(table, uri): a provider's call rings a second extension too."""
+    from serlite.sip.uri import URI
+    core, reg, store = server()
+    register(core, reg, ["<sip:a@192.168.1.23>", "<sip:b@192.168.1.24>"],
+             received="sip:203.0.113.9:41000")
+    invite = parse(b"INVITE sip:house@192.168.1.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2;"
+                   b"branch=z9hG4bK-2\r\nFrom: <sip:pstn@192.0.2.2>;tag=9\r\nTo: <sip:house@"
+                   b"192.168.1.1>\r\nCall-ID: x@p\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+    ctx = Context(invite, Source("udp", "192.0.2.2", 5060, Listener()), core)
+    assert reg.lookup_to_dset(ctx, "location", URI.parse("sip:alice@home.lan")) == 1
+    assert ctx.ruri == "sip:house@192.168.1.1" and ctx.ruri_new
+    assert sorted((b.uri, b.dst_uri) for b in ctx.branches) == [
+        ("sip:a@192.168.1.23", "sip:203.0.113.9:41000"),
+        ("sip:b@192.168.1.24", "sip:203.0.113.9:41000")]
+    assert reg.lookup_to_dset(ctx, "location", URI.parse("sip:nobody@home.lan")) == -1
+    assert len(ctx.branches) == 2

@@ -58,6 +58,17 @@ config_get() {
 	eval "$1=\"\${CONFIG_${2}_${3}:-\$4}\""
 }
 
+# CONFIG_SECTIONS and CONFIG_<section>_TYPE, as config_load leaves them
+config_foreach() {
+	local _function=$1 _type=$2 _section _t
+	shift 2
+	for _section in $CONFIG_SECTIONS; do
+		eval "_t=\"\${CONFIG_${_section}_TYPE}\""
+		[ "$_t" = "$_type" ] && "$_function" "$_section" "$@"
+	done
+	return 0
+}
+
 config_get_bool() {
 	local _value
 	config_get _value "$2" "$3" "$4"

@@ -53,11 +53,15 @@ network_get_subnets6() { eval "$1=\\"\\${ADDR6_$2}\\""; }
 
 def uci_sh(text):
     """What config_load leaves behind: CONFIG_<section>_<option>=value (lists space-joined)."""
-    out = []
-    for section in uci.parse(text):
-        for name, value in section.options.items():
+    out, names = [], []
+    for i, section in enumerate(uci.parse(text)):
+        name = section.name or f"cfg{i:02x}"     # uci's name for an unnamed section
+        names.append(name)
+        out.append(f"CONFIG_{name}_TYPE={section.type}")
+        for option, value in section.options.items():
             value = " ".join(value) if isinstance(value, list) else value
-            out.append(f"CONFIG_{section.name}_{name}={shlex.quote(value)}")
+            out.append(f"CONFIG_{name}_{option}={shlex.quote(value)}")
+    out.append(f"CONFIG_SECTIONS={shlex.quote(' '.join(names))}")
     return "\n".join(out) + "\n"
 
 
@@ -329,3 +333,67 @@ def test_the_rule_names_the_wan_networks_firewall_zone(tmp_path, shell):
     router = Router(tmp_path, shell, UCI_WAN, lan=["192.168.1.1/24"], wan=["203.0.113.5/24"])
     assert firewall(router.run("start", bin_dir=bin_dir)) == [dict(SIP_RULE, src="internet"),
                                                           dict(RTP_RULE, src="internet")]
+
+
+# --- a provider (config provider): the WAN for its addresses only; the WAN's ifup hook ------
+
+UCI_PROVIDER = UCI_LAN + """
+config provider 'sipco'
+	option server '198.51.100.7:5080'
+	option user 'house'
+	option password 'pw'
+	list address '198.51.100.64/26'
+"""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_provider_listens_on_the_wan_and_opens_sip_to_its_addresses_only(tmp_path, shell):
+    router = Router(tmp_path, shell, UCI_PROVIDER, lan=["192.168.1.1/24"],
+                    wan=["203.0.113.5/24"])
+    calls = router.run("start")
+    text = (router.run_dir / "ser.cfg").read_text()
+    assert "listen=203.0.113.5" in text and "option wan_open 0" in text
+    assert [a[1] for c, a in calls if c == "procd_add_interface_trigger"] == ["lan", "wan"]
+    provider = dict(SIP_RULE, name="Allow-SIP-Provider")
+    assert firewall(calls) == [dict(provider, src_ip="198.51.100.7"),
+                               dict(provider, src_ip="198.51.100.64/26"), RTP_RULE]
+    assert (router.run_dir / "db" / "uacreg").stat().st_mode & 0o777 == 0o600
+    # disabled: as without it
+    router.set_uci(UCI_PROVIDER + "\toption enabled '0'\n")
+    calls = router.run("start")
+    assert firewall(calls) == []
+    assert "203.0.113.5" not in (router.run_dir / "ser.cfg").read_text()
+
+
+HOTPLUG = REPO / "files" / "etc" / "hotplug.d" / "iface" / "40-ser"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("uci_text,action,iface,refreshed", [
+    (UCI_PROVIDER, "ifup", "wan", True),
+    (UCI_PROVIDER, "ifupdate", "wan", True),
+    (UCI_PROVIDER, "ifdown", "wan", False),
+    (UCI_PROVIDER, "ifup", "lan", False),
+    (UCI_LAN, "ifup", "wan", False),
+], ids=["ifup", "ifupdate", "ifdown", "lan", "no-provider"])
+def test_the_wans_ifup_registers_at_the_provider_again(tmp_path, shell, uci_text, action, iface,
+                                                       refreshed):
+    """hotplug-call sources 40-ser with ACTION and INTERFACE: on the WAN's ifup (ifupdate: a
+    new address kept by the same link) with a provider, ``ser-ctl reg_refresh``."""
+    router = Router(tmp_path, shell, uci_text)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "ser-ctl"
+    stub.write_text('#!/bin/sh\necho "ser-ctl $*" >>"$RECORD"\n')
+    stub.chmod(0o755)
+    router.record.write_text("")
+    env = dict(os.environ, RECORD=str(router.record), UCI_SH=str(tmp_path / "uci.sh"),
+               PATH=f"{bin_dir}:{os.environ['PATH']}", ACTION=action, INTERFACE=iface)
+    script = f". {shlex.quote(str(HARNESS))}; ( . {shlex.quote(str(HOTPLUG))} )"
+    run = subprocess.run([*shell, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 0, run.stderr
+    lines = router.record.read_text().splitlines()
+    assert ("ser-ctl reg_refresh" in lines) == refreshed, lines
+    assert any(line.startswith("logger") and "registering at the provider again" in line
+               for line in lines) == refreshed, lines
