@@ -78,8 +78,8 @@ class Provider:
     def source_networks(self):
         """Where its requests may come from: the listed addresses, and the server's and
         proxy's hosts when they are IP literals.  A name is not resolved here (no lookup at
-        config time); the DNS-resolved addresses of the server are the hook marked in
-        route[from_provider]: until then a provider known by name lists its addresses."""
+        config time): route[from_provider] asks uac_reg_from_provider() for the addresses
+        it resolved to in the loop, for the REGISTER."""
         nets = list(self.addresses)
         for host in (self.server_host, self.proxy_host):
             ip = _ip(host.strip("[]")) if host else None
@@ -304,8 +304,8 @@ def routes(p, s, relay_lines):
            "# option server and proxy, and list address",
            "route[from_provider] {"]
     out += [f"    if (src_ip == {_word(n)}) return(1);" for n in nets]
-    out += ["    # (hook) the addresses the provider's server name resolves to belong here too,",
-            "    # once the DNS resolver gives them to the script; until then list address",
+    out += ["    # a server or proxy by name: the addresses it resolved to for the REGISTER",
+            "    if (uac_reg_from_provider()) return(1);",
             "    return(-1);", "}"]
     match = [f'uac_reg_lookup("$rU", "$ru")']
     if p.number:

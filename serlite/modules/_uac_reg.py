@@ -68,6 +68,9 @@ class Registrations:
         self.successor = None   # the Registrations of the config that replaced this one
         self._next_check = 0.0  # when the Contact addresses are looked at again
         self._hop_ips = {}      # l_uuid -> the provider's address last known (a named one)
+        # l_uuid -> every address its name resolved to when last looked at (RFC 3263: the
+        # SRV targets' too): the provider's own, whose requests uac_reg_from_provider() knows
+        self._source_ips = {}
 
     def start(self, core, previous=None):
         self.core = core
@@ -156,6 +159,7 @@ class Registrations:
         targets = core.cached_targets(*forward.uri_parts(uri))
         if targets:
             self._hop_ips[rec.l_uuid] = targets[0][1]
+            self._source_ips[rec.l_uuid] = frozenset(t[1] for t in targets)
         return proto, self._hop_ips.get(rec.l_uuid, host)
 
     def _contact_addr(self, rec):
@@ -268,6 +272,27 @@ class Registrations:
                     return rec.auth_username, rec.auth_ha1, True
                 return rec.auth_username, rec.auth_password, False
         return None
+
+    def from_provider(self, ip):
+        """Whether ``ip`` is an address of a registration's provider: its server or proxy
+        given as an address, or one its name resolved to (the resolver's answer as last
+        seen; nothing is looked up here)."""
+        core = self.core
+        for rec_uuid, reg in self.regs.items():
+            if ip in self._source_ips.get(rec_uuid, ()) or ip == self._hop_ips.get(rec_uuid):
+                return True
+            uri = self._hop_uri(reg.record)
+            _, host, _ = forward.uri_target(uri)
+            if host.strip("[]") == ip:
+                return True
+            if core is not None and getattr(core, "dns", None) is not None:
+                # what the resolver holds now (its cache: nothing waits, nothing is sent)
+                targets = core.cached_targets(*forward.uri_parts(uri))
+                if targets:
+                    self._source_ips[rec_uuid] = frozenset(t[1] for t in targets)
+                    if ip in self._source_ips[rec_uuid]:
+                        return True
+        return False
 
     def find(self, key):
         reg = self.regs.get(key)

@@ -210,6 +210,13 @@ class Uac(Module):
                 return -1
         return self.registrations.lookup(ctx, uuid, dst)
 
+    def uac_reg_from_provider(self, ctx):
+        """serlite's own: 1 when the request comes from an address of a registration's
+        provider (its server or outbound proxy, or what their names resolved to)."""
+        if self.registrations is None or ctx.source is None:
+            return -1
+        return 1 if self.registrations.from_provider(ctx.source.ip) else -1
+
     def uac_reg_status(self, ctx, uuid):
         if self.registrations is None:
             return -1
@@ -279,6 +286,11 @@ EXPORTS = ModuleSpec(
                  "r_username, for a provider's call to our number) is the first argument "
                  "rewrites the R-URI to its local user sip:l_username@l_domain",
                  dynamic=True),
+        Function("uac_reg_from_provider", "uac_reg_from_provider", (0,), REQUEST_ROUTE,
+                 None, doc="serlite's own (Kamailio has none): 1 when the request comes "
+                 "from a registration's provider: its server's or outbound proxy's address, "
+                 "or an address their names resolved to (RFC 3263 targets, as last "
+                 "resolved for the REGISTER)"),
         Function("uac_reg_status", "uac_reg_status", (1,), REQUEST_ROUTE | FAILURE_ROUTE, None,
                  doc="1 when the registration l_uuid is registered; -1 unknown, -2 not "
                  "registered (yet, or failed), -99 disabled", dynamic=True),

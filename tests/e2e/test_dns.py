@@ -27,7 +27,7 @@ from .sipnet import UdpPeer, is_final, make_request, status_of
 LOCAL = "127.0.0.1"
 
 
-def config(dns, hosts, *, fr_timer=1000, extra=""):
+def config(dns, hosts, *, fr_timer=1000, extra="", first=""):
     """Calls to bob go to provider.test, to unres to nowhere.test; OPTIONS and REGISTER
     are answered at once (the probes)."""
     return f"""\
@@ -41,6 +41,7 @@ modparam("tm", "fr_timer", {fr_timer})
 {extra}
 
 route {{
+{first}
     if (method == "OPTIONS" || method == "REGISTER") {{
         sl_send_reply("200", "OK");
         exit;
@@ -219,9 +220,22 @@ def test_uac_registers_at_a_provider_found_by_srv(ser, tmp_path, hosts, tools):
             server = ser(config(dns, hosts, extra=f"""\
 loadmodule "uac.so"
 modparam("uac", "reg_db_url", "dbtext://{db}")
-modparam("uac", "reg_timer_interval", 5)"""))
+modparam("uac", "reg_timer_interval", 5)""", first="""\
+    if (method == "MESSAGE") {
+        if (uac_reg_from_provider()) { sl_send_reply("200", "From the provider"); }
+        else { sl_send_reply("403", "Not the provider"); }
+        exit;
+    }"""))
             sipnet.wait_log(server, r"uac: house@provider.test registered", timeout=10)
             assert kam.contacts("house") == [f"sip:house1@{LOCAL}:{server.port}"]
             assert "_sip._udp.provider.test" in dns.log()
+            # the provider is known by the address its name resolved to (no list of them)
+            for host, status in ((LOCAL, 200), ("127.0.0.2", 403)):
+                with UdpPeer(host=host) as peer:
+                    uri = f"sip:house1@{LOCAL}:{server.port}"
+                    peer.send(make_request("MESSAGE", uri, via=(peer.host, peer.port),
+                                           to=uri), server.addr)
+                    got = peer.recv_until(is_final, 3)
+                    assert got and status_of(got[-1]) == status, (host, got)
     finally:
         kam.stop()

@@ -73,6 +73,8 @@ def test_the_wan_is_listened_on_for_the_provider_only_when_closed():
     assert "route[from_provider] {" in cfg
     assert "    if (src_ip == 203.0.113.50) return(1);" in cfg
     assert "    if (src_ip == 198.51.100.0/28) return(1);" in cfg
+    # a server by name: the addresses it resolved to for the REGISTER (tests/e2e/test_dns.py)
+    assert "    if (uac_reg_from_provider()) return(1);" in cfg
     assert "        drop;       # option wan_open 0: the WAN is open to the provider only" in cfg
     assert "open to the provider only" not in uci.generate(uci.parse(text(wan_open=1)),
                                                            LAN_WAN)
