@@ -1,7 +1,7 @@
 """What the control socket can be asked: ps, uptime, version, stats, sl_stats, ul show/rm,
 reload, ping; accounts (the auth_db accounts, registered or not: never a password or hash) and
 auth_reload (read the account tables again now: what ``ser-ctl user ...`` asks after a change);
-bans, ban_add, ban_del (secfilter's bans).  Each command returns plain data (dicts, lists, numbers, strings) that
+bans, ban_add, ban_del (secfilter's bans); msilo (stored messages per user).  Each command returns plain data (dicts, lists, numbers, strings) that
 ``ser-ctl`` and the status page turn into tables.
 """
 
@@ -100,7 +100,19 @@ def build(server):
     commands.update(ban_commands(core))
     commands.update(rtpproxy_commands(core))
     commands.update(uac_commands(core))
+    commands.update(msilo_commands(core))
     return commands
+
+
+def msilo_commands(core):
+    """msilo's stored MESSAGEs: ``msilo`` (how many in all and per user, the limits; never a
+    body)."""
+    def msilo():
+        module = core.module("msilo")
+        if module is None:
+            raise ControlError("msilo is not loaded")
+        return module.summary()
+    return {"msilo": msilo}
 
 
 def uac_commands(core):
