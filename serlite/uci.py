@@ -538,6 +538,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
     modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
                "nathelper", "pike", "acc", "secfilter"]
+    modules.append("msilo")        # texts for phones that are off
     if s.relay != "off":
         modules.append("rtpproxy")
     if s.tls_cert:
@@ -561,6 +562,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         'modparam("nathelper", "natping_interval", 30)',
     ]
     out += _ACC_PARAMS
+    out += _MSILO_PARAMS
     out += _secfilter_params(s)
     if s.relay != "off" and s.relay_sock:
         out += [
@@ -579,6 +581,13 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         out += _tls_params(s)
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
+
+
+# msilo: a MESSAGE to a phone that is off is kept on flash and sent when it registers again
+_MSILO_PARAMS = [
+    "# a text to a phone that is off is kept (3 days, 50 a user, 1000 in all) until it registers",
+    'modparam("msilo", "db_url", "dbtext:///etc/ser/msilo")',
+]
 
 
 def _tls_params(s):
@@ -748,6 +757,19 @@ def _relay_ext_routes(nets):
     return out
 
 
+# a text to a phone that is off: stored (202), sent at its next REGISTER (m_dump); 480 when full
+_MSILO_STORE = [
+    "            if (method == \"MESSAGE\") {",
+    "                if (m_store()) {",
+    "                    sl_send_reply(\"202\", \"Accepted\");",
+    "                } else {",
+    "                    sl_send_reply(\"480\", \"Temporarily Unavailable\");",
+    "                }",
+    "                exit;",
+    "            }",
+]
+
+
 def _routes(s, nets):
     """The routing: every REGISTER needs a subscriber's password (www_authorize), and so does
     every other new request but ACK and CANCEL (proxy_authorize), from any address, unless
@@ -816,6 +838,7 @@ def _routes(s, nets):
         "    if (uri == myself && method == \"REGISTER\") {",
     ] + register + [
         "        save(\"location\");",
+        "        m_dump();",
         "        exit;",
         "    }",
         "    if (uri == myself) {",
@@ -845,6 +868,7 @@ def _routes(s, nets):
         "",
         "    if (uri == myself) {",
         "        if (!lookup(\"location\")) {",
+    ] + _MSILO_STORE + [
         "            sl_send_reply(\"404\", \"Not Found\");",
         "            exit;",
         "        }",

@@ -257,3 +257,34 @@ def test_expired_messages_are_dropped_and_never_delivered(ser, tmp_path):
         assert body_of(msg) == "live"
     finally:
         phone.close()
+
+
+def test_the_shipped_config_keeps_a_text_for_a_phone_that_is_off(ser, tmp_path):
+    # files/etc/ser/ser.cfg (as the init script runs it): alice, logged in, texts bob, who is
+    # not registered -> 202; bob's phone (a sipp UAS) registers with its password and gets it
+    from . import test_shipped_config as shipped
+    from .test_auth import authorization, challenge_of
+
+    server = shipped.start(ser, tmp_path)
+    uri = f"sip:bob@{sipnet.hostport(*server.addr)}"
+    alice = f"sip:alice@{sipnet.hostport(*server.addr)}"
+    with UdpPeer() as sender:
+        def send(headers=()):
+            sender.send(make_request("MESSAGE", uri, via=(sender.host, sender.port), to=uri,
+                                     from_=alice, call_id="msilo-shipped@e2e", cseq=len(headers) + 1,
+                                     headers=["Content-Type: text/plain", *headers],
+                                     body=b"are you there?"), server.addr)
+            return [m for m in sender.recv_until(sipnet.is_final, 5) if sipnet.is_final(m)]
+        got = send()
+        assert got and status_of(got[0]) == 407, got
+        creds = authorization(challenge_of(got[0], "Proxy-Authenticate"), "alice",
+                              shipped.USERS["alice"], "MESSAGE", uri, nc=1)
+        got = send(["Proxy-" + creds])
+    assert got and status_of(got[0]) == 202, got
+    with sipnet.start_uas(workdir=tmp_path, calls=1, scenario="uas_message.xml", timeout=30,
+                          name="bob-phone", trace_msg=True) as uas:
+        shipped.auth_register(server, tmp_path, "bob", uas.host, uas.port).assert_ok(1)
+        result = uas.wait()
+        result.assert_ok(1)
+    assert result.received("MESSAGE") == 1
+    assert "are you there?" in result.path("messages.log").read_text(errors="replace")
