@@ -233,6 +233,13 @@ def test_the_per_user_limit_answers_480(ser, tmp_path):
     summary = stored(server)
     assert {u["user"]: u["messages"] for u in summary["users"]} == {"alice": 2, "carol": 1}
     assert summary["max_messages"] == 2
+    from .test_ctl import ctl
+    out = ctl(server, "msilo")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "stored messages: 3 (2 a user, 1000 in all)"
+    assert lines[1].split() == ["USER", "MESSAGES", "OLDEST", "SENDING"]
+    assert [line.split()[:2] for line in lines[2:]] == [["alice", "2"], ["carol", "1"]]
 
 
 def test_a_body_over_max_body_is_not_stored(ser, tmp_path):
