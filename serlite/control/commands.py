@@ -220,7 +220,7 @@ def _text(octets):
 
 def account_rows(core):
     """The accounts of auth_db's tables: user, domain, table, how many contacts it has
-    registered now.  Never a password or a hash."""
+    registered now, how many MESSAGEs msilo keeps for it.  Never a password or a hash."""
     auth_db = core.module("auth_db")
     if auth_db is None:
         raise ControlError("auth_db is not loaded")
@@ -234,13 +234,20 @@ def account_rows(core):
                 if n:
                     user = aor.partition("@")[0]
                     registered[user] = registered.get(user, 0) + n
+    waiting = {}            # msilo's stored MESSAGEs per user
+    msilo = core.module("msilo")
+    if msilo is not None:
+        for owner, n in msilo.store.counts().items():
+            user = owner.partition("@")[0]
+            waiting[user] = waiting.get(user, 0) + n
     rows = []
     for table in list(auth_db.tables):
         accounts = auth_db.fresh(table)
         for user, records in accounts.by_user.items():
             for row in records:
                 rows.append({"user": _text(user), "domain": _text(row.get("domain") or ""),
-                             "table": table, "registered": registered.get(user, 0)})
+                             "table": table, "registered": registered.get(user, 0),
+                             "messages": waiting.get(user, 0)})
     return sorted(rows, key=lambda r: (r["user"], r["domain"]))
 
 

@@ -288,6 +288,9 @@ def test_the_shipped_config_keeps_a_text_for_a_phone_that_is_off(ser, tmp_path):
                               shipped.USERS["alice"], "MESSAGE", uri, nc=1)
         got = send(["Proxy-" + creds])
     assert got and status_of(got[0]) == 202, got
+    with Client(server.ctl_sock) as client:       # the status page's accounts list
+        waiting = {a["user"]: a["messages"] for a in client.call("accounts")}
+    assert waiting == {"alice": 0, "bob": 1}
     with sipnet.start_uas(workdir=tmp_path, calls=1, scenario="uas_message.xml", timeout=30,
                           name="bob-phone", trace_msg=True) as uas:
         shipped.auth_register(server, tmp_path, "bob", uas.host, uas.port).assert_ok(1)
