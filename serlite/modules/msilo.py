@@ -191,7 +191,8 @@ class Msilo(Module):
             to_uri = msg.to.uri_text
         except (ParseError, AttributeError):
             return -1
-        ctype = (msg.get("Content-Type") or "text/plain").strip()
+        # one line in the MESSAGE m_dump sends, whatever folding it came with
+        ctype = " ".join((msg.get("Content-Type") or "text/plain").split())[:200]
         try:
             self.store.store(owner, from_uri, to_uri, ctype, body, self.core.wall(),
                              self.params["expire_time"])

@@ -232,3 +232,57 @@ def test_sip_date_is_rfc_3261_rfc1123_date():
     assert sip_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
     assert sip_date(T0) == "Sat, 06 Dec 2025 05:46:40 GMT"
     assert is_sip_date(sip_date(T0))
+
+
+class Usrloc:
+    """usrloc as msilo reads it: its tables."""
+
+    def __init__(self, store):
+        self.tables = {"location": store}
+
+    def table(self, name):
+        return self.tables[name]
+
+
+def test_a_nated_binding_gets_its_messages_at_its_received_address(tmp_path):
+    from serlite.store.location import FLAG_NAT, Binding, LocationStore
+    module, core = make(tmp_path)
+    location = LocationStore(None, 0)
+    location.save("alice@home.lan", T0, put=[Binding(
+        "alice@home.lan", "sip:alice@192.168.1.20:5060", T0 + 600, -1, "r1", 1, "phone",
+        "sip:203.0.113.5:40000", "udp:192.0.2.1:5060", "", FLAG_NAT)])
+    usrloc = Usrloc(location)
+    core.module = lambda name: {"tm": core.tm, "usrloc": usrloc}.get(name)
+    store(module, core, "behind NAT")
+    assert module.m_dump(register(core)) == 1
+    (method, ruri, rest, hop, _), = core.tm.sent
+    assert ruri == "sip:alice@192.168.1.20:5060"
+    assert hop == ("udp", "203.0.113.5", 40000)
+
+
+def test_a_register_that_made_no_binding_dumps_nothing(tmp_path):
+    from serlite.store.location import LocationStore
+    module, core = make(tmp_path)
+    usrloc = Usrloc(LocationStore(None, 0))     # Expires: 0, or save() refused it
+    core.module = lambda name: {"tm": core.tm, "usrloc": usrloc}.get(name)
+    store(module, core, "later")
+    assert module.m_dump(register(core)) == -1 and core.tm.sent == []
+    assert len(module.store) == 1
+
+
+def test_a_folded_content_type_is_kept_on_one_line(tmp_path):
+    module, core = make(tmp_path)
+    ctx = ctx_of(core, """MESSAGE sip:alice@home.lan SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bK1
+From: <sip:bob@home.lan>;tag=1
+To: <sip:alice@home.lan>
+Call-ID: m1
+CSeq: 1 MESSAGE
+Content-Type: text/plain;
+ charset=utf-8
+Content-Length: 2
+
+hi""")
+    assert module.m_store(ctx) == 1
+    module.m_dump(register(core))
+    assert b"Content-Type: text/plain; charset=utf-8\r\n" in core.tm.sent[0][2]
