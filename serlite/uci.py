@@ -757,6 +757,27 @@ def _relay_ext_routes(nets):
     return out
 
 
+# a phone switched off while still registered: its text times out (8 s), failure_route
+# [msilo] keeps it (202)
+_MSILO_TIMEOUT = [
+    "        # a phone switched off while still registered: its text times out and is kept",
+    "        if (method == \"MESSAGE\") {",
+    "            t_on_failure(\"msilo\");",
+    "            t_set_fr(60000, 8000);",
+    "        }",
+]
+_MSILO_FAILURE = [
+    "",
+    "# msilo: a text the phone did not take (switched off, still registered) waits for it",
+    "failure_route[msilo] {",
+    "    if (t_check_status(\"408|480\")) {",
+    "        if (m_store()) {",
+    "            t_reply(\"202\", \"Accepted\");",
+    "        }",
+    "    }",
+    "}",
+]
+
 # a text to a phone that is off: stored (202), sent at its next REGISTER (m_dump); 480 when full
 _MSILO_STORE = [
     "            if (method == \"MESSAGE\") {",
@@ -872,6 +893,7 @@ def _routes(s, nets):
         "            sl_send_reply(\"404\", \"Not Found\");",
         "            exit;",
         "        }",
+    ] + _MSILO_TIMEOUT + [
         "    }",
     ] + ([
         "    # the audio of a call across the router's NAT goes through the relay (rtpproxy);",
@@ -892,7 +914,7 @@ def _routes(s, nets):
     ] if s.relay != "off" and not s.relay_sock else []) + [
         "}",
     ]
-    return lan + main
+    return lan + main + _MSILO_FAILURE
 
 
 # --- the subscriber table -------------------------------------------------------------------

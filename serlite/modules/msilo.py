@@ -1,7 +1,8 @@
 """msilo: MESSAGEs kept for users who are offline (Kamailio's msilo module).
 
 ``m_store([owner])`` keeps the MESSAGE (From, To, body, Content-Type, arrival time) for the
-owner (default: the Request-URI's AOR) in a ``serlite.store.silo.SiloStore``, on flash before
+owner (default: the Request-URI's AOR; in failure_route the R-URI the request came with, as
+the one lookup() rewrote names a contact, not the user) in a ``serlite.store.silo.SiloStore``, on flash before
 it returns, so that the config can answer ``202 Accepted`` (RFC 3428 7: the message was
 accepted, not yet delivered).  It returns -1 (the config answers 480) when the owner's inbox
 holds ``max_messages``, the store ``max_stored``, or the body is over ``max_body`` bytes.
@@ -163,7 +164,9 @@ class Msilo(Module):
             if args:
                 uri = URI.parse(args[0])
             elif default == "ruri":
-                uri = ctx.uri
+                # in failure_route the R-URI is the contact lookup() put there: the request's
+                # own R-URI names the owner
+                uri = ctx.msg.uri if ctx.route_type == FAILURE_ROUTE else ctx.uri
                 if uri is None or not uri.user:     # not an AOR: Kamailio takes the To URI
                     uri = ctx.msg.to.uri
             else:

@@ -70,8 +70,9 @@ class Phone:
     """A UA on a loopback UDP socket registered as ``user``; MESSAGEs it receives wait in
     ``inbox`` until the test answers them."""
 
-    def __init__(self, server, user):
+    def __init__(self, server, user, contact_user=None):
         self.server, self.user = server, user
+        self.contact_user = contact_user or user
         self.peer = UdpPeer()
         self.call_id = secrets.token_hex(8) + "@phone"
         self.cseq = 0
@@ -90,7 +91,7 @@ class Phone:
         aor = f"sip:{self.user}@{host}:{port}"
         req = make_request("REGISTER", f"sip:{host}:{port}", via=(self.peer.host, self.peer.port),
                            to=aor, call_id=self.call_id, cseq=self.cseq,
-                           headers=[f"Contact: <sip:{self.user}@{self.peer.host}:{self.peer.port}>",
+                           headers=[f"Contact: <sip:{self.contact_user}@{self.peer.host}:{self.peer.port}>",
                                     f"Expires: {expires}"])
         self.peer.send(req, self.server.addr)
         got = self.peer.recv_until(lambda d: status_of(d) == 200, 5.0)
@@ -336,3 +337,26 @@ def test_baresip_takes_the_text_kept_while_it_was_off(ser, tmp_path):
         assert stats["requests_out"]["MESSAGE"][0] == 1
     finally:
         phone.stop()
+
+
+def test_a_text_to_a_registered_phone_that_does_not_answer_is_kept(ser, tmp_path):
+    # the phone was switched off without unregistering: the MESSAGE relayed to it times out
+    # (t_set_fr: 2 s here), failure_route stores it for the AOR (not the contact) and answers
+    # 202; the phone gets it when it registers again
+    server = start(ser, tmp_path)
+    phone = Phone(server, "alice", contact_user="alice-0x5581")   # as baresip's contacts
+    try:
+        phone.register()
+        started = time.monotonic()
+        assert send_message(server, "alice", "are you off?") == 202
+        assert time.monotonic() - started >= 1.5      # after the phone's silence, not before
+        lost = phone.next_message()                   # it came, unanswered
+        assert body_of(lost) == "are you off?"
+        summary = stored(server)
+        assert [(u["user"], u["messages"]) for u in summary["users"]] == [("alice", 1)]
+        phone.register()
+        again = phone.next_message(seen={call_id(lost)})
+        assert body_of(again) == "are you off?" and header_values(again, "date")
+        phone.answer(again)
+    finally:
+        phone.close()
