@@ -360,3 +360,25 @@ def test_a_text_to_a_registered_phone_that_does_not_answer_is_kept(ser, tmp_path
         phone.answer(again)
     finally:
         phone.close()
+
+
+def test_a_reload_keeps_the_stored_messages(ser, tmp_path):
+    server = start(ser, tmp_path)
+    assert send_message(server, "alice", "kept across SIGHUP") == 202
+    with Client(server.ctl_sock) as client:
+        assert client.call("reload") == "reloaded"
+    assert stored(server)["stored"] == 1
+    phone = Phone(server, "alice")
+    try:
+        phone.register()
+        msg = phone.next_message()
+        assert body_of(msg) == "kept across SIGHUP"
+        phone.answer(msg)
+        deadline = time.monotonic() + DEADLINE
+        while stored(server)["stored"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stored(server)["stored"] == 0
+    finally:
+        phone.close()
+    # loaded once, at the start: the reload took the store as it was
+    assert server.log().count("msilo: 0 stored messages") == 1
