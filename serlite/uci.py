@@ -547,6 +547,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
     modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
                "nathelper", "pike", "acc", "secfilter"]
+    modules.append("msilo")        # texts for phones that are off
     if s.relay != "off":
         modules.append("rtpproxy")
     if s.tls_cert:
@@ -572,6 +573,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         'modparam("nathelper", "natping_interval", 30)',
     ]
     out += _ACC_PARAMS
+    out += _MSILO_PARAMS
     out += _secfilter_params(s)
     if s.relay != "off" and s.relay_sock:
         out += [
@@ -593,6 +595,13 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         out += uci_provider.modparams(os.path.join(run_dir, "db"))
     out += _routes(s, lan_networks(s, addresses))
     return "\n".join(out) + "\n"
+
+
+# msilo: a MESSAGE to a phone that is off is kept on flash and sent when it registers again
+_MSILO_PARAMS = [
+    "# a text to a phone that is off is kept (3 days, 50 a user, 1000 in all) until it registers",
+    'modparam("msilo", "db_url", "dbtext:///etc/ser/msilo")',
+]
 
 
 def _tls_params(s):
@@ -762,6 +771,40 @@ def _relay_ext_routes(nets):
     return out
 
 
+# a phone switched off while still registered: its text times out (8 s), failure_route
+# [msilo] keeps it (202)
+_MSILO_TIMEOUT = [
+    "        # a phone switched off while still registered: its text times out and is kept",
+    "        if (method == \"MESSAGE\") {",
+    "            t_on_failure(\"msilo\");",
+    "            t_set_fr(60000, 8000);",
+    "        }",
+]
+_MSILO_FAILURE = [
+    "",
+    "# msilo: a text the phone did not take (switched off, still registered) waits for it",
+    "failure_route[msilo] {",
+    "    if (t_check_status(\"408|480\")) {",
+    "        if (m_store()) {",
+    "            t_reply(\"202\", \"Accepted\");",
+    "        }",
+    "    }",
+    "}",
+]
+
+# a text to a phone that is off: stored (202), sent at its next REGISTER (m_dump); 480 when full
+_MSILO_STORE = [
+    "            if (method == \"MESSAGE\") {",
+    "                if (m_store()) {",
+    "                    sl_send_reply(\"202\", \"Accepted\");",
+    "                } else {",
+    "                    sl_send_reply(\"480\", \"Temporarily Unavailable\");",
+    "                }",
+    "                exit;",
+    "            }",
+]
+
+
 def _routes(s, nets):
     """The routing: every REGISTER needs a subscriber's password (www_authorize), and so does
     every other new request but ACK and CANCEL (proxy_authorize), from any address, unless
@@ -834,6 +877,7 @@ def _routes(s, nets):
         "    if (uri == myself && method == \"REGISTER\") {",
     ] + register + [
         "        save(\"location\");",
+        "        m_dump();",
         "        exit;",
         "    }",
         "    if (uri == myself) {",
@@ -864,10 +908,11 @@ def _routes(s, nets):
         "    if (uri == myself) {",
         "        if (!lookup(\"location\")) {",
     ] + (["            route(provider_out);     # a number: out through the provider"]
-         if s.provider else []) + [
+         if s.provider else []) + _MSILO_STORE + [
         "            sl_send_reply(\"404\", \"Not Found\");",
         "            exit;",
         "        }",
+    ] + _MSILO_TIMEOUT + [
         "    }",
     ] + ([
         "    # the audio of a call across the router's NAT goes through the relay (rtpproxy);",
@@ -892,7 +937,7 @@ def _routes(s, nets):
         # provider calls cross the NAT: relayed whenever the relay is on
         relay = ["    rtpproxy_manage();"] if s.relay != "off" else []
         main += uci_provider.routes(s.provider, s, relay)
-    return lan + main
+    return lan + main + _MSILO_FAILURE
 
 
 # --- the subscriber table -------------------------------------------------------------------

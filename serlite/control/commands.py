@@ -1,7 +1,7 @@
 """What the control socket can be asked: ps, uptime, version, stats, sl_stats, ul show/rm,
 reload, ping; accounts (the auth_db accounts, registered or not: never a password or hash) and
 auth_reload (read the account tables again now: what ``ser-ctl user ...`` asks after a change);
-bans, ban_add, ban_del (secfilter's bans).  Each command returns plain data (dicts, lists, numbers, strings) that
+bans, ban_add, ban_del (secfilter's bans); msilo (stored messages per user).  Each command returns plain data (dicts, lists, numbers, strings) that
 ``ser-ctl`` and the status page turn into tables.
 """
 
@@ -100,7 +100,19 @@ def build(server):
     commands.update(ban_commands(core))
     commands.update(rtpproxy_commands(core))
     commands.update(uac_commands(core))
+    commands.update(msilo_commands(core))
     return commands
+
+
+def msilo_commands(core):
+    """msilo's stored MESSAGEs: ``msilo`` (how many in all and per user, the limits; never a
+    body)."""
+    def msilo():
+        module = core.module("msilo")
+        if module is None:
+            raise ControlError("msilo is not loaded")
+        return module.summary()
+    return {"msilo": msilo}
 
 
 def uac_commands(core):
@@ -208,7 +220,7 @@ def _text(octets):
 
 def account_rows(core):
     """The accounts of auth_db's tables: user, domain, table, how many contacts it has
-    registered now.  Never a password or a hash."""
+    registered now, how many MESSAGEs msilo keeps for it.  Never a password or a hash."""
     auth_db = core.module("auth_db")
     if auth_db is None:
         raise ControlError("auth_db is not loaded")
@@ -222,13 +234,20 @@ def account_rows(core):
                 if n:
                     user = aor.partition("@")[0]
                     registered[user] = registered.get(user, 0) + n
+    waiting = {}            # msilo's stored MESSAGEs per user
+    msilo = core.module("msilo")
+    if msilo is not None:
+        for owner, n in msilo.store.counts().items():
+            user = owner.partition("@")[0]
+            waiting[user] = waiting.get(user, 0) + n
     rows = []
     for table in list(auth_db.tables):
         accounts = auth_db.fresh(table)
         for user, records in accounts.by_user.items():
             for row in records:
                 rows.append({"user": _text(user), "domain": _text(row.get("domain") or ""),
-                             "table": table, "registered": registered.get(user, 0)})
+                             "table": table, "registered": registered.get(user, 0),
+                             "messages": waiting.get(user, 0)})
     return sorted(rows, key=lambda r: (r["user"], r["domain"]))
 
 

@@ -703,6 +703,18 @@ def _show_registrations(rows, io):
                 for r in rows])
 
 
+def _show_msilo(r, io):
+    import time
+    limit = f"{r['max_messages']} a user" if r["max_messages"] else "no limit a user"
+    io.out(f"stored messages: {r['stored']} ({limit}, "
+           f"{r['max_stored'] or 'no limit'} in all)")
+    if r["users"]:
+        _table(io, ("USER", "MESSAGES", "OLDEST", "SENDING"),
+               [(u["user"], u["messages"],
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["oldest"])),
+                 "yes" if u["sending"] else "-") for u in r["users"]])
+
+
 def _show_text(r, io):
     io.out(str(r))
 
@@ -726,6 +738,7 @@ def add_server_commands(subparsers):
     command("registrations", "the same as uac", _show_registrations, cmd="uac.reg_dump")
     command("reg_refresh", "register at the provider again now (Kamailio's uac.reg_refresh; "
                            "the WAN's ifup runs it)", _show_text, cmd="uac.reg_refresh")
+    command("msilo", "MESSAGEs kept for phones that are off, per user (msilo)", _show_msilo)
     command("reload", "re-read the config (as SIGHUP; the old one stays if it fails)",
             _show_text)
     command("ping", "is the server answering?", _show_text)

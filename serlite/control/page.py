@@ -341,6 +341,8 @@ def _accounts(st):
         n = int(a.get("registered") or 0)
         state = (f'<span class="tag">registered{f" ({n})" if n > 1 else ""}</span>' if n
                  else '<span class="tag warn">not registered</span>')
+        m = int(a.get("messages") or 0)         # msilo: texts kept until the phone is back
+        state += f' <span class="tag">{m} message{"s" if m != 1 else ""} waiting</span>' if m else ""
         rows.append("<tr>" + _td("User", esc(a.get("user", "")), "strong")
                     + _td("State", state) + "</tr>")
     table = _table("accounts", ("User", "State"), rows,

@@ -8,7 +8,8 @@ import importlib
 
 # The modules serlite has, by SER name.
 AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "nathelper", "pike",
-             "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac", "tls")
+             "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac", "tls",
+             "msilo")
 
 
 def spec(name):
