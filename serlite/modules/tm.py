@@ -151,9 +151,12 @@ class Tm(Module):
         self._dialog_feed = None
         self._dialog_timer = None
         self._previous_dialogs = None
+        self._took_over = None
 
     def start(self, core, previous=None):
         super().start(core, previous)
+        # what is given back to the running tm if this start is a failed reload's (stop)
+        self._took_over = (previous, previous.watchers) if previous is not None else None
         if previous is not None:
             previous.watchers = ()      # retired: the new modules watch this instance
         if previous is not None and previous.dialogs is not None:
@@ -258,6 +261,21 @@ class Tm(Module):
         if self._dialog_timer is not None:
             self._dialog_timer.cancel()
             self._dialog_timer = None
+        took_over, self._took_over = getattr(self, "_took_over", None), None
+        if took_over is not None:
+            # a failed reload (a later module's start raised): the running config goes on,
+            # so its tm gets back its watchers (acc, the dialog feed), its dialog timer and
+            # its wakeup; at exit this does no harm (the loop runs no more timers)
+            previous, watchers = took_over
+            if self._wakeup is not None:    # the shared heap is the running tm's again
+                self._wakeup.cancel()
+                self._wakeup = None
+            previous.watchers = watchers
+            if previous.dialogs is not None:
+                previous._dialog_timer = None
+                previous._arm_dialog_timer()
+            if previous._wakeup is None:
+                previous._arm_wakeup()
 
     def _tell_response(self, st, status, reason, msg):
         now = self.core.now()

@@ -245,6 +245,37 @@ def test_a_call_in_progress_goes_on_across_a_reload_and_is_kept_once(tmp_path, a
     assert old.modules["tm"].watchers == ()
 
 
+def test_a_failed_reload_leaves_the_running_config_its_call_log(tmp_path, acc_lines):
+    """A reload whose modules fail to start after tm's (Server._start_script stops those
+    that started): the running config's acc still hears tm, and its dialog tracker still
+    ends calls, as before the reload."""
+    path = tmp_path / "calls"
+    text = config(FLAGS + f'modparam("acc", "history_file", "{path}")\n')
+    p = Phone(text)
+    invite = p.relayed(p.alice, req("INVITE", "f1", "i1"))[0]
+    p.answer(invite, 200, "OK")
+    old = p.core.script
+    running_tm = old.modules["tm"]
+    watchers = running_tm.watchers
+    new = compile_config(text, str(SEED_CFG))
+    p.core.use_script(new)
+    new_tm = new.modules["tm"]
+    new_tm.start(p.core, running_tm)        # ... and the next module's start raises:
+    new_tm.stop()
+    p.core.use_script(old)
+    assert running_tm.watchers == watchers
+    acc_lines()
+    p.clock += 10
+    rr = re.search(rb"Record-Route: <([^>]*)>", invite).group(1).decode()
+    bye = p.relayed(p.alice, req("BYE", "f1", "y1", "sip:bob@127.0.0.1:7000",
+                                 (f"Route: <{rr}>",), to_tag="b1", cseq=2))[0]
+    p.answer(bye, 200, "OK")
+    assert len(acc_lines()) == 1                    # the BYE's line: acc hears tm
+    hist = p.acc.calls(5, p.clock)["history"]
+    assert [(c["call_id"], c["duration"]) for c in hist] == [("f1", 10.0)]
+    assert running_tm._dialog_timer is not None and not running_tm._dialog_timer.cancelled
+
+
 @pytest.mark.parametrize("wan_open", ["0", "1"])
 def test_the_shipped_configs_turn_the_call_log_and_history_on(wan_open):
     from pathlib import Path
