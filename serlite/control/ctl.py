@@ -672,6 +672,8 @@ def _media_cells(media):
     from each side, SILENT when nothing came from it lately; direct: not relayed."""
     if not media:
         return ("direct", "-", "-")
+    if media.get("external") is not None:
+        return (f"relayed by {media['external']}", "-", "-")
     return ("relayed",) + tuple(
         f"{side['packets']} pkts {side['bytes']} B" + (" SILENT" if side.get("silent") else "")
         for side in (media["from_caller"], media["from_callee"]))
@@ -762,10 +764,12 @@ def _calls(args, io):
     io.out(f"active calls: {len(result['active'])}")
     relay = result.get("relay")
     if result["active"]:
-        media = ("MEDIA", "FROM CALLER", "FROM CALLEE") if relay else ()
+        # the media columns with a relay: the built-in one's totals, or an external's calls
+        shown = relay or any(c.get("media") for c in result["active"])
+        media = ("MEDIA", "FROM CALLER", "FROM CALLEE") if shown else ()
         _table(io, ("CALLER", "CALLEE", "STATE", "SINCE") + media,
                [(c["caller"], c["callee"], c["state"], _duration(c["since"]))
-                + (_media_cells(c.get("media")) if relay else ()) for c in result["active"]])
+                + (_media_cells(c.get("media")) if shown else ()) for c in result["active"]])
     if relay:
         _relay_totals(relay, io)
     io.out("")

@@ -442,7 +442,9 @@ def _calls(st, localtime):
     missed ones marked."""
     calls = st.calls
     active, history = calls.get("active", []), calls.get("history", [])
-    relay = calls.get("relay") is not None       # the media columns: only with a relay
+    # the media columns: only with a relay (the built-in one's totals, or an external
+    # relay's calls)
+    relay = calls.get("relay") is not None or any(c.get("media") for c in active)
     rows = ["<tr>" + _td("Caller", esc(_party(c.get("caller"))), "strong")
             + _td("Callee", esc(_party(c.get("callee"))), "strong")
             + _td("State", f'<span class="tag" data-state="{esc(c.get("state", ""))}">'
@@ -484,6 +486,10 @@ def _media_cells(media):
     relay logs) or direct between the phones."""
     if not media:
         return (_td("Media", '<span class="tag">direct</span>')
+                + _td("From caller", "—", "num zero") + _td("From callee", "—", "num zero"))
+    if media.get("external") is not None:       # rtpengine/rtpproxy counts its packets
+        return (_td("Media", f'<span class="tag ok" title="{esc(media["external"])}">relayed '
+                             f'(external)</span>')
                 + _td("From caller", "—", "num zero") + _td("From callee", "—", "num zero"))
     cells = _td("Media", '<span class="tag ok">relayed</span>')
     for label, key in (("From caller", "from_caller"), ("From callee", "from_callee")):

@@ -651,9 +651,11 @@ class Rtpproxy(Module):
     def stats(self, now, legs=True):
         """The relayed calls, for the control socket: each session's numbers, a side silent
         ONE_WAY_AFTER seconds after the answer marked (the one-way audio the log hints at);
-        ``legs``: each stream's legs too (an external relay's calls: not ours to count)."""
+        ``legs``: each stream's legs too.  An external relay's calls: which they are (the
+        packets are the relay's to count)."""
         if self.relay is None:
-            return []
+            where = str(self.external) if self.external is not None else ""
+            return [{"call_id": call_id, "external": where} for call_id in self.calls]
         return [e.session.as_dict(now, ONE_WAY_AFTER, legs)
                 for e in self.relay.entries.values()]
 

@@ -142,8 +142,10 @@ def peers():
 
 
 def test_a_call_through_rtpengine_carries_rtp_both_ways_and_ends_its_session(two_homed,
-                                                                              rtpengine):
-    server = two_homed(config(rtpengine.sock))
+                                                                              rtpengine,
+                                                                              tmp_path):
+    server = two_homed(config(rtpengine.sock, f"""loadmodule "acc"
+modparam("acc", "history_file", "{tmp_path / 'calls'}")"""))
     low, high = rtpengine.range
     alice, bob, alice_rtp, bob_rtp = peers()
     with alice, bob, alice_rtp, bob_rtp:
@@ -174,6 +176,10 @@ def test_a_call_through_rtpengine_carries_rtp_both_ways_and_ends_its_session(two
         shown = json.loads(ctl(server, "rtpproxy", "--json"))
         assert shown["external"] == rtpengine.sock and shown["external_calls"] == 1, shown
         assert "external relay" in ctl(server, "rtpproxy")
+        # the call going on shows relayed by rtpengine, not "direct" (its packets: rtpengine's)
+        (active,) = json.loads(ctl(server, "calls", "--json"))["active"]
+        assert active["media"] == {"call_id": active["call_id"], "external": rtpengine.sock}
+        assert f"relayed by {rtpengine.sock}" in ctl(server, "calls")
 
         call.hang_up()
         deadline = time.monotonic() + 5     # the D goes out with the BYE, answered at once

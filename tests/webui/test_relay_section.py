@@ -84,3 +84,10 @@ def test_nearly_full_of_sessions_says_to_raise_the_session_bound_not_the_ports()
     warning = Page(page.render(status(calls_with(full), full), time.gmtime)).root.by_id(
         "relay-full").text
     assert "rtp_max_sessions" in warning and "rtp_ports" not in warning, warning
+
+
+def test_a_call_an_external_relay_carries_shows_relayed_by_it():
+    p = Page(page.render(status(calls_with(None, call("100", "200", "confirmed", {
+        "call_id": "c", "external": "udp:127.0.0.1:7722"})), None), time.gmtime))
+    (row,) = p.rows("active-calls")
+    assert (row["Media"], row["From caller"]) == ("relayed (external)", "—"), row
