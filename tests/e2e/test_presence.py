@@ -282,3 +282,32 @@ def test_who_may_publish_and_subscribe(ser, tmp_path):
     finally:
         for phone in (alice, bob, stranger, foreign):
             phone.close()
+
+
+def test_uci_presence_house_switch(ser, tmp_path):
+    # the generated config: by default a phone watches any user of the house; with
+    # option presence_house '0' only itself
+    from .test_accounts import House
+    (tmp_path / "on").mkdir()
+    house = House(ser, tmp_path / "on")
+    bob = RawPhone(house.server, "bob")
+    try:
+        reply, _ = bob.subscribe("alice")
+        assert status_of(reply) == 200, reply
+        assert basic_of(bob.wait_notify()) == ["closed"]
+    finally:
+        bob.close()
+    (tmp_path / "off").mkdir()
+    house = House(ser, tmp_path / "off", extra="\toption presence_house '0'\n")
+    bob = RawPhone(house.server, "bob")
+    try:
+        reply, _ = bob.subscribe("alice")
+        assert status_of(reply) == 403, reply
+        reply, dialog = bob.subscribe("bob")
+        assert status_of(reply) == 200, reply
+        bob.wait_notify()
+        # a refresh (To tag, Request-URI our Contact) is not taken for watching another
+        assert status_of(bob.resubscribe(dialog, 0)) == 200
+        assert state_of(bob.wait_notify()).startswith("terminated")
+    finally:
+        bob.close()
