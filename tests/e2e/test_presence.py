@@ -398,3 +398,37 @@ def test_baresip_sees_another_baresip_go_online_and_offline(ser, tmp_path):
         for phone in (alice, bob):
             if phone is not None:
                 phone.stop()
+
+
+DIALOG_INFO = ('<?xml version="1.0"?>\n<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" '
+               'version="0" state="full" entity="sip:alice@{host}"><dialog id="c1" '
+               'direction="recipient"><state>confirmed</state></dialog></dialog-info>\n')
+
+
+def test_dialog_package_versions_per_watcher(ser, tmp_path):
+    # RFC 4235: a busy lamp's subscription; the document's version counts per watcher
+    server = start(ser, tmp_path)
+    alice, bob = RawPhone(server, "alice"), RawPhone(server, "bob")
+    try:
+        reply, _ = bob.subscribe("alice", event="dialog")
+        assert status_of(reply) == 200, reply
+        notify = bob.wait_notify()
+        assert header(notify, "Content-Type") == "application/dialog-info+xml"
+        assert 'version="0"' in body_of(notify) and "<dialog " not in body_of(notify)
+        reply, *_ = alice.send(
+            "PUBLISH", alice.uri("alice"), alice.uri("alice"),
+            headers=["Event: dialog", "Expires: 600",
+                     "Content-Type: application/dialog-info+xml"],
+            body=DIALOG_INFO.format(host=alice.host).encode())
+        assert status_of(reply) == 200, reply
+        notify = bob.wait_notify()
+        assert 'version="1"' in body_of(notify) and "<state>confirmed</state>" in body_of(notify)
+        # a PIDF is not a dialog-info document
+        reply, *_ = alice.send(
+            "PUBLISH", alice.uri("alice"), alice.uri("alice"),
+            headers=["Event: dialog", "Content-Type: application/pidf+xml"],
+            body=PIDF.format(user="alice", host=alice.host, tuple="t", basic="open").encode())
+        assert status_of(reply) == 415
+    finally:
+        alice.close()
+        bob.close()

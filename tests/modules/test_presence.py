@@ -268,3 +268,40 @@ def test_state_survives_a_restart(tmp_path):
     assert subscribe(again, to_tag="srvw1", cseq=2, expires=0)[0] == 200
     third, _ = make(db_url=url)
     assert len(third.subscriptions) == 0 and third.publications.count == 1
+
+
+def test_a_subscribe_through_a_proxy_keeps_its_route_set():
+    # RFC 3261 12.1.1: the NOTIFYs follow the SUBSCRIBE's Record-Route set, to its Contact
+    module, core = make()
+    lines = ["SUBSCRIBE sip:100@h SIP/2.0",
+             "Via: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKproxy",
+             "Via: SIP/2.0/UDP 10.0.0.9:5062;branch=z9hG4bKphone",
+             "Record-Route: <sip:192.0.2.50;lr>, <sip:10.0.0.1;lr>",
+             "Max-Forwards: 69", "From: <sip:101@h>;tag=w1", "To: <sip:100@h>",
+             "Call-ID: rr1", "CSeq: 1 SUBSCRIBE", "Event: presence",
+             "Contact: <sip:101@10.0.0.9:5062>", "Content-Length: 0"]
+    msg = parse(("\r\n".join(lines) + "\r\n\r\n").encode())
+    module.handle_subscribe(Context(msg, Source("udp", "192.0.2.50", 5060, Listener()), None))
+    method, ruri, rest, hop, _ = core.tm.sent[0]
+    head = rest.decode()
+    assert ruri == "sip:101@10.0.0.9:5062" and hop == ("udp", "192.0.2.50", 5060)
+    assert head.index("Route: <sip:192.0.2.50;lr>") < head.index("Route: <sip:10.0.0.1;lr>")
+
+
+def test_a_reload_keeps_the_state():
+    module, core = make()
+    etag = publish(module, PIDF_OPEN)[2]["SIP-ETag"]
+    subscribe(module)
+    notifies(core)
+    values = {n: p.default for n, p in presence_module.EXPORTS.params.items()}
+    after = presence_module.Presence(values)
+    core.modules["presence"] = after
+    after.start(core, previous=module)
+    assert len(after.subscriptions) == 1
+    assert publish(after, PIDF_CLOSED, if_match=etag)[0] == 200
+    (state, body, _, _, head), = notifies(core)
+    assert "<basic>closed</basic>" in body and "CSeq: 2 NOTIFY" in head
+    # the old module's timer is gone: the new one expires the subscription
+    core.advance(601)
+    (state, _, _, _, _), = notifies(core)
+    assert state == "terminated;reason=timeout"
