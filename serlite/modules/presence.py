@@ -212,6 +212,8 @@ class Presence(Module):
         records = []
         if if_match is not None:        # replaced (a new entity-tag) or removed
             records.append(self._pub_record(key, event, if_match, None))
+        if result.evicted is not None and not result.evicted.startswith("L."):
+            records.append(self._pub_record(key, event, result.evicted, None))
         if result.publication is not None:
             records.append(self._pub_record(key, event, etag, result.publication))
         try:
@@ -403,9 +405,28 @@ class Presence(Module):
     # -- expiry -------------------------------------------------------------------------------
     def _due(self, when, obj, key, event):
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, obj, key, event))
+        heap = self._heap
+        heapq.heappush(heap, (when, self._seq, obj, key, event))
+        if len(heap) > 2 * (len(self.subscriptions) + self.publications.count) + 256:
+            # refreshes leave their old entries behind until these come due: rebuilt from
+            # what is live, so that a phone refreshing in a loop cannot grow the heap
+            live = {}
+            for entry in heap:
+                obj = entry[2]
+                if id(obj) not in live and self._live(obj, entry[3], entry[4]):
+                    self._seq += 1
+                    live[id(obj)] = (obj.expires, self._seq, obj, entry[3], entry[4])
+            self._heap = heap = list(live.values())
+            heapq.heapify(heap)
+            self._arm()
         if self._timer_at is None or when < self._timer_at:
             self._arm()
+
+    def _live(self, obj, key, event):
+        if isinstance(obj, Subscription):
+            return self.subscriptions.by_dialog.get(obj.dialog) is obj
+        pubs = self.publications.entries.get((key, event))
+        return bool(pubs) and pubs.get(obj.etag) is obj
 
     def _arm(self):
         if self._timer is not None:

@@ -39,15 +39,17 @@ class Publication:
 class PublishResult:
     """What a PUBLISH did: ``status`` (200, 400, 412, 503), the ``publication`` (None when
     removed or refused), and ``changed``: whether the presentity's state changed (its watchers
-    are then notified; a refresh changes nothing)."""
+    are then notified; a refresh changes nothing); ``evicted`` the entity-tag of a publisher
+    pushed out to make room, or None."""
 
-    __slots__ = ("status", "reason", "publication", "changed")
+    __slots__ = ("status", "reason", "publication", "changed", "evicted")
 
-    def __init__(self, status, reason="", publication=None, changed=False):
+    def __init__(self, status, reason="", publication=None, changed=False, evicted=None):
         self.status = status
         self.reason = reason
         self.publication = publication
         self.changed = changed
+        self.evicted = evicted
 
 
 class Publications:
@@ -117,11 +119,13 @@ class Publications:
             if self.count >= self.max_total:
                 return PublishResult(FULL, "Service Unavailable (too many publications)")
             pubs = self.entries[(sys.intern(key), sys.intern(event))] = {}
+        evicted = None
         if replaces is not None and replaces in pubs:
             del pubs[replaces]
             self.count -= 1
         elif len(pubs) >= self.max_per_presentity:
-            del pubs[next(iter(pubs))]
+            evicted = next(iter(pubs))
+            del pubs[evicted]
             self.count -= 1
         elif self.count >= self.max_total:
             if not pubs:
@@ -130,7 +134,7 @@ class Publications:
         pub = Publication(etag, body, sys.intern(content_type), now + expires)
         pubs[etag] = pub
         self.count += 1
-        return PublishResult(OK, "OK", pub, changed=True)
+        return PublishResult(OK, "OK", pub, changed=True, evicted=evicted)
 
     def restore(self, key, event, pub):
         """A publication read back from the file (its expiry already in ``now``'s clock)."""

@@ -305,3 +305,25 @@ def test_a_reload_keeps_the_state():
     core.advance(601)
     (state, _, _, _, _), = notifies(core)
     assert state == "terminated;reason=timeout"
+
+
+def test_refreshing_in_a_loop_does_not_grow_the_expiry_heap():
+    module, core = make()
+    subscribe(module)
+    etag = publish(module, PIDF_OPEN)[2]["SIP-ETag"]
+    for cseq in range(2, 2000):
+        subscribe(module, to_tag="srvw1", cseq=cseq)
+        etag = publish(module, if_match=etag)[2]["SIP-ETag"]
+    assert len(module._heap) <= 2 * 2 + 256 + 1
+    core.advance(3601)          # still expires at the end
+    assert len(module.subscriptions) == 0 and module.publications.count == 0
+
+
+def test_a_publisher_pushed_out_is_gone_from_the_file_too(tmp_path):
+    url = f"dbtext://{tmp_path}/p"
+    module, core = make(db_url=url)
+    for i in range(17):             # 16 publishers a presentity: the first is pushed out
+        publish(module, PIDF_OPEN.replace('id="t1"', f'id="t{i}"'))
+    assert module.publications.count == 16
+    again, _ = make(db_url=url)
+    assert again.publications.count == 16
