@@ -32,15 +32,37 @@ def body_of(msg):
     return msg.split(b"\r\n\r\n", 1)[1].decode()
 
 
+class TcpLink:
+    """sipnet.TcpPeer with UdpPeer's face (send to an address, recv_until, drain): one
+    connection to the server, the way a phone over TCP keeps it."""
+
+    def __init__(self, addr):
+        self.tcp = sipnet.TcpPeer(addr)
+        self.host, self.port = self.tcp.host, self.tcp.port
+
+    def send(self, data, addr):
+        self.tcp.send(data)
+
+    def recv_until(self, until, timeout):
+        return self.tcp.recv_until(until, timeout)
+
+    def drain(self):
+        return self.tcp.recv_until(None, 0.05)
+
+    def close(self):
+        self.tcp.close()
+
+
 class RawPhone:
     """One account's phone on its own UDP socket: requests with digest credentials (the 407
     answered once), dialogs kept by Call-ID, NOTIFYs collected and answered."""
 
-    def __init__(self, server, user, password=None, domain=None):
+    def __init__(self, server, user, password=None, domain=None, transport="udp"):
         self.server = server
         self.user = user
         self.password = password if password is not None else USERS.get(user, "x")
-        self.peer = UdpPeer()
+        self.transport = transport
+        self.peer = UdpPeer() if transport == "udp" else TcpLink(server.addr)
         self.host = sipnet.hostport(*server.addr)
         self.domain = domain or self.host
         self.notifies = []
@@ -55,13 +77,14 @@ class RawPhone:
     def _request(self, method, ruri, to, *, call_id, cseq, from_tag, to_tag=None,
                  headers=(), body=b"", credentials=None):
         lines = [f"{method} {ruri} SIP/2.0",
-                 f"Via: SIP/2.0/UDP {self.peer.host}:{self.peer.port};"
+                 f"Via: SIP/2.0/{self.transport.upper()} {self.peer.host}:{self.peer.port};"
                  f"branch={sipnet.new_branch()};rport",
                  "Max-Forwards: 70",
                  f"From: <sip:{self.user}@{self.domain}>;tag={from_tag}",
                  f"To: <{to}>" + (f";tag={to_tag}" if to_tag else ""),
                  f"Call-ID: {call_id}", f"CSeq: {cseq} {method}",
-                 f"Contact: <sip:{self.user}@{self.peer.host}:{self.peer.port}>",
+                 f"Contact: <sip:{self.user}@{self.peer.host}:{self.peer.port}"
+                 + (">" if self.transport == "udp" else f";transport={self.transport}>"),
                  *headers, *([credentials] if credentials else []),
                  f"Content-Length: {len(body)}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -429,6 +452,24 @@ def test_dialog_package_versions_per_watcher(ser, tmp_path):
             headers=["Event: dialog", "Content-Type: application/pidf+xml"],
             body=PIDF.format(user="alice", host=alice.host, tuple="t", basic="open").encode())
         assert status_of(reply) == 415
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_watcher_over_tcp_gets_its_notifies_on_its_connection(ser, tmp_path):
+    server = start(ser, tmp_path)
+    alice = RawPhone(server, "alice")
+    bob = RawPhone(server, "bob", transport="tcp")
+    try:
+        etag = header(alice.publish("open"), "SIP-ETag")
+        reply, _ = bob.subscribe("alice")
+        assert status_of(reply) == 200, reply
+        assert basic_of(bob.wait_notify()) == ["open"]
+        alice.publish("closed", etag=etag)
+        notify = bob.wait_notify()
+        assert basic_of(notify) == ["closed"]
+        assert header(notify, "Via").startswith("SIP/2.0/TCP")
     finally:
         alice.close()
         bob.close()

@@ -327,3 +327,15 @@ def test_a_publisher_pushed_out_is_gone_from_the_file_too(tmp_path):
     assert module.publications.count == 16
     again, _ = make(db_url=url)
     assert again.publications.count == 16
+
+
+@pytest.mark.parametrize("status, ends", [(481, True), (408, True), (478, True),
+                                          (200, False), (500, False), (503, False)])
+def test_what_a_notifys_answer_does_to_its_subscription(status, ends):
+    # RFC 6665 4.2.2: 481 ends it; so does no answer at all (tm's 408, Kamailio's
+    # timeout_rm_subs) and a target that does not resolve; a 5xx does not
+    module, core = make()
+    subscribe(module)
+    (_, _, _, callback, _), = notifies(core)
+    callback(status, None)
+    assert len(module.subscriptions) == (0 if ends else 1)
