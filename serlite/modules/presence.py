@@ -266,7 +266,14 @@ class Presence(Module):
         now = self.core.now()
         subs = self.subscriptions
         if to.tag is not None:
-            result = subs.refresh(call_id, to.tag, cseq, now + expires, now, event)
+            result = subs.refresh(call_id, to.tag, cseq, now + expires, now, event,
+                                  from_.tag)
+            if result.status == OK and not result.ended:
+                # a target refresh (RFC 6665 4.1.2.2): the phone may have moved (a new NAT
+                # mapping, a new address)
+                sub = result.subscription
+                sub.contact = contact
+                sub.hop = self._hop_of(ctx)
         else:
             to_tag = self.core.local_to_tag(msg)
             sub = Subscription(self.key_of(uri), event, call_id, from_.tag, to_tag,

@@ -267,12 +267,14 @@ class Subscriptions:
         self.watching.setdefault((sub.key, sub.event), {})[sub.dialog] = sub
         self.per_user[sub.user] = self.per_user.get(sub.user, 0) + 1
 
-    def refresh(self, call_id, to_tag, cseq, expires_at, now, event):
+    def refresh(self, call_id, to_tag, cseq, expires_at, now, event, from_tag=None):
         """An in-dialog SUBSCRIBE (RFC 6665 4.2.1.2): ``expires_at`` the new end (``now``: an
-        unsubscribe).  481 for an unknown dialog or another event package (4.1.2.2), 400 for a
-        CSeq not higher (RFC 3261 12.2.2: 500; a SUBSCRIBE is not worth a retry loop)."""
+        unsubscribe).  481 for an unknown dialog (its three ids: RFC 3261 12.2.2, so that a
+        Call-ID and our tag alone do not end someone else's subscription) or another event
+        package (4.1.2.2); 500 for a CSeq not higher (RFC 3261 12.2.2)."""
         sub = self.by_dialog.get((call_id, to_tag))
-        if sub is None or sub.event != event:
+        if sub is None or sub.event != event or \
+                (from_tag is not None and from_tag != sub.from_tag):
             return SubscribeResult(NO_SUCH_SUBSCRIPTION, "Subscription Does Not Exist")
         if cseq <= sub.remote_cseq:
             return SubscribeResult(500, "Server Internal Error (CSeq out of order)")

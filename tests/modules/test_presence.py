@@ -188,6 +188,11 @@ def test_unsubscribe_refresh_timeout_and_481():
     assert state == "active;expires=300"
     assert subscribe(module, to_tag="srvw1", cseq=2)[0] == 500           # CSeq not higher
     assert subscribe(module, to_tag="other", cseq=3)[0] == 481
+    headers = ["From: <sip:101@h>;tag=forged", "To: <sip:100@h>;tag=srvw1", "Call-ID: sub1",
+               "CSeq: 9 SUBSCRIBE", "Event: presence", "Contact: <sip:101@192.0.2.66>",
+               "Expires: 0"]
+    module.handle_subscribe(request("SUBSCRIBE", headers))
+    assert core.tm.replies[-1][0] == 481 and len(module.subscriptions) == 1
     assert subscribe(module, to_tag="srvw1", cseq=3, expires=0)[0] == 200
     (state, _, _, _, _), = notifies(core)
     assert state.startswith("terminated")
@@ -339,3 +344,18 @@ def test_what_a_notifys_answer_does_to_its_subscription(status, ends):
     (_, _, _, callback, _), = notifies(core)
     callback(status, None)
     assert len(module.subscriptions) == (0 if ends else 1)
+
+
+def test_a_refresh_from_a_new_address_moves_the_notifies_there():
+    # a phone behind NAT whose mapping changed: the refresh is a target refresh
+    module, core = make()
+    subscribe(module)
+    notifies(core)
+    headers = ["From: <sip:101@h>;tag=w1", "To: <sip:100@h>;tag=srvw1", "Call-ID: sub1",
+               "CSeq: 2 SUBSCRIBE", "Event: presence", "Contact: <sip:101@192.0.2.9:40000>",
+               "Expires: 600"]
+    ctx = request("SUBSCRIBE", headers)
+    ctx.source = Source("udp", "198.51.100.7", 40001, Listener())
+    module.handle_subscribe(ctx)
+    method, ruri, rest, hop, _ = core.tm.sent[-1]
+    assert ruri == "sip:101@192.0.2.9:40000" and hop == ("udp", "198.51.100.7", 40001)
