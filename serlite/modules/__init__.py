@@ -10,6 +10,7 @@ import importlib
 AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "nathelper", "pike",
              "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac", "tls",
              "msilo")
+AVAILABLE += ("presence",)
 
 
 def spec(name):

@@ -77,7 +77,8 @@ def stop_servers(servers):
 ROUTER_FILES = ('modparam("auth", "secret_file", "/etc/ser/auth_secret")',
                 'modparam("acc", "history_file", "/etc/ser/calls")',
                 'modparam("secfilter", "ban_file", "/etc/ser/bans")',
-                'modparam("msilo", "db_url", "dbtext:///etc/ser/msilo")')
+                'modparam("msilo", "db_url", "dbtext:///etc/ser/msilo")',
+                'modparam("presence", "db_url", "dbtext:///etc/ser/presence")')
 
 
 def localize_generated(text, directory):

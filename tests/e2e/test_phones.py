@@ -185,7 +185,7 @@ class Baresip:
     """`baresip -f DIR` with the doc's account line, no sound card: audio from a wav file, no
     player. ctrl_tcp (JSON in netstrings) for commands and events."""
 
-    def __init__(self, workdir, account_line, name):
+    def __init__(self, workdir, account_line, name, extra_config="", files=None):
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir()
@@ -206,8 +206,10 @@ class Baresip:
             "module_app\taccount.so\n"
             "module_app\tmenu.so\n"
             f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\n"
-            f"audio_source\taufile,{tone}\n")
+            f"audio_source\taufile,{tone}\n" + extra_config)
         (self.dir / "accounts").write_text(account_line + "\n")
+        for file_name, text in (files or {}).items():     # e.g. "contacts"
+            (self.dir / file_name).write_text(text)
         # -t: never outlive the test, whatever happens to it
         self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), "-t", "120"],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -60,7 +60,9 @@ def shipped_config(tmp_path, *, outside=False):
              ('modparam("secfilter", "ban_file", "/etc/ser/bans")',
               f'modparam("secfilter", "ban_file", "{tmp_path}/bans")'),
              ('modparam("msilo", "db_url", "dbtext:///etc/ser/msilo")',
-              f'modparam("msilo", "db_url", "dbtext://{tmp_path}/msilo")')]
+              f'modparam("msilo", "db_url", "dbtext://{tmp_path}/msilo")'),
+             ('modparam("presence", "db_url", "dbtext:///etc/ser/presence")',
+              f'modparam("presence", "db_url", "dbtext://{tmp_path}/presence")')]
     if outside:
         swaps.append(("src_ip == 127.0.0.0/8", "src_ip == 127.0.0.1"))
     for old, new in swaps:
