@@ -89,6 +89,10 @@ class DialogInfo:
     def __len__(self):
         return len(self.calls)
 
+    def adopt(self, old):
+        """Take over the calls of ``old`` (a reload: its options may have changed)."""
+        self.pending, self.calls, self.parties = old.pending, old.calls, old.parties
+
     # -- events ------------------------------------------------------------------------------
     def mark(self, call, now):
         """``dialoginfo_set()`` on the call's initial INVITE.  False when there is no room."""
