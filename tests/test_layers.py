@@ -12,7 +12,7 @@ LIGHT = ROOT / "tools" / "python3-light"
 PURE = ["sip", "transaction", "script", "proxy/forward.py", "proxy/response_context.py",
         "proxy/hold.py",
         "proxy/context.py"]
-PURE += ["dialog", "security", "media", "dns", "uac"]
+PURE += ["dialog", "security", "media", "dns", "uac", "presence"]
 FORBIDDEN = {"socket", "select", "selectors", "time", "asyncio", "threading"}
 
 

@@ -9,6 +9,7 @@ import importlib
 # The modules serlite has, by SER name.
 AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "nathelper", "pike",
              "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac", "tls")
+AVAILABLE += ("presence",)
 AVAILABLE += ("pua_dialoginfo",)    # busy lamps (needs presence)
 
 
