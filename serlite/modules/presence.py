@@ -152,12 +152,9 @@ class Presence(Module):
             pub = self._pub(key, event, etag)
             if pub is not None:
                 self._due(pub.expires, pub, key, event)
-            try:
-                self._save_pub(key, event, etag, pub)
-            except OSError as exc:
-                log.limited(("presence-file",), log.ERR,
-                            f"presence: cannot write {self.pub_file.path}: {exc.strerror}",
-                            interval=60)
+            # not written to the file: serlite's own state (the calls of the dialog
+            # tracker) does not survive a restart either, and a busy lamp must not come
+            # back lit; nor is flash written at every ring and answer
             self._notify_watchers(key, event)
         return changed
 
@@ -444,10 +441,11 @@ class Presence(Module):
                 pubs = self.publications.entries.get((key, event))
                 if pubs and pubs.get(obj.etag) is obj:
                     self.publications._remove(key, event, pubs, obj.etag)
-                    try:
-                        self._save_pub(key, event, obj.etag, None)
-                    except OSError:
-                        pass
+                    if not obj.etag.startswith("L."):
+                        try:
+                            self._save_pub(key, event, obj.etag, None)
+                        except OSError:
+                            pass
                     changed.add((key, event))
         for key, event in changed:
             self._notify_watchers(key, event)
@@ -505,6 +503,8 @@ class Presence(Module):
         records = {}
         for (key, event), pubs in self.publications.entries.items():
             for etag, p in pubs.items():
+                if etag.startswith("L."):
+                    continue        # serlite's own (local_publish): not kept
                 records[f"{key}\t{event}\t{etag}"] = {
                     "body": p.body, "type": p.content_type,
                     "until": round(wall + (p.expires - now), 3)}

@@ -58,7 +58,9 @@ def shipped_config(tmp_path, *, outside=False):
              ('modparam("acc", "history_file", "/etc/ser/calls")',
               f'modparam("acc", "history_file", "{tmp_path}/calls")'),
              ('modparam("secfilter", "ban_file", "/etc/ser/bans")',
-              f'modparam("secfilter", "ban_file", "{tmp_path}/bans")')]
+              f'modparam("secfilter", "ban_file", "{tmp_path}/bans")'),
+             ('modparam("presence", "db_url", "dbtext:///etc/ser/presence")',
+              f'modparam("presence", "db_url", "dbtext://{tmp_path}/presence")')]
     if outside:
         swaps.append(("src_ip == 127.0.0.0/8", "src_ip == 127.0.0.1"))
     for old, new in swaps:

@@ -253,10 +253,13 @@ def test_state_survives_a_restart(tmp_path):
     module, core = make(db_url=url)
     etag = publish(module, PIDF_OPEN)[2]["SIP-ETag"]
     subscribe(module)
+    module.local_publish("sip:100@h", "dialog", DIALOG.encode(), "", 60, "pua_dialoginfo")
     notifies(core)
     # no stop(): as after kill -9
     again, core2 = make(db_url=url)
+    # the PUBLISHed state is back; serlite's own (the calls) is not: no lamp comes back lit
     assert len(again.subscriptions) == 1 and again.publications.count == 1
+    assert again.publications.get("100", "dialog") == []
     assert publish(again, PIDF_CLOSED, if_match=etag)[0] == 200
     (state, body, hop, _, head), = notifies(core2)
     assert "<basic>closed</basic>" in body and hop == ("udp", "192.0.2.9", 5062)
