@@ -19,6 +19,9 @@ Pure: no I/O, no clock (``now`` is handed in); XML written by hand (python3-ligh
 ``xml``), every value escaped and stripped of the characters XML 1.0 cannot carry.
 """
 
+import re
+from zlib import crc32
+
 from ..dialog.tracker import (BY_BYE, BY_EXPIRED, BY_SILENCE, BY_TIMEOUT, CONFIRMED, EARLY,
                               TERMINATED, TRYING)
 
@@ -51,7 +54,7 @@ class Call:
     ``dialog`` is the tracker's Dialog once the INVITE was relayed."""
 
     __slots__ = ("call_id", "from_tag", "caller", "caller_name", "caller_target", "callee",
-                 "callee_name", "caller_aor", "callee_aor", "marked", "dialog")
+                 "callee_name", "caller_aor", "callee_aor", "marked", "dialog", "id")
 
     def __init__(self, call_id, from_tag, caller, callee, *, caller_name="", callee_name="",
                  caller_target="", caller_aor=None, callee_aor=None, marked=0.0):
@@ -66,6 +69,9 @@ class Call:
         self.callee_aor = callee_aor
         self.marked = marked
         self.dialog = None
+        # the <dialog id>: unique in a document (a party calling itself shows the call
+        # twice: + "i"/"r") and stable for the call's life (RFC 4235 4.1.2)
+        self.id = _crc(call_id + ";" + from_tag)
 
 
 class DialogInfo:
@@ -179,7 +185,7 @@ class DialogInfo:
     def _element(self, call, side):
         dlg = call.dialog
         caller = side == CALLER
-        attrs = [f'id="{_dialog_id(call, side)}"']
+        attrs = [f'id="{call.id}{"i" if caller else "r"}"']
         if self.include_callid:
             attrs.append(f'call-id="{_attr(call.call_id)}"')
         remote_tag = dlg.to_tag if caller else call.from_tag
@@ -227,14 +233,7 @@ def _party(tag, uri, name, target):
             f'      <target uri="{_attr(target or uri)}"/>\n    </{tag}>\n')
 
 
-def _dialog_id(call, side):
-    # unique in a document (a party calling itself shows one call twice) and stable for the
-    # call's life (RFC 4235 4.1.2: the id names the dialog across notifications)
-    return f"{_crc(call.call_id + ';' + call.from_tag)}{'i' if side == CALLER else 'r'}"
-
-
 def _crc(text):
-    from zlib import crc32
     return f"{crc32(text.encode('utf-8', 'replace')):08x}"
 
 
@@ -244,8 +243,14 @@ _DROP.update({0xFFFE: None, 0xFFFF: None})
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
 
+_PLAIN = re.compile(r'[^&<>"\x00-\x08\x0a-\x1f\ufffe\uffff]*\Z')
+
+
 def _text(value):
-    return str(value).translate(_DROP).translate(_ESCAPES)
+    value = str(value)
+    if _PLAIN.match(value):
+        return value            # the usual case: nothing to escape (one regex match)
+    return value.translate(_DROP).translate(_ESCAPES)
 
 
 def _attr(value):
