@@ -542,6 +542,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         modules.append("rtpproxy")
     if s.tls_cert:
         modules.append("tls")
+    if "presence" in modules:
+        modules.append("pua_dialoginfo")    # busy lamps: calls shown to dialog watchers
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -578,7 +580,28 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     if s.tls_cert:
         out += _tls_params(s)
     out += _routes(s, lan_networks(s, addresses))
+    if "pua_dialoginfo" in modules:
+        out = _with_dialoginfo(out)
     return "\n".join(out) + "\n"
+
+
+# busy lamps: each new call is shown to the watchers of its caller and callee (RFC 4235),
+# marked just before the main route relays it
+_DIALOGINFO = [
+    "    # busy lamps: the watchers of the caller and of the callee see the call",
+    "    if (method == \"INVITE\" && !has_totag()) {",
+    "        dialoginfo_set();",
+    "    }",
+]
+
+
+def _with_dialoginfo(lines):
+    """``lines`` with _DIALOGINFO before the main route's last t_relay()."""
+    end = lines.index("route {")
+    while lines[end] != "}":
+        end += 1
+    relay = max(i for i in range(end) if lines[i] == "    t_relay();")
+    return lines[:relay] + _DIALOGINFO + lines[relay:]
 
 
 def _tls_params(s):

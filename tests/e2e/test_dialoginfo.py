@@ -18,6 +18,8 @@ import pytest
 
 from . import sipnet
 from .sipnet import UdpPeer, is_final, request_line, response_to, status_of
+from .test_presence import RawPhone
+from .test_shipped_config import auth_args, auth_register, start
 from .test_stateful import LOCAL, grace, register, sipp_contact
 
 CONFIG = """\
@@ -238,3 +240,36 @@ def test_a_rejected_call_ends_rejected_with_its_code(ser, tmp_path):
     uas_result.assert_ok(1)
     assert states(bob_docs)[-1] == ("terminated", "rejected", "486"), bob.bodies()
     assert states(alice_docs) == [("trying", None, None), ("terminated", "rejected", "486")]
+
+
+def test_the_shipped_config_lights_the_lamp_of_a_house_call(ser, tmp_path):
+    # files/etc/ser/ser.cfg as the router runs it: alice logs in and watches bob's line (a
+    # desk phone's BLF key); bob's phone registers with its password; a call from the house
+    # (sipp as alice, 407 then credentials) rings, is answered and hung up
+    server = start(ser, tmp_path)
+    watcher = RawPhone(server, "alice")
+    try:
+        with sipnet.start_uas(workdir=tmp_path) as uas:
+            auth_register(server, tmp_path, "bob", uas.host, uas.port).assert_ok(1)
+            reply, _ = watcher.subscribe("bob", event="dialog")
+            assert status_of(reply) == 200, reply
+            seen = {}
+            deadline = time.monotonic() + DEADLINE
+
+            def take(notify):
+                cseq = int(re.search(rb"\r\nCSeq: *(\d+)", notify).group(1))
+                seen.setdefault(cseq, notify.split(b"\r\n\r\n", 1)[1])
+            take(watcher.wait_notify())
+            uac = sipnet.run_uac(server.addr, workdir=tmp_path, service="bob", calls=1,
+                                 scenario="auth_invite.xml", extra=auth_args(server))
+            while b"terminated</state>" not in b"".join(seen.values()):
+                assert time.monotonic() < deadline, seen
+                take(watcher.wait_notify(timeout=max(0.1, deadline - time.monotonic())))
+            uas_result = uas.wait(timeout=grace(uac))
+    finally:
+        watcher.close()
+    uac.assert_ok(1)
+    uas_result.assert_ok(1)
+    docs = [re.findall(rb"<state[^>]*>([a-z]+)</state>", seen[c]) for c in sorted(seen)]
+    assert docs == [[], [b"early"], [b"confirmed"], [b"terminated"]], seen
+    assert re.search(rb"<remote>\s*<identity>sip:alice@", seen[sorted(seen)[1]])
