@@ -37,6 +37,7 @@ RUN_DIR = "/var/etc/ser"                 # RAM: written at each start, never on 
 UCI_FILE = "/etc/config/ser"
 SECRET_FILE = "/etc/ser/auth_secret"     # made once by auth (flash), so nonces outlive restarts
 DEFAULT_LOCATION_DB = "dbtext:///etc/ser/usrloc"
+PRESENCE_DB = "dbtext:///etc/ser/presence"     # presence: publications and subscriptions
 DEFAULT_REALM = "serlite"
 MODULE_DIR = "/usr/lib/ser/modules"      # SER's paths, as in files/etc/ser/ser.cfg
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -144,6 +145,8 @@ MAIN_OPTIONS = {
     "tls_port": "SIP over TLS port (5061)",
     "tls_ca": "CA certificates (PEM file) for the servers serlite connects to over TLS (a "
               "provider's); empty: the system's",
+    "presence_house": "1: a phone may watch the presence and calls of every user of the "
+                      "house (its contacts, busy lamps); 0: only its own",
     "relay_sock": "an external relay instead (rtpengine --listen-udp with interfaces named "
                   "internal and external, or rtpproxy): udp:HOST:PORT; empty: the router's own",
 }
@@ -183,6 +186,7 @@ class Settings:
         self.tls_port = 5061
         self.tls_ca = ""
         self.relay_sock = ""     # an external relay's rtpproxy_sock, "": the built-in one
+        self.presence_house = True      # SUBSCRIBE to the house's other users (presence)
 
     @property
     def listen_interfaces(self):
@@ -262,7 +266,7 @@ def settings(sections, notes=None):
                 if not _IFACE.match(n):
                     raise UciError(f"{where}: {n!r} is not an interface name")
             s.interfaces = names
-        elif name in ("enabled", "wan_open", "trust_lan"):
+        elif name in ("enabled", "wan_open", "trust_lan", "presence_house"):
             setattr(s, name, _bool(where, _single(where, value)))
         elif name == "port":
             s.port = _int(where, _single(where, value), 1, 65535)
@@ -538,6 +542,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     # every phone logs in, LAN included (trust_lan aside); textops for remove_hf
     modules = ["sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "auth", "auth_db",
                "nathelper", "pike", "acc", "secfilter"]
+    modules.append("presence")
     if s.relay != "off":
         modules.append("rtpproxy")
     if s.tls_cert:
@@ -564,6 +569,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
     ]
     out += _ACC_PARAMS
     out += _secfilter_params(s)
+    out += _PRESENCE_PARAMS
     if s.relay != "off" and s.relay_sock:
         out += [
             "# the audio of calls that cross the router's NAT goes through an external relay",
@@ -602,6 +608,40 @@ def _with_dialoginfo(lines):
         end += 1
     relay = max(i for i in range(end) if lines[i] == "    t_relay();")
     return lines[:relay] + _DIALOGINFO + lines[relay:]
+
+
+_PRESENCE_PARAMS = [
+    "# presence (SIMPLE): what the phones publish and who watches whom, kept on flash",
+    f'modparam("presence", "db_url", "{PRESENCE_DB}")',
+    'modparam("presence", "min_expires", 60)',
+]
+
+
+def _presence_route(s):
+    """route[presence]: a logged-in phone publishes its own state only; it watches the
+    house's users (``presence_house`` 1) or only itself (0); a From of another domain is
+    nobody of the house."""
+    out = ["", "# presence (RFC 3903 PUBLISH, RFC 6665 SUBSCRIBE) for the house's users",
+           "route[presence] {",
+           "    if (!(from_uri == myself)) {",
+           "        sl_send_reply(\"403\", \"Forbidden\");",
+           "        exit;",
+           "    }",
+           "    if (method == \"PUBLISH\") {",
+           "        if ($rU != $fU) {",
+           "            sl_send_reply(\"403\", \"Forbidden: publish your own presence\");",
+           "            exit;",
+           "        }",
+           "        handle_publish();",
+           "        exit;",
+           "    }"]
+    if not s.presence_house:
+        out += ["    # option presence_house '0': a phone watches itself only",
+                "    if (!has_totag() && $rU != $fU) {",
+                "        sl_send_reply(\"403\", \"Forbidden: watch yourself only\");",
+                "        exit;",
+                "    }"]
+    return out + ["    handle_subscribe();", "}"]
 
 
 def _tls_params(s):
@@ -788,6 +828,7 @@ def _routes(s, nets):
         lan += _relay_route(nets)
     if s.relay != "off" and s.relay_sock:
         lan += _relay_ext_routes(nets)
+    lan += _presence_route(s)
     register = [
         f"        if (!www_authorize(\"{realm}\", \"subscriber\")) {{",
         f"            www_challenge(\"{realm}\", \"1\");",
@@ -857,6 +898,11 @@ def _routes(s, nets):
         "            exit;",
         "        }",
         "        consume_credentials();",
+        "    }",
+        "    # presence: PUBLISH and SUBSCRIBE to the house's users are the router's own",
+        "    if (uri == myself && (method == \"PUBLISH\" || method == \"SUBSCRIBE\")) {",
+        "        route(presence);",
+        "        exit;",
         "    }",
         "    # a new request's pre-loaded Route (a phone's outbound proxy, or a gateway someone",
         "    # wants to reach through us) is not followed: the Request-URI decides (Kamailio's",

@@ -274,6 +274,10 @@ def ask_server(conf, st):
                 st.registrations = client.call("uac.reg_dump")
             except CommandFailed:           # no provider registrations
                 st.registrations = None
+            try:
+                st.presence = client.call("presence")
+            except CommandFailed:           # presence not loaded
+                st.presence = None
         st.running = True
     except NotRunning as exc:
         st.running = False

@@ -100,7 +100,26 @@ def build(server):
     commands.update(ban_commands(core))
     commands.update(rtpproxy_commands(core))
     commands.update(uac_commands(core))
+    commands.update(presence_commands(core))
     return commands
+
+
+def presence_commands(core):
+    """presence's ``presence``: each account's presence (open, closed, unknown: nobody
+    published), whether it is on the phone (its dialog state), its watchers; the totals."""
+    def presence():
+        module = core.module("presence")
+        if module is None:
+            raise ControlError("presence is not loaded")
+        users = []
+        if core.module("auth_db") is not None:
+            registrar = core.module("registrar")
+            use_domain = registrar is not None and core.module("usrloc") is not None and \
+                core.module("usrloc").params["use_domain"]
+            users = [f"{r['user']}@{r['domain']}" if use_domain and r["domain"] else r["user"]
+                     for r in account_rows(core)]
+        return module.rows(dict.fromkeys(users))
+    return {"presence": presence}
 
 
 def uac_commands(core):

@@ -724,6 +724,8 @@ def add_server_commands(subparsers):
     command("uac", "the provider registrations (Kamailio's uac.reg_dump): state, last "
                    "answer, time left", _show_registrations, cmd="uac.reg_dump")
     command("registrations", "the same as uac", _show_registrations, cmd="uac.reg_dump")
+    command("presence", "each account's presence (open, closed, unknown), whether it is on "
+                        "the phone, its watchers; the subscriptions", _show_presence)
     command("reload", "re-read the config (as SIGHUP; the old one stays if it fails)",
             _show_text)
     command("ping", "is the server answering?", _show_text)
@@ -735,6 +737,14 @@ def add_server_commands(subparsers):
     calls.add_argument("count", nargs="?", type=int, default=20, metavar="N")
     calls.add_argument("--json", action="store_true", help="print the answer as JSON")
     calls.set_defaults(func=_calls)
+
+
+def _show_presence(r, io):
+    _table(io, ("USER", "PRESENCE", "PHONE", "WATCHERS"),
+           [(p["user"], p["presence"], {"confirmed": "on the phone", "early": "ringing"}.get(
+               p["dialog"], p["dialog"] or "-"), p["watchers"]) for p in r["presentities"]])
+    io.out(f"subscriptions: {r['subscriptions']}  publications: {r['publications']}  "
+           f"NOTIFYs sent: {r['notifies']}")
 
 
 def _calls(args, io):

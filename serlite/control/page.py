@@ -35,7 +35,7 @@ class Status:
                  "nets_unknown",
                  "phones", "router_uptime", "loadavg", "addresses", "refresh", "notice",
                  "token", "actions_note", "made_ms", "accounts", "trust_lan",
-                 "calls", "bans", "relay", "registrations")
+                 "calls", "bans", "relay", "registrations", "presence")
 
     def __init__(self, script="/cgi-bin/ser", now=0.0):
         self.script = script            # the CGI's own URL path (SCRIPT_NAME)
@@ -64,6 +64,8 @@ class Status:
         self.relay = None               # the media relay's totals (``calls``' "relay", or
                                         # ``rtpproxy``'s "totals"); None: no relay, no card
         self.registrations = None       # ``uac.reg_dump`` rows; None: no provider account
+        self.presence = None            # ``presence``: {"presentities", "subscriptions",
+                                        # ...}; None: no presence module, no section
 
 
 class Address:
@@ -171,8 +173,8 @@ def render(st, localtime):
     if st.running and st.calls is not None:
         parts.append(_calls(st, localtime))
     if st.running:
-        parts += [_registrations(st), _phones(st), _accounts(st), _bans(st), _messages(st),
-                  _procs(st)]
+        parts += [_registrations(st), _phones(st), _accounts(st), _presence(st), _bans(st),
+                  _messages(st), _procs(st)]
     parts.append(_foot(st, localtime))
     return "".join(parts)
 
@@ -346,6 +348,34 @@ def _accounts(st):
     table = _table("accounts", ("User", "State"), rows,
                    "No account yet: ser-ctl user add 100 PASSWORD.")
     return (f'<section><h2>Accounts <span class="count">{len(st.accounts)}</span></h2>'
+            f'{table}</section>')
+
+
+_PHONE_STATE = {"confirmed": "on the phone", "early": "ringing", "trying": "calling",
+                "proceeding": "calling"}
+
+
+def _presence(st):
+    """The presence module's view: each account's presence (what its phones published: open,
+    closed; unknown when none did), whether it is on the phone (its dialog state), how many
+    watch it; and the subscriptions in all."""
+    if st.presence is None:
+        return ""
+    rows = []
+    for p in st.presence.get("presentities") or []:
+        state = p.get("presence") or "unknown"
+        tag = {"open": "tag", "closed": "tag warn"}.get(state, "tag muted")
+        phone = _PHONE_STATE.get(p.get("dialog"), "")
+        rows.append("<tr>" + _td("User", esc(p.get("user", "")), "strong")
+                    + _td("Presence", f'<span class="{tag}">{esc(state)}</span>')
+                    + _td("Phone", esc(phone) if phone else "-")
+                    + _td("Watchers", esc(p.get("watchers", 0))) + "</tr>")
+    table = _table("presence", ("User", "Presence", "Phone", "Watchers"), rows,
+                   "No account, no publication, no subscription yet.")
+    n = int(st.presence.get("subscriptions") or 0)
+    return (f'<section id="presence-section"><h2>Presence <span class="count" '
+            f'id="subscriptions">{n}</span></h2>'
+            f'<p class="note-line">{n} active subscription{"" if n == 1 else "s"}</p>'
             f'{table}</section>')
 
 

@@ -76,7 +76,8 @@ def stop_servers(servers):
 # /etc/ser file fails here, not by writing into this machine's /etc).
 ROUTER_FILES = ('modparam("auth", "secret_file", "/etc/ser/auth_secret")',
                 'modparam("acc", "history_file", "/etc/ser/calls")',
-                'modparam("secfilter", "ban_file", "/etc/ser/bans")')
+                'modparam("secfilter", "ban_file", "/etc/ser/bans")',
+                'modparam("presence", "db_url", "dbtext:///etc/ser/presence")')
 
 
 def localize_generated(text, directory):

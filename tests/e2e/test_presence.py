@@ -282,3 +282,67 @@ def test_who_may_publish_and_subscribe(ser, tmp_path):
     finally:
         for phone in (alice, bob, stranger, foreign):
             phone.close()
+
+
+def test_uci_presence_house_switch(ser, tmp_path):
+    # the generated config: by default a phone watches any user of the house; with
+    # option presence_house '0' only itself
+    from .test_accounts import House
+    (tmp_path / "on").mkdir()
+    house = House(ser, tmp_path / "on")
+    bob = RawPhone(house.server, "bob")
+    try:
+        reply, _ = bob.subscribe("alice")
+        assert status_of(reply) == 200, reply
+        assert basic_of(bob.wait_notify()) == ["closed"]
+    finally:
+        bob.close()
+    (tmp_path / "off").mkdir()
+    house = House(ser, tmp_path / "off", extra="\toption presence_house '0'\n")
+    bob = RawPhone(house.server, "bob")
+    try:
+        reply, _ = bob.subscribe("alice")
+        assert status_of(reply) == 403, reply
+        reply, dialog = bob.subscribe("bob")
+        assert status_of(reply) == 200, reply
+        bob.wait_notify()
+        # a refresh (To tag, Request-URI our Contact) is not taken for watching another
+        assert status_of(bob.resubscribe(dialog, 0)) == 200
+        assert state_of(bob.wait_notify()).startswith("terminated")
+    finally:
+        bob.close()
+
+
+def test_ser_ctl_presence_shows_each_account_and_the_subscriptions(ser, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    server = start(ser, tmp_path)
+    alice, bob = RawPhone(server, "alice"), RawPhone(server, "bob")
+
+    def ctl(*args):
+        env = dict(os.environ, SER_UNIX_SOCK=server.ctl_sock,
+                   PYTHONPATH=str(sipnet.REPO))
+        out = subprocess.run([sys.executable, "-m", "serlite.ctl", *args], env=env,
+                             cwd=sipnet.REPO, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    try:
+        alice.publish("open")
+        bob.subscribe("alice")
+        bob.wait_notify()
+        bob.subscribe("alice", event="dialog")
+        bob.wait_notify()
+        shown = json.loads(ctl("presence", "--json"))
+        rows = {p["user"]: p for p in shown["presentities"]}
+        assert rows["alice"]["presence"] == "open" and rows["alice"]["watchers"] == 2
+        assert rows["bob"]["presence"] == "unknown" and rows["bob"]["watchers"] == 0
+        assert shown["subscriptions"] == 2
+        text = ctl("presence")
+        assert re.search(r"^alice\s+open\s+-\s+2$", text, re.M), text
+        assert "subscriptions: 2" in text
+    finally:
+        alice.close()
+        bob.close()

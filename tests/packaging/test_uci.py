@@ -563,3 +563,21 @@ def test_tls_options_add_tls_listeners_and_the_tls_module(tmp_path):
     with pytest.raises(uci.UciError, match="option tls_cert: 'cert.pem' is not an absolute"):
         uci.settings(uci.parse(LAN_ONLY_UCI.replace(
             "option wan_open '0'", "option wan_open '0'\n\toption tls_cert 'cert.pem'")), [])
+
+
+def test_presence_routes_and_the_house_switch(tmp_path):
+    text = uci.generate(uci.parse(LAN_ONLY_UCI), LAN)
+    assert 'loadmodule "/usr/lib/ser/modules/presence.so"' in text
+    assert 'modparam("presence", "db_url", "dbtext:///etc/ser/presence")' in text
+    assert "route(presence);" in text and "handle_subscribe();" in text
+    assert "watch yourself only" not in text
+    off = uci.generate(uci.parse(LAN_ONLY_UCI.replace(
+        "option wan_open '0'", "option wan_open '0'\n\toption presence_house '0'")), LAN)
+    assert "watch yourself only" in off
+    for name, cfg in (("on.cfg", text), ("off.cfg", off)):
+        (tmp_path / name).write_text(cfg)
+        out = ser_check(tmp_path / name)
+        assert out.returncode == 0, out.stderr
+    with pytest.raises(uci.UciError):
+        uci.generate(uci.parse(LAN_ONLY_UCI.replace(
+            "option wan_open '0'", "option wan_open '0'\n\toption presence_house 'maybe'")), LAN)
