@@ -592,7 +592,7 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
 
 
 # busy lamps: each new call is shown to the watchers of its caller and callee (RFC 4235),
-# marked just before the main route relays it
+# marked once lookup() found the callee (as the shipped ser.cfg does)
 _DIALOGINFO = [
     "    # busy lamps: the watchers of the caller and of the callee see the call",
     "    if (method == \"INVITE\" && !has_totag()) {",
@@ -602,12 +602,10 @@ _DIALOGINFO = [
 
 
 def _with_dialoginfo(lines):
-    """``lines`` with _DIALOGINFO before the main route's last t_relay()."""
-    end = lines.index("route {")
-    while lines[end] != "}":
-        end += 1
-    relay = max(i for i in range(end) if lines[i] == "    t_relay();")
-    return lines[:relay] + _DIALOGINFO + lines[relay:]
+    """``lines`` with _DIALOGINFO after the main route's lookup block."""
+    lookup = lines.index("        if (!lookup(\"location\")) {")
+    end = lines.index("    }", lookup)
+    return lines[:end + 1] + _DIALOGINFO + lines[end + 1:]
 
 
 _PRESENCE_PARAMS = [
