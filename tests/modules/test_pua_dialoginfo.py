@@ -214,3 +214,26 @@ def test_a_reload_keeps_the_calls_under_way(presence):
         m.start(p.core, old.get(name))
     p.send(p.bob, resp(inv, 200, "OK", "b1"))
     assert b"<state>confirmed</state>" in script.modules["presence"].published[-1][2]
+
+
+def test_include_req_uri_names_the_callee_by_the_request_uri(presence):
+    # the To names the number dialled (the front desk), the Request-URI the phone reached
+    to_desk = req("INVITE", "call1", "i1").replace(b"To: <sip:bob@127.0.0.1>",
+                                                   b"To: <sip:desk@127.0.0.1>")
+    for params, callee in (("", "sip:desk@127.0.0.1"),
+                           ('modparam("pua_dialoginfo", "include_req_uri", 1)\n', BOB)):
+        p = Phones(config(params=params))
+        p.send(p.alice, to_desk)
+        inv = p.tr.last
+        p.send(p.bob, resp(inv, 180, "Ringing", "b1"))
+        assert [d[0] for d in p.presence.published] == [ALICE, ALICE, callee]
+
+
+def test_a_caller_by_tel_uri_is_shown_but_not_published(presence):
+    p = Phones(config())
+    tel = req("INVITE", "call1", "i1").replace(b'"Alice" <sip:alice@127.0.0.1>',
+                                               b"<tel:+4930123>")
+    p.send(p.alice, tel)
+    p.send(p.bob, resp(p.tr.last, 180, "Ringing", "b1"))
+    assert [d[0] for d in p.presence.published] == [BOB]
+    assert b"<identity>tel:+4930123</identity>" in p.presence.published[0][2]
