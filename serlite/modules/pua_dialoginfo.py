@@ -86,15 +86,15 @@ class PuaDialoginfo(Module):
             call_id, from_tag = msg.call_id, frm.tag
             if not call_id or not from_tag:
                 return -1
-            callee_uri = ctx.uri if self.params["include_req_uri"] else to.uri
+            by_ruri = self.params["include_req_uri"]
+            callee_uri = ctx.uri if by_ruri else to.uri
             caller_uri = frm.uri
             caller_aor = aor(caller_uri) if caller and core.is_myself_uri(caller_uri) else None
             callee_aor = aor(callee_uri) if callee and callee_uri is not None \
                 and core.is_myself_uri(callee_uri) else None
             contacts = msg.contacts
             target = contacts[0].uri_text if contacts and contacts != "*" else ""
-            call = Call(call_id, from_tag, frm.uri_text,
-                        str(callee_uri) if self.params["include_req_uri"] else to.uri_text,
+            call = Call(call_id, from_tag, frm.uri_text, ctx.ruri if by_ruri else to.uri_text,
                         caller_name=display_name(frm.display),
                         callee_name=display_name(to.display), caller_target=target,
                         caller_aor=caller_aor, callee_aor=callee_aor)
