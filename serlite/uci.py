@@ -559,6 +559,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         modules.append("tls")
     if s.provider:
         modules.append("uac")
+    if "presence" in modules:
+        modules.append("pua_dialoginfo")    # busy lamps: calls shown to dialog watchers
     out.append("")
     out += [f'loadmodule "{MODULE_DIR}/{m}.so"' for m in modules]
     user_db = s.user_db or "dbtext://" + os.path.join(run_dir, "db")
@@ -600,6 +602,8 @@ def generate(sections, addresses, run_dir=RUN_DIR, notes=None):
         from . import uci_provider
         out += uci_provider.modparams(os.path.join(run_dir, "db"))
     out += _routes(s, lan_networks(s, addresses))
+    if "pua_dialoginfo" in modules:
+        out = _with_dialoginfo(out)
     return "\n".join(out) + "\n"
 
 
@@ -608,6 +612,23 @@ _MSILO_PARAMS = [
     "# a text to a phone that is off is kept (3 days, 50 a user, 1000 in all) until it registers",
     'modparam("msilo", "db_url", "dbtext:///etc/ser/msilo")',
 ]
+
+
+# busy lamps: each new call is shown to the watchers of its caller and callee (RFC 4235),
+# marked once lookup() found the callee (as the shipped ser.cfg does)
+_DIALOGINFO = [
+    "    # busy lamps: the watchers of the caller and of the callee see the call",
+    "    if (method == \"INVITE\" && !has_totag()) {",
+    "        dialoginfo_set();",
+    "    }",
+]
+
+
+def _with_dialoginfo(lines):
+    """``lines`` with _DIALOGINFO after the main route's lookup block."""
+    lookup = lines.index("        if (!lookup(\"location\")) {")
+    end = lines.index("    }", lookup)
+    return lines[:end + 1] + _DIALOGINFO + lines[end + 1:]
 
 
 _PRESENCE_PARAMS = [

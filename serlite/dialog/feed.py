@@ -5,10 +5,11 @@ one turns them into the tracker's events.  Pure (the time comes with each call).
 It keeps the INVITE's Dialog on the transaction's ResponseContext (``rc.dialog``), so the
 responses of that INVITE find their call without parsing a header or a lookup; the header
 parsing it does is the INVITE's From/To (the script has mostly parsed them already), the To tag
-of the 2xx and the tags of the BYE.  The ACK of the 2xx changes no state and is not looked at.
+of the first provisional and of the 2xx, and the tags of the BYE.  The ACK of the 2xx changes no state and is not looked at.
 """
 
 from ..sip.errors import ParseError
+from .tracker import TRYING
 
 
 class DialogFeed:
@@ -30,9 +31,11 @@ class DialogFeed:
                 dlg = self.tracker.invite(msg.call_id, frm.tag, frm.uri_text, to.uri_text, now)
                 st.data.dialog = dlg
             elif method == "BYE":
-                dlg = self.tracker.in_dialog(msg.call_id, msg.from_.tag, msg.to.tag)
+                from_tag = msg.from_.tag
+                dlg = self.tracker.in_dialog(msg.call_id, from_tag, msg.to.tag)
                 if dlg is not None:
-                    self.tracker.bye(dlg, now)
+                    # the callee's BYE has the tags swapped (pua_dialoginfo's remote-bye)
+                    self.tracker.bye(dlg, now, from_tag != dlg.from_tag)
             elif method == "CANCEL":
                 dlg = self.tracker.find(msg.call_id, msg.from_.tag)
                 if dlg is not None:
@@ -50,9 +53,10 @@ class DialogFeed:
         to_tag = None
         if msg is not None:
             reason = msg.reason
-            if 200 <= status < 300:
-                # the answer's tag: a BYE of either side is matched by it.  (An early
-                # dialog's tag is not needed by anyone: not parsed, a header parse saved)
+            if status < 300 and (status >= 200 or dlg.state == TRYING):
+                # the answer's tag: a BYE of either side is matched by it; the first ringing
+                # branch's names the early dialog (pua_dialoginfo's call pick-up): one
+                # header parse per call, the other provisionals' are not looked at
                 try:
                     to_tag = msg.to.tag
                 except (ParseError, AttributeError):

@@ -38,7 +38,8 @@ class Dialog:
     """One call.  Times are the loop's monotonic seconds (``None``: not yet)."""
 
     __slots__ = ("call_id", "from_tag", "to_tag", "caller", "callee", "state", "created",
-                 "early_at", "answered", "ended", "status", "reason", "cancelled", "ended_by")
+                 "early_at", "answered", "ended", "status", "reason", "cancelled", "ended_by",
+                 "bye_by_callee")
 
     def __init__(self, call_id, from_tag, caller, callee, now):
         self.call_id = call_id
@@ -55,6 +56,7 @@ class Dialog:
         self.reason = ""
         self.cancelled = False      # the caller sent CANCEL
         self.ended_by = None        # BY_BYE, BY_FINAL, BY_TIMEOUT, BY_EXPIRED
+        self.bye_by_callee = False  # BY_BYE: the callee hung up (RFC 4235's remote-bye)
 
     @property
     def duration(self):
@@ -150,7 +152,7 @@ class DialogTracker:
             return
         to_tag = _cut(to_tag)
         if status < 200:
-            if state == TRYING:     # RFC 3261 12.1: early (the feed passes no tag here)
+            if state == TRYING:     # RFC 3261 12.1: early, the first ringing branch's tag
                 dlg.to_tag = to_tag
                 dlg.early_at = now
                 self._change(dlg, EARLY, now)
@@ -169,10 +171,11 @@ class DialogTracker:
         if dlg.state in (TRYING, EARLY):
             dlg.cancelled = True
 
-    def bye(self, dlg, now):
+    def bye(self, dlg, now, by_callee=False):
         """A BYE of either side passed: the call is over (RFC 3261 15)."""
         if dlg.state == CONFIRMED:
             dlg.ended_by = BY_BYE
+            dlg.bye_by_callee = by_callee
             self._change(dlg, TERMINATED, now)
 
     def silence(self, dlg, now):

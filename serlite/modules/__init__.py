@@ -11,6 +11,7 @@ AVAILABLE = ("sl", "tm", "rr", "maxfwd", "textops", "usrloc", "registrar", "nath
              "auth", "auth_db", "acc", "secfilter", "rtpproxy", "uac", "tls",
              "msilo")
 AVAILABLE += ("presence",)
+AVAILABLE += ("pua_dialoginfo",)    # busy lamps (needs presence)
 
 
 def spec(name):
