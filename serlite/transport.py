@@ -23,7 +23,6 @@ import socket
 import sys
 
 from . import log, netif, tls as _tls
-from .proxy.context import Source
 from .sip.errors import ParseError
 from .sip.message import frame
 
@@ -34,6 +33,23 @@ RECV_BATCH = 64            # datagrams read per wake-up: batch work, but stay fa
 _UDP_SOURCES_MAX = 1024    # peer addresses whose Source is kept (see Transport._udp_sources)
 UDP_RCVBUF = 512 * 1024    # room for a burst while the loop is busy (Kamailio's default too)
 _ROUTE_CACHE_MAX = 256     # mhomed: destination IPs whose source address is kept
+
+
+class Source:
+    """Where a message came from: transport (``"udp"``/``"tcp"``), peer ip and port, and the
+    local listening socket (``Listener``) or TCP connection it arrived on."""
+
+    __slots__ = ("proto", "ip", "port", "local", "conn")
+
+    def __init__(self, proto, ip, port, local=None, conn=None):
+        self.proto = proto
+        self.ip = ip
+        self.port = port
+        self.local = local
+        self.conn = conn
+
+    def __repr__(self):
+        return f"Source({self.proto}:{self.ip}:{self.port})"
 
 
 class Listener:

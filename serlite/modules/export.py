@@ -6,20 +6,9 @@ and the docs read these tables; nothing else about a module is known before it i
 
 from __future__ import annotations
 
-# Route block types (SER's REQUEST_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, BRANCH_ROUTE).  Bit flags so
-# that a function's table entry can say where it may be called.
-REQUEST_ROUTE = 1
-FAILURE_ROUTE = 2
-ONREPLY_ROUTE = 4
-BRANCH_ROUTE = 8
-ANY_ROUTE = REQUEST_ROUTE | FAILURE_ROUTE | ONREPLY_ROUTE | BRANCH_ROUTE
-
-ROUTE_NAMES = {
-    REQUEST_ROUTE: "route",
-    FAILURE_ROUTE: "failure_route",
-    ONREPLY_ROUTE: "onreply_route",
-    BRANCH_ROUTE: "branch_route",
-}
+# The route block types, re-exported for the module tables (they live below proxy/ and script/).
+from ..routes import (ANY_ROUTE, BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE,  # noqa: F401
+                      REQUEST_ROUTE, ROUTE_NAMES)
 
 
 class Function:

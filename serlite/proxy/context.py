@@ -7,26 +7,10 @@ I/O: sending goes through ``ctx.core``.
 
 from __future__ import annotations
 
-from ..modules.export import REQUEST_ROUTE
+from ..routes import REQUEST_ROUTE
 from ..sip.errors import ParseError
 from ..sip.uri import URI
-
-
-class Source:
-    """Where a message came from: transport (``"udp"``/``"tcp"``), peer ip and port, and the
-    local listening socket (``Listener``) or TCP connection it arrived on."""
-
-    __slots__ = ("proto", "ip", "port", "local", "conn")
-
-    def __init__(self, proto, ip, port, local=None, conn=None):
-        self.proto = proto
-        self.ip = ip
-        self.port = port
-        self.local = local
-        self.conn = conn
-
-    def __repr__(self):
-        return f"Source({self.proto}:{self.ip}:{self.port})"
+from ..transport import Source  # noqa: F401  (re-exported: the transport makes it)
 
 
 class Branch:

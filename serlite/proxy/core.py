@@ -12,7 +12,7 @@ from binascii import crc32
 from .. import log
 from ..dns.cache import NXDOMAIN, Negative
 from ..dns.locate import Located, numeric
-from ..modules.export import ONREPLY_ROUTE
+from ..routes import ONREPLY_ROUTE
 from ..sip.errors import ParseError
 from ..sip.message import Request, checked_line, parse, response_bytes
 from ..sip.uri import URI

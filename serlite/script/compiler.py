@@ -29,8 +29,7 @@ import operator
 import re
 
 from .. import modules as _modules   # attribute access: tests replace spec/AVAILABLE
-from ..modules.export import (BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE,
-                              REQUEST_ROUTE, ROUTE_NAMES)
+from ..routes import BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE, ROUTE_NAMES
 from . import nodes as N
 from .errors import ConfigError, ScriptRuntimeError
 from .parser import parse

@@ -40,7 +40,7 @@ from __future__ import annotations
 from . import nodes as N
 from .errors import ConfigError
 from .lexer import tokenize
-from ..modules.export import BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE
+from ..routes import BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE
 
 ROUTE_KEYWORDS = {
     "route": REQUEST_ROUTE,

@@ -14,8 +14,7 @@ null.  Setters take the text to set (null only where ``nullable``) and raise ``V
 
 from __future__ import annotations
 
-from ..modules.export import (ANY_ROUTE, BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE,
-                              REQUEST_ROUTE)
+from ..routes import ANY_ROUTE, BRANCH_ROUTE, FAILURE_ROUTE, ONREPLY_ROUTE, REQUEST_ROUTE
 from ..sip.errors import ParseError
 from ..sip.grammar import USER_CHARS, check_escapes, is_host, is_token
 from ..sip.uri import URI
