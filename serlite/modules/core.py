@@ -55,7 +55,10 @@ def _uri(ctx):
     return URI.parse(ctx.ruri)
 
 
-class Core(Module):
+class CoreFunctions(Module):
+    """The script functions of SER's core (module name "core"; not ``proxy.core.Core``, the
+    server's message handling, which they call through ``ctx.core``)."""
+
     name = "core"
 
     # -- forwarding ----------------------------------------------------------------------------
@@ -172,7 +175,7 @@ class Core(Module):
 EXPORTS = ModuleSpec(
     name="core",
     doc="SER's core actions: forwarding, log, flags, Request-URI edits, branches.",
-    factory=Core,
+    factory=CoreFunctions,
     functions=(
         Function("forward", "forward", (0, 1, 2), _REQ, _fix_forward,
                  "forward statelessly to the R-URI, or to host[, port]"),
