@@ -23,29 +23,35 @@ MAY_IMPORT.update({
     "media": {"sip"},
     "uac": {"sip"},
     "presence": {"sip", "dialog"},
-    "store": {"log"},
+    "store": set(),             # the files (journals, tables), not pure
     # the edge: sockets and the clock
-    "loop": {"log"},
-    "transport": {"log", "netif", "sip", "tls"},
-    "relay": {"log", "media"},
-    "extrelay": {"log", "media"},
-    "dns_client": {"log", "sip", "dns"},
+    "loop": set(),
+    "transport": {"netif", "sip", "tls"},
+    "relay": {"media"},
+    "extrelay": {"media"},
+    "dns_client": {"sip", "dns"},
     # the protocol above them
-    "proxy": {"log", "routes", "sip", "dns", "transport"},
-    "modules": {"log", "routes", "sip", "dns", "tls", "transaction", "proxy", "dialog", "media",
+    "proxy": {"routes", "sip", "dns", "transport"},
+    "modules": {"routes", "sip", "dns", "tls", "transaction", "proxy", "dialog", "media",
                 "uac", "presence", "security", "store", "relay", "extrelay"},
     "script": {"routes", "sip", "tls", "modules"},
     # composition and the tools around it
-    "server": {"log", "sip", "dns", "tls", "store", "loop", "transport", "dns_client", "proxy",
+    "server": {"sip", "dns", "tls", "store", "loop", "transport", "dns_client", "proxy",
                "script", "control"},
     "cli": {"server", "script"},
     "__main__": {"cli"},
-    "control": {"log", "sip", "store", "uci"},
+    "control": {"sip", "store", "uci"},
     "ctl": {"control"},
     "uci": {"store", "media", "uci_provider"},
     "uci_provider": {"uci"},
     "webui": {"netif", "store", "control"},
 })
+# log (SER's log lines): any part may, but the sans-I/O ones.
+SANS_IO_PARTS = {"routes", "sip", "dns", "security", "transaction", "dialog", "media", "uac",
+                 "presence", "script"}
+for part, allowed in MAY_IMPORT.items():
+    if part not in SANS_IO_PARTS and part != "log":
+        allowed.add("log")
 # Narrower than a whole part: the script knows the modules only by their export tables.
 ONLY = {("script", "modules"): {"serlite.modules", "serlite.modules.export"}}
 
