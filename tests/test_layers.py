@@ -55,12 +55,16 @@ for part, allowed in MAY_IMPORT.items():
 # Narrower than a whole part: the script knows the modules only by their export tables.
 ONLY = {("script", "modules"): {"serlite.modules", "serlite.modules.export"}}
 
-# The sans-I/O layers: no sockets, no clock, no threads; sip/ also no regular expressions.
+# The sans-I/O layers: no sockets, no clock, no threads; sip/ also no regular expressions, the
+# script no files or logging either.
 PURE = ["sip", "transaction", "script", "proxy/forward.py", "proxy/response_context.py",
         "proxy/hold.py", "proxy/context.py", "dialog", "security", "media", "dns", "uac",
         "presence", "routes.py"]
 FORBIDDEN = {"socket", "select", "selectors", "time", "asyncio", "threading"}
-FORBIDDEN_IN = {"sip": FORBIDDEN | {"re"}}
+FORBIDDEN_IN = {"sip": FORBIDDEN | {"re"}, "script": FORBIDDEN | {"os", "logging", "dataclasses"}}
+# The status page (CGI and HTML): none of what python3-light lacks, nor a web framework's parts.
+WEB = ["webui.py", "control/page.py"]
+WEB_FORBIDDEN = {"cgi", "urllib", "html", "http", "email", "logging", "asyncio", "xml"}
 
 
 def _files():
@@ -148,6 +152,12 @@ def test_sans_io_layers_import_no_io(path):
     forbidden = FORBIDDEN_IN.get(path.relative_to(SERLITE).parts[0], FORBIDDEN)
     bad = {n.split(".")[0] for n in _imports(path)} & forbidden
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("part", WEB)
+def test_the_status_page_imports_only_what_python3_light_has(part):
+    bad = {n.split(".")[0] for n in _imports(SERLITE / part)} & WEB_FORBIDDEN
+    assert not bad, f"serlite/{part} imports {bad}"
 
 
 def test_every_module_imports_under_python3_light():
