@@ -36,3 +36,15 @@ def router_paths_untouched():
     after = _state()
     changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
     assert not changed, f"tests wrote into the machine's router paths: {changed}"
+
+
+# hypothesis (tests/run installs it): the property tests are deterministic (the same examples
+# on every run and machine, derandomize) and bounded in count and time, and write no example
+# database into the tree.  HYPOTHESIS_PROFILE=explore runs them with fresh random examples.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, database=None, max_examples=200,
+                                      deadline=1000, print_blob=True)
+_hypothesis_settings.register_profile("explore", database=None, max_examples=2000,
+                                      deadline=1000)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1271,110 +1271,61 @@ def _ip_key(text):
 
 # --- function-call closures ---------------------------------------------------------------------
 
+# One template makes every call closure.  Its arguments are written out (``meth(ctx, a0)``):
+# ``meth(ctx, *args)`` would build a tuple each call, ~50 ns more a call on CPython 3.11, and a
+# script runs several calls per message; so each argument count gets its own variant, made
+# from the template on first use (``_call_maker``).  A statement returns None (go on); a
+# condition whether rv > 0; rv == 0 stops the script either way.
+_CALL_TEMPLATE = """\
+def make(meth, args, failed, ScriptRuntimeError, _Stop):
+    {unpack} = args
+    def call(ctx):
+        try:
+            rv = meth(ctx{args})
+        except ScriptRuntimeError:
+            raise
+        except Exception as e:
+            raise failed(e).with_traceback(e.__traceback__) from e
+{result}
+    return call
+"""
+_STATEMENT_RESULT = """\
+        if rv == 0:
+            raise _Stop"""
+_CONDITION_RESULT = """\
+        if rv > 0:
+            return True
+        if rv == 0:
+            raise _Stop
+        return False"""
+_CALL_MAKERS = {}       # (argument count, as_cond) -> make(meth, args, ...)
+
+
+def _call_maker(n, as_cond):
+    key = (n, as_cond)
+    make = _CALL_MAKERS.get(key)
+    if make is None:
+        names = [f"a{i}" for i in range(n)]
+        source = _CALL_TEMPLATE.format(
+            unpack="(" + "".join(f"{a}, " for a in names) + ")",
+            args="".join(f", {a}" for a in names),
+            result=_CONDITION_RESULT if as_cond else _STATEMENT_RESULT)
+        namespace = {}
+        exec(compile(source, f"<script call of {n} arguments>", "exec"), namespace)
+        make = _CALL_MAKERS[key] = namespace["make"]
+    return make
+
+
 def _make_call(meth, args, name, filename, line, as_cond):
-    """The closure calling ``meth(ctx, *args)``.  As a statement it returns None (go on); as a
-    condition, whether rv > 0.  rv == 0 stops the script either way.  Specialised by argument
-    count so that the common calls pay for one Python frame."""
+    """The closure calling ``meth(ctx, *args)`` for a script's call of function ``name`` (see
+    ``_CALL_TEMPLATE``); an exception from it (other than a ScriptRuntimeError) becomes a
+    ScriptRuntimeError naming the call's ``filename:line``, its traceback going on into the
+    module."""
 
     def failed(e):
         return ScriptRuntimeError(f"{type(e).__name__}: {e}", filename, line, name)
 
-    n = len(args)
-    a0 = args[0] if n > 0 else None
-    a1 = args[1] if n > 1 else None
-    if as_cond:
-        if n == 0:
-            def call(ctx):
-                try:
-                    rv = meth(ctx)
-                except ScriptRuntimeError:
-                    raise
-                except Exception as e:
-                    raise failed(e).with_traceback(e.__traceback__) from e
-                if rv > 0:
-                    return True
-                if rv == 0:
-                    raise _Stop
-                return False
-        elif n == 1:
-            def call(ctx):
-                try:
-                    rv = meth(ctx, a0)
-                except ScriptRuntimeError:
-                    raise
-                except Exception as e:
-                    raise failed(e).with_traceback(e.__traceback__) from e
-                if rv > 0:
-                    return True
-                if rv == 0:
-                    raise _Stop
-                return False
-        elif n == 2:
-            def call(ctx):
-                try:
-                    rv = meth(ctx, a0, a1)
-                except ScriptRuntimeError:
-                    raise
-                except Exception as e:
-                    raise failed(e).with_traceback(e.__traceback__) from e
-                if rv > 0:
-                    return True
-                if rv == 0:
-                    raise _Stop
-                return False
-        else:
-            def call(ctx):
-                try:
-                    rv = meth(ctx, *args)
-                except ScriptRuntimeError:
-                    raise
-                except Exception as e:
-                    raise failed(e).with_traceback(e.__traceback__) from e
-                if rv > 0:
-                    return True
-                if rv == 0:
-                    raise _Stop
-                return False
-    elif n == 0:
-        def call(ctx):
-            try:
-                rv = meth(ctx)
-            except ScriptRuntimeError:
-                raise
-            except Exception as e:
-                raise failed(e).with_traceback(e.__traceback__) from e
-            if rv == 0:
-                raise _Stop
-    elif n == 1:
-        def call(ctx):
-            try:
-                rv = meth(ctx, a0)
-            except ScriptRuntimeError:
-                raise
-            except Exception as e:
-                raise failed(e).with_traceback(e.__traceback__) from e
-            if rv == 0:
-                raise _Stop
-    elif n == 2:
-        def call(ctx):
-            try:
-                rv = meth(ctx, a0, a1)
-            except ScriptRuntimeError:
-                raise
-            except Exception as e:
-                raise failed(e).with_traceback(e.__traceback__) from e
-            if rv == 0:
-                raise _Stop
-    else:
-        def call(ctx):
-            try:
-                rv = meth(ctx, *args)
-            except ScriptRuntimeError:
-                raise
-            except Exception as e:
-                raise failed(e).with_traceback(e.__traceback__) from e
-            if rv == 0:
-                raise _Stop
+    call = _call_maker(len(args), as_cond)(meth, tuple(args), failed, ScriptRuntimeError, _Stop)
     # Name the closure after the script function: a traceback then reads "in lookup".
     call.__name__ = call.__qualname__ = name
     return call

@@ -70,7 +70,7 @@ class Router:
 
     def __init__(self, tmp_path, shell, uci_text, **addresses):
         if shutil.which(shell[0]) is None:
-            pytest.skip(f"{shell[0]} is not installed")
+            pytest.fail(f"{shell[0]} is not installed (tests/run installs it)")
         self.shell = shell
         self.tmp = tmp_path
         self.run_dir = tmp_path / "var-etc-ser"

@@ -70,7 +70,7 @@ def test_what_openwrt_requires():
 @pytest.fixture(scope="module")
 def feed_install(tmp_path_factory):
     if shutil.which("make") is None:
-        pytest.skip("no make")
+        pytest.fail("make is not installed (tests/run installs the Debian package make)")
     top = tmp_path_factory.mktemp("sdk")
     (top / "rules.mk").write_text(RULES_MK)
     (top / "include").mkdir()

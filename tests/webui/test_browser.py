@@ -27,7 +27,7 @@ def chromium():
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("chromium is not installed (tests/run installs the Debian package chromium)")
+    pytest.fail("chromium is not installed (tests/run installs the Debian package chromium)")
 
 
 def run_chromium(binary, profile, *args):
