@@ -1287,25 +1287,6 @@ def _stream_content_length(head):
 
 
 # -- responses ---------------------------------------------------------------------------------
-def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
-    """A response to ``request`` (RFC 3261 8.2.6.2): copies every Via line (in order), From,
-    To (adding ``;tag=to_tag`` when given and the To has no tag yet), Call-ID and CSeq, as
-    they are (Via edits such as ``received`` included); then ``headers`` ((name, value) pairs);
-    Content-Length is set from ``body``."""
-    lines = _response_lines(request, to_tag)
-    keys = [k for k in request._keys if k in _RESPONSE_COPY]
-    for name, value in headers:
-        key, line = checked_line(name, value)
-        lines.append(line)
-        keys.append(key)
-    resp = Response.__new__(Response)
-    resp.version = "SIP/2.0"
-    resp.status = _checked_status(status)
-    resp.reason = reason
-    resp._init_lines(lines, keys, body, request._folded)
-    return resp
-
-
 def _response_lines(request, to_tag):
     """The lines a response copies from ``request`` (RFC 3261 8.2.6.2)."""
     if request._watched:
@@ -1324,10 +1305,13 @@ def _response_lines(request, to_tag):
 
 
 def response_bytes(request, status, reason, to_tag=None, headers=(), body=b"", lines=()):
-    """``make_response(...).to_bytes()`` without building the Response: what a server sends
-    when it answers a request itself (100 Trying, sl replies), at half the cost.  ``lines``:
-    header lines checked already (``checked_line``), sent after ``headers``; no
-    Content-Length among them."""
+    """The bytes of a response to ``request`` (RFC 3261 8.2.6.2), the one reply builder:
+    every Via line (in order), From, To (adding ``;tag=to_tag`` when given and the To has no
+    tag yet), Call-ID and CSeq copied as they are (Via edits such as ``received``
+    included); then ``headers`` ((name, value) pairs; a Content-Length among them gets the
+    body's length), then ``lines`` (header lines checked already by ``checked_line``, no
+    Content-Length among them); Content-Length from ``body``.  What a server sends when it
+    answers a request itself (100 Trying, sl replies): no Response object is built."""
     if type(status) is not int or not 100 <= status <= 699:
         raise ValueError(f"bad status code {status!r}")
     if "\r" in reason or "\n" in reason:
@@ -1349,3 +1333,9 @@ def response_bytes(request, status, reason, to_tag=None, headers=(), body=b"", l
         copied.append("Content-Length: " + clen)
     return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(copied) + "\r\n\r\n").encode(
         "latin-1") + body
+
+
+def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
+    """A response to ``request`` as a ``Response``: ``response_bytes``'s bytes, parsed
+    (for a caller that edits the response before it is sent)."""
+    return parse(response_bytes(request, status, reason, to_tag, headers, body))
