@@ -35,7 +35,8 @@ from .headers import (CSeq, Via, is_checked_name_addr, parse_name_addr, parse_na
 from .uri import URI
 
 __all__ = ["HeaderField", "Message", "Request", "Response", "parse", "frame", "is_keepalive",
-           "make_response", "response_bytes", "canonical_name", "checked_line"]
+           "make_response", "response_bytes", "canonical_name", "checked_line",
+           "raw_header_lines"]
 
 # RFC 3261 7.3.3 and the IANA SIP parameters registry: compact forms.
 _COMPACT = {
@@ -105,6 +106,18 @@ def canonical_name(name):
         key = name.lower()
         key = _CANON.get(key, key)
     return key
+
+
+def raw_header_lines(data):
+    """The start line and the header lines of the message bytes ``data`` (parsed or not,
+    whole or not: up to the blank line) as (start line, [(key, line)]), each key as
+    ``canonical_name`` gives it; no checks.  For what has no Message: a request parse()
+    refused, answered all the same (RFC 3261 8.2), and the bytes of a request sent, an ACK
+    or CANCEL is built from (17.1.1.3, 9.1)."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    lines = head.split("\r\n")
+    return lines[0], [(canonical_name(line.split(":", 1)[0].strip()), line)
+                      for line in lines[1:]]
 
 
 class HeaderField:
