@@ -27,6 +27,7 @@ rest on as it came (as SER does), so checking them up front would only cost time
 
 from itertools import compress
 
+from .cache import BoundedCache
 from .errors import ParseError
 from .grammar import (DIGITS, TOKEN_CHARS, WSP, is_scheme, is_sip_date, parse_uint,
                       split_commas)
@@ -86,12 +87,10 @@ _UNREAD = -1        # Message._max_forwards before Max-Forwards was read
 _KEY_OF_NAME = dict(_CANON_EXACT)
 # parse(): whole header lines seen before -> key (only lines of the form "usual spelling,
 # colon, value"; bounded: emptied when full, as the other caches of parsed parts)
-_LINE_KEYS = {}
-_LINE_KEYS_MAX = 512
+_LINE_KEYS = BoundedCache(512)
 _LINE_KEYS_LONGEST = 160     # so that the cache holds at most 80 kB of lines
 _SMALL_UINTS = {str(i): i for i in range(256)}    # Max-Forwards, most Content-Lengths
-_CSEQS = {}         # CSeq value -> CSeq, see _cseq_of
-_CSEQS_MAX = 512
+_CSEQS = BoundedCache(512)     # CSeq value -> CSeq, see _cseq_of
 _WSP_START = frozenset(WSP)
 _CRLF_START = (b"\r", b"\n")
 _STATUS_CODES = {str(code): code for code in range(100, 700)}    # RFC 3261 21
@@ -1079,9 +1078,7 @@ def _new_line_keys(lines, keys):
             return None
         keys[i] = key
         if len(line) <= _LINE_KEYS_LONGEST:
-            if len(_LINE_KEYS) >= _LINE_KEYS_MAX:
-                _LINE_KEYS.clear()
-            _LINE_KEYS[line] = key
+            _LINE_KEYS.put(line, key)
     return keys
 
 
@@ -1122,10 +1119,7 @@ def _cseq_of(value):
     (``1 INVITE``, ``2 BYE``) on every dialog."""
     c = _CSEQS.get(value)
     if c is None:
-        c = CSeq.parse(value)
-        if len(_CSEQS) >= _CSEQS_MAX:
-            _CSEQS.clear()
-        _CSEQS[value] = c
+        c = _CSEQS.put(value, CSeq.parse(value))
     return c
 
 
@@ -1176,15 +1170,13 @@ def _parse_request_line(line):
     req._ruri = ruri
     req._uri = uri
     if len(line) <= 160:
-        if len(_REQUEST_LINES) >= 256:
-            _REQUEST_LINES.clear()
-        _REQUEST_LINES[line] = (method, ruri, version)
+        _REQUEST_LINES.put(line, (method, ruri, version))
     return req
 
 
 # a Request-Line checked before -> (method, Request-URI, version): a dialog's requests, a
 # phone's REGISTERs come with the same one
-_REQUEST_LINES = {}
+_REQUEST_LINES = BoundedCache(256)
 
 
 # RFC 3261 25.1
@@ -1214,13 +1206,12 @@ def _parse_status_line(line):
     resp.status = status
     resp._reason = tail[1:]
     if len(line) <= 64:
-        if len(_STATUS_LINES) >= 256:
-            _STATUS_LINES.clear()
-        _STATUS_LINES[line] = (version, status, resp._reason)
+        _STATUS_LINES.put(line, (version, status, resp._reason))
     return resp
 
 
-_STATUS_LINES = {}      # a Status-Line checked before -> (version, status, reason)
+# a Status-Line checked before -> (version, status, reason)
+_STATUS_LINES = BoundedCache(256)
 
 
 def _check_version(version):
