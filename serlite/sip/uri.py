@@ -34,19 +34,12 @@ _MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
 # URI.parse: a sip/sips URI's text -> its parts (immutable), for the next time it comes: the
 # R-URIs, Contacts and Routes of a home router's few phones come back on every message
 _PARSED = BoundedCache(256)
-# what ``_PARSED`` keeps of a sip/sips URI: its fields as parsed and as written (``*_raw``), in
-# the order ``URI.parse`` unpacks them (one unpacking, the cost of a hit); ``params`` a tuple
+# what ``_PARSED`` keeps of a sip/sips URI: ``(_UriParts, params)``, the parameters (a tuple)
+# apart, so that the same URI with other parameters shares its parts; the fields as parsed
+# and as written (``*_raw``), in the order ``URI.parse`` unpacks them (one unpacking: a hit's
+# cost)
 _UriParts = namedtuple("_UriParts", ("scheme", "scheme_raw", "user", "password", "headers",
-                                     "params", "host_raw", "host", "port_raw", "port"))
-
-
-def _with_params(parts, params):
-    """``parts._replace(params=params)`` at a fifth of its cost (its keyword machinery): the
-    same URI with other parameters comes on each new call (a Route's ``;ftag=``)."""
-    return _new_tuple(_UriParts, parts[:5] + (params,) + parts[6:])
-
-
-_new_tuple = tuple.__new__
+                                     "host_raw", "host", "port_raw", "port"))
 
 
 class URI:
@@ -88,9 +81,10 @@ class URI:
         when malformed."""
         known = _PARSED.get(text)
         if known is not None:      # parsed before: a new URI of the same parts
+            parts, params = known
             u = cls.__new__(cls)
-            (u.scheme, u._scheme_raw, u.user, u.password, u.headers, params, u._host_raw,
-             u.host, u._port_raw, u.port) = known
+            (u.scheme, u._scheme_raw, u.user, u.password, u.headers, u._host_raw, u.host,
+             u._port_raw, u.port) = parts
             u.params = list(params)
             return u
         # the same URI with other parameters (a Route's ";ftag=", a Contact's ";expires="):
@@ -100,13 +94,14 @@ class URI:
         cut = text.find(";") if ";" in text else -1
         if cut > 0 and "?" not in text and "@" not in text[cut:]:
             known = _PARSED.get(text[:cut])
-            if known is not None and not known.params:
+            if known is not None and not known[1]:      # its parts, no parameters
+                parts = known[0]
                 params = _parse_uri_params(text[cut + 1:], text)
                 u = cls.__new__(cls)
-                (u.scheme, u._scheme_raw, u.user, u.password, u.headers, _, u._host_raw,
-                 u.host, u._port_raw, u.port) = known
+                (u.scheme, u._scheme_raw, u.user, u.password, u.headers, u._host_raw, u.host,
+                 u._port_raw, u.port) = parts
                 u.params = params
-                _PARSED.put(text, _with_params(known, tuple(params)))
+                _PARSED.put(text, (parts, tuple(params)))
                 return u
         scheme_raw, colon, rest = text.partition(":")
         if not colon:
@@ -174,12 +169,13 @@ class URI:
         else:
             number = PORTS.get(port)
             u.port = number if number is not None else parse_port(port)
-        parts = _PARSED.put(text, _UriParts(scheme, scheme_raw, user, password, headers,
-                                            tuple(u.params), host, u.host, port, u.port))
+        parts = _UriParts(scheme, scheme_raw, user, password, headers, host, u.host, port,
+                          u.port)
+        _PARSED.put(text, (parts, tuple(u.params)))
         if cut > 0 and u.params and headers is None and "@" not in text[cut:]:
             # the part before the parameters, for the next URI that differs only in them
             # (see above; ``cut`` is the first ";" of ``text``, after the userinfo here)
-            _PARSED.put(text[:cut], _with_params(parts, ()))
+            _PARSED.put(text[:cut], (parts, ()))
         return u
 
     # RFC 3966 3
