@@ -893,31 +893,15 @@ def parse(data):
     Leading CRLFs are skipped (RFC 3261 7.5).  Without Content-Length the body runs to the end
     of ``data`` (RFC 3261 18.3, datagrams); with it, octets after the body are ignored (RFC 4475
     3.1.1.8 dblreq) and a shorter body is an error (3.1.2.2 clerr).  A missing empty line after
-    the last header line is tolerated when ``data`` ends with CRLF."""
+    the last header line is tolerated when ``data`` ends with CRLF.
+
+    The steps: the header section cut into lines (``_header_lines``), the header index (a key
+    per line), the start line, the counts of the headers, the body, then the checks a proxy
+    needs (``_read_proxy_fields``: CSeq, Max-Forwards, Call-ID) and the fields it routes by,
+    parsed now (``_read_routing_fields``: the top Via; From, To, Contact of a request)."""
     if type(data) is not bytes:
         data = bytes(data)
-    n = len(data)
-    start = 0
-    if data[:1] in _CRLF_START:
-        start = n - len(data.lstrip(b"\r\n"))
-    end = data.find(b"\r\n\r\n", start)
-    if end >= 0:
-        hdr_end = end
-        body_start = end + 4
-    elif n - start > 2 and data.endswith(b"\r\n"):
-        hdr_end = n - 2
-        body_start = n
-    else:
-        raise ParseError("empty message" if start == n else "no end of the header section")
-    head = data[start:hdr_end].decode("latin-1")
-    lines = head.split("\r\n")
-    # a CR or LF left in a line is a bare one (RFC 3261 7: lines end with CRLF); joined, the
-    # lines are searched at memchr speed (counting CRs and LFs costs three times as much)
-    joined = "".join(lines)
-    if "\r" in joined or "\n" in joined:
-        raise ParseError("bare CR or LF in the header section")
-    first = lines[0]
-    del lines[0]
+    start, body_start, first, lines = _header_lines(data)
 
     # RFC 3261 7.3.1: header lines.  A line seen before (the same text: a dialog's From, To
     # and Call-ID, CSeq, Content-Length, a phone's Contact, a request's Via again in its
@@ -937,26 +921,75 @@ def parse(data):
 
     present = set(keys)
     if not _REQUIRED_KEYS <= present:
-        for key in _REQUIRED:
-            if key not in present:
-                raise ParseError("Missing header " + _PRETTY[key])
-    repeated = len(keys) - len(present)     # lines whose header came on an earlier line
-    if repeated:
-        if "via" in present:    # the usual repeated header: a response's Vias
-            repeated -= keys.count("via") - 1
-        if repeated:
-            for key in _SINGLE:
-                if key in present and keys.count(key) > 1:
-                    raise ParseError(f"Multiple {_PRETTY[key]} header fields")
+        _raise_missing(present)
+    if len(keys) != len(present):   # some header on more than one line
+        _check_single(keys, present)
 
     msg._lines = lines
     msg._keys = keys
     msg._folded = folded
-    # the values read below: the text after the line's first colon, LWS-stripped (unfolded
-    # when folded)
-    # RFC 3261 20.14, 18.3: the body must hold at least Content-Length octets
-    if "content-length" in present:
-        i = keys.index("content-length")
+    _read_body(msg, data, start, body_start, "content-length" in present)
+    _read_proxy_fields(msg, method, "max-forwards" in present)
+    _read_routing_fields(msg, method, present)
+    if "date" in present and not is_sip_date(msg._value(keys.index("date"))):
+        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
+    return msg
+
+
+def _header_lines(data):
+    """parse()'s first step: ``(start, body_start, start line, header lines)``, the header
+    section from ``start`` (after leading CRLFs) cut at its CRLFs, decoded; the body from
+    ``body_start``."""
+    n = len(data)
+    start = 0
+    if data[:1] in _CRLF_START:
+        start = n - len(data.lstrip(b"\r\n"))
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        hdr_end = end
+        body_start = end + 4
+    elif n - start > 2 and data.endswith(b"\r\n"):
+        hdr_end = n - 2
+        body_start = n
+    else:
+        raise ParseError("empty message" if start == n else "no end of the header section")
+    lines = data[start:hdr_end].decode("latin-1").split("\r\n")
+    # a CR or LF left in a line is a bare one (RFC 3261 7: lines end with CRLF); joined, the
+    # lines are searched at memchr speed (counting CRs and LFs costs three times as much)
+    joined = "".join(lines)
+    if "\r" in joined or "\n" in joined:
+        raise ParseError("bare CR or LF in the header section")
+    first = lines[0]
+    del lines[0]
+    return start, body_start, first, lines
+
+
+def _raise_missing(present):
+    """RFC 3261 8.1.1: the first mandatory header not in ``present``, as a ParseError."""
+    for key in _REQUIRED:
+        if key not in present:
+            raise ParseError("Missing header " + _PRETTY[key])
+
+
+def _check_single(keys, present):
+    """RFC 3261 7.3.1, 20: a single-valued header on more than one line is an error (Vias on
+    several lines are the usual repeated header: a response's)."""
+    repeated = len(keys) - len(present)     # lines whose header came on an earlier line
+    if "via" in present:
+        repeated -= keys.count("via") - 1
+    if repeated:
+        for key in _SINGLE:
+            if key in present and keys.count(key) > 1:
+                raise ParseError(f"Multiple {_PRETTY[key]} header fields")
+
+
+def _read_body(msg, data, start, body_start, has_length):
+    """RFC 3261 20.14, 18.3: the body, at least Content-Length octets when there is one (the
+    rest of ``data`` when not), and where the message ends in ``data``."""
+    if has_length:
+        lines = msg._lines
+        folded = msg._folded
+        i = msg._keys.index("content-length")
         value = lines[i].partition(":")[2].strip(WSP)
         if folded:
             value = msg._value(i)
@@ -964,18 +997,25 @@ def parse(data):
         if body_end is None:
             body_end = parse_uint(value, "Content-Length", 2 ** 31 - 1)
         body_end += body_start
-        if body_end > n:
+        if body_end > len(data):
             raise ParseError("body shorter than Content-Length")
     else:
-        body_end = n
+        body_end = len(data)
     msg.body = body = data[body_start:body_end]
-    msg._clen_body = body if "content-length" in present else None   # see _header_text
+    msg._clen_body = body if has_length else None   # see _header_text
     msg._src = data
     msg._start = start
     msg._end = body_end
     msg._edited = False
     msg._vias = None
 
+
+def _read_proxy_fields(msg, method, has_max_forwards):
+    """The checks a proxy needs of every message, their values cached on ``msg``: CSeq (its
+    method the request's), Max-Forwards 0-255, Call-ID."""
+    keys = msg._keys
+    lines = msg._lines
+    folded = msg._folded
     # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
     i = keys.index("cseq")
     value = lines[i].partition(":")[2].strip(WSP)
@@ -988,7 +1028,7 @@ def parse(data):
     if method is not None and cseq.method != method:
         raise ParseError("CSeq method does not match the request method")
     # RFC 3261 20.22: Max-Forwards 0-255 (4475 scalar02)
-    if "max-forwards" in present:
+    if has_max_forwards:
         i = keys.index("max-forwards")
         value = lines[i].partition(":")[2].strip(WSP)
         if folded:
@@ -1005,8 +1045,14 @@ def parse(data):
     if not value or " " in value or "\t" in value:
         raise ParseError("malformed Call-ID")
     msg._call_id = value
-    # the top Via line, and in requests From, To and every Contact, parsed now and cached
-    # (responses: when read, see the module docstring)
+
+
+def _read_routing_fields(msg, method, present):
+    """The top Via line, and in requests From, To and every Contact, parsed now and cached on
+    ``msg`` (responses: when read, see the module docstring)."""
+    keys = msg._keys
+    lines = msg._lines
+    folded = msg._folded
     vals = msg._vals = [None] * len(keys)
     i = keys.index("via")
     value = lines[i].partition(":")[2].strip(WSP)
@@ -1018,49 +1064,51 @@ def parse(data):
     watched = msg._watched = [p]
     if method is None:
         msg._from = msg._to = msg._contacts = None
-    else:
-        for name in ("from", "to"):
-            i = keys.index(name)
-            value = lines[i].partition(":")[2].strip(WSP)
-            if folded:
-                value = msg._value(i)
-            p = vals[i] = [parse_name_addr(value)]
+        return
+    i = keys.index("from")
+    value = lines[i].partition(":")[2].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    p = vals[i] = [parse_name_addr(value)]
+    msg._from = p[0]
+    watched.append(p)
+    i = keys.index("to")
+    value = lines[i].partition(":")[2].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    p = vals[i] = [parse_name_addr(value)]
+    msg._to = p[0]
+    watched.append(p)
+    if "contact" not in present:
+        msg._contacts = []
+    elif keys.count("contact") == 1:
+        i = keys.index("contact")
+        value = lines[i].partition(":")[2].strip(WSP)
+        if folded:
+            value = msg._value(i)
+        if value == "*":
+            msg._contacts = "*"
+        elif "," not in value and is_checked_name_addr(value):
+            # a phone's Contact, checked on an earlier message: parsed when read (a proxy
+            # reads the Contact of a REGISTER, not of an INVITE)
+            msg._contacts = None
+        else:
+            p = vals[i] = parse_name_addr_list(value)
             watched.append(p)
-        msg._from, msg._to = watched[1][0], watched[2][0]
-        if "contact" in present:
-            if keys.count("contact") == 1:
-                i = keys.index("contact")
+            msg._contacts = list(p)
+    else:
+        contacts = []
+        for i in range(keys.index("contact"), len(keys)):
+            if keys[i] == "contact":
                 value = lines[i].partition(":")[2].strip(WSP)
                 if folded:
                     value = msg._value(i)
                 if value == "*":
-                    msg._contacts = "*"
-                elif "," not in value and is_checked_name_addr(value):
-                    # a phone's Contact, checked on an earlier message: parsed when read (a
-                    # proxy reads the Contact of a REGISTER, not of an INVITE)
-                    msg._contacts = None
-                else:
-                    p = vals[i] = parse_name_addr_list(value)
-                    watched.append(p)
-                    msg._contacts = list(p)
-            else:
-                contacts = []
-                for i in range(keys.index("contact"), len(keys)):
-                    if keys[i] == "contact":
-                        value = lines[i].partition(":")[2].strip(WSP)
-                        if folded:
-                            value = msg._value(i)
-                        if value == "*":
-                            raise ParseError("Contact: * mixed with other contacts")
-                        p = vals[i] = parse_name_addr_list(value)
-                        watched.append(p)
-                        contacts.extend(p)
-                msg._contacts = contacts
-        else:
-            msg._contacts = []
-    if "date" in present and not is_sip_date(msg._value(keys.index("date"))):
-        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
-    return msg
+                    raise ParseError("Contact: * mixed with other contacts")
+                p = vals[i] = parse_name_addr_list(value)
+                watched.append(p)
+                contacts.extend(p)
+        msg._contacts = contacts
 
 
 def _new_line_keys(lines, keys):
