@@ -19,6 +19,12 @@ class BoundedCache(dict):
         super().__init__()
         self.limit = limit
 
+    def make_room(self, n):
+        """Empty the cache unless ``n`` more entries fit: then ``n`` items may be set directly
+        (``cache[key] = value``), one call for a batch."""
+        if len(self) + n > self.limit:
+            self.clear()
+
     def put(self, key, value):
         """Remember ``value`` under ``key``; returns ``value``."""
         if len(self) >= self.limit:

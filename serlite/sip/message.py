@@ -928,9 +928,9 @@ def parse(data):
     msg._lines = lines
     msg._keys = keys
     msg._folded = folded
-    _read_body(msg, data, start, body_start, "content-length" in present)
-    _read_proxy_fields(msg, method, "max-forwards" in present)
-    _read_routing_fields(msg, method, present)
+    _read_body(msg, lines, folded, data, start, body_start, "content-length" in present)
+    _read_proxy_fields(msg, keys, lines, folded, method, "max-forwards" in present)
+    _read_routing_fields(msg, keys, lines, folded, method, present)
     if "date" in present and not is_sip_date(msg._value(keys.index("date"))):
         raise ParseError("malformed Date (RFC 1123 date in GMT required)")
     return msg
@@ -983,12 +983,10 @@ def _check_single(keys, present):
                 raise ParseError(f"Multiple {_PRETTY[key]} header fields")
 
 
-def _read_body(msg, data, start, body_start, has_length):
+def _read_body(msg, lines, folded, data, start, body_start, has_length):
     """RFC 3261 20.14, 18.3: the body, at least Content-Length octets when there is one (the
     rest of ``data`` when not), and where the message ends in ``data``."""
     if has_length:
-        lines = msg._lines
-        folded = msg._folded
         i = msg._keys.index("content-length")
         value = lines[i].partition(":")[2].strip(WSP)
         if folded:
@@ -1010,12 +1008,9 @@ def _read_body(msg, data, start, body_start, has_length):
     msg._vias = None
 
 
-def _read_proxy_fields(msg, method, has_max_forwards):
+def _read_proxy_fields(msg, keys, lines, folded, method, has_max_forwards):
     """The checks a proxy needs of every message, their values cached on ``msg``: CSeq (its
     method the request's), Max-Forwards 0-255, Call-ID."""
-    keys = msg._keys
-    lines = msg._lines
-    folded = msg._folded
     # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
     i = keys.index("cseq")
     value = lines[i].partition(":")[2].strip(WSP)
@@ -1047,12 +1042,9 @@ def _read_proxy_fields(msg, method, has_max_forwards):
     msg._call_id = value
 
 
-def _read_routing_fields(msg, method, present):
+def _read_routing_fields(msg, keys, lines, folded, method, present):
     """The top Via line, and in requests From, To and every Contact, parsed now and cached on
     ``msg`` (responses: when read, see the module docstring)."""
-    keys = msg._keys
-    lines = msg._lines
-    folded = msg._folded
     vals = msg._vals = [None] * len(keys)
     i = keys.index("via")
     value = lines[i].partition(":")[2].strip(WSP)
@@ -1117,7 +1109,9 @@ def _new_line_keys(lines, keys):
     continuation line starting with SP/HTAB, LWS before the colon, another spelling, an
     extension header, a malformed line): ``_index_lines`` then indexes them the long way."""
     i = -1
-    for _ in range(keys.count(None)):
+    new = keys.count(None)
+    _LINE_KEYS.make_room(new)
+    for _ in range(new):
         i = keys.index(None, i + 1)
         line = lines[i]
         name, colon, _value = line.partition(":")
@@ -1126,7 +1120,7 @@ def _new_line_keys(lines, keys):
             return None
         keys[i] = key
         if len(line) <= _LINE_KEYS_LONGEST:
-            _LINE_KEYS.put(line, key)
+            _LINE_KEYS[line] = key
     return keys
 
 
