@@ -922,7 +922,8 @@ def parse(data):
     present = set(keys)
     if not _REQUIRED_KEYS <= present:
         _raise_missing(present)
-    if len(keys) != len(present):   # some header on more than one line
+    repeated = len(keys) - len(present)     # lines whose header came on an earlier line
+    if repeated and repeated != keys.count("via") - 1:  # not only Vias (a response's)
         _check_single(keys, present)
 
     msg._lines = lines
@@ -972,15 +973,10 @@ def _raise_missing(present):
 
 
 def _check_single(keys, present):
-    """RFC 3261 7.3.1, 20: a single-valued header on more than one line is an error (Vias on
-    several lines are the usual repeated header: a response's)."""
-    repeated = len(keys) - len(present)     # lines whose header came on an earlier line
-    if "via" in present:
-        repeated -= keys.count("via") - 1
-    if repeated:
-        for key in _SINGLE:
-            if key in present and keys.count(key) > 1:
-                raise ParseError(f"Multiple {_PRETTY[key]} header fields")
+    """RFC 3261 7.3.1, 20: a single-valued header on more than one line is an error."""
+    for key in _SINGLE:
+        if key in present and keys.count(key) > 1:
+            raise ParseError(f"Multiple {_PRETTY[key]} header fields")
 
 
 def _read_body(msg, lines, folded, data, start, body_start, has_length):
