@@ -14,12 +14,11 @@ from ..dns.cache import NXDOMAIN, Negative
 from ..dns.locate import Located, numeric
 from ..routes import ONREPLY_ROUTE
 from ..sip.errors import ParseError
-from ..sip.message import Request, checked_line, parse, response_bytes
+from ..sip.message import Request, checked_line, parse, raw_header_lines, response_bytes
 from ..sip.uri import URI
 from . import forward
 from .context import Context
 
-COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id"}
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 _REPLY_COPY = ("via", "from", "to", "call-id", "cseq")
 
@@ -184,15 +183,12 @@ class Core:
         return tag is not None and tag.startswith(self.tag_prefix)
 
     def _receive_response(self, msg, source):
-        # RFC 3261 18.1.2: a response whose top Via is not ours is discarded.  parse() parsed
-        # the top Via already (it is required): its cache read without the property's call
-        via = msg._top_via
-        if via is None:
-            try:
-                via = msg.top_via
-            except ParseError:
-                self.stats.incr("drop_invalid")
-                return
+        # RFC 3261 18.1.2: a response whose top Via is not ours is discarded
+        try:
+            via = msg.top_via
+        except ParseError:
+            self.stats.incr("drop_invalid")
+            return
         host, port = via.host, via.port
         mine = self._myself.get((host, port))   # is_myself's cache, without its call
         if mine is None:
@@ -223,16 +219,11 @@ class Core:
     def _answer_unparsable(self, data, source, exc):
         """Answer a request that did not parse (RFC 3261 8.2, 16.3): copy what identifies it and
         send the error straight back to where it came from."""
-        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-        lines = head.split("\r\n")
-        if len(lines) < 2 or lines[0].count(" ") < 2:
+        start, lines = raw_header_lines(data)
+        if not lines or start.count(" ") < 2:
             return
-        copied = []
-        for line in lines[1:]:
-            name = line.split(":", 1)[0].strip().lower()
-            if COMPACT.get(name, name) in _REPLY_COPY:
-                copied.append(line)
-        if not any(line.split(":", 1)[0].strip().lower() in ("via", "v") for line in copied):
+        copied = [line for key, line in lines if key in _REPLY_COPY]
+        if not any(key == "via" for key, _line in lines):
             return
         reply = (f"SIP/2.0 {exc.status} {exc.reason}\r\n" + "\r\n".join(copied) +
                  f"\r\n{': '.join(self.server_header)}\r\nContent-Length: 0\r\n\r\n"

@@ -83,18 +83,8 @@ def fix_top_via(msg, source):
     """RFC 3261 18.2.1 and RFC 3581 4: note where the request really came from on its top Via.
     Only edits the message when the Via says something else, so most requests stay untouched
     (``set_param`` on the message's own Via rewrites that one line when serialised)."""
-    via = msg._top_via       # parse() parsed it (a request has one): the property's cache
-    if via is None:
-        via = msg.top_via
-    raw = via._raw
-    # the usual Via names no rport (a phone's own text, as received): a substring test at C
-    # speed instead of the parameter scan; "rport" elsewhere in it (a branch, a host) or any
-    # %-escape (a name written escaped, RFC 3261 19.1.4 as find_param compares) takes the
-    # scan, so the answer is the same
-    if raw is not None and "rport" not in raw.lower() and "%" not in raw:
-        rport = None
-    else:
-        rport = via.rport
+    via = msg.top_via
+    rport = via.rport
     if rport == "":
         via.set_param("rport", str(source.port))
         via.set_param("received", source.ip)

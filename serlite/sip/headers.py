@@ -7,6 +7,7 @@ its ``display``/``uri_text``/``uri`` setters).  ``Message`` relies on that: a he
 parsed values were changed is re-serialised, every other line goes out byte for byte.
 """
 
+from .cache import BoundedCache
 from .errors import ParseError
 from .grammar import (HOSTNAME_CHARS, TOKEN_CHARS, USUAL_PARAMS, WSP, find_param, is_host,
                       is_scheme, param_value, params_text, parse_generic_params, parse_port,
@@ -156,6 +157,13 @@ class Via(_Params):
     @property
     def rport(self):
         """RFC 3581: None when absent, "" when present without a value, else the value."""
+        raw = self._raw
+        # the usual Via names no rport (a phone's own text, as received; the proxy asks of
+        # every request, RFC 3581 4): a substring test at C speed instead of the parameter
+        # scan; "rport" elsewhere in it (a branch, a host) or any %-escape (a name written
+        # escaped, RFC 3261 19.1.4 as find_param compares) takes the scan: the same answer
+        if raw is not None and "rport" not in raw.lower() and "%" not in raw:
+            return None
         i = find_param(self.params, "rport")
         if i < 0:
             return None
@@ -183,8 +191,7 @@ def _one_usual_param(text):
 # Via.parse: sent-protocol and sent-by (the text before the first ";") -> (protocol, transport,
 # host, port).  The same few come back on every message: a phone's own on its requests, ours
 # on every response.
-_SENT = {}
-_SENT_MAX = 256
+_SENT = BoundedCache(256)
 
 
 def _parse_sent(head, text):
@@ -247,10 +254,7 @@ def _parse_sent(head, text):
             raise ParseError(f"malformed Via sent-by {text[:60]!r}")
     port = None if port_text is None else parse_port(port_text.lstrip(WSP))
     sent = (protocol, transport, host, port)
-    if len(_SENT) >= _SENT_MAX:
-        _SENT.clear()
-    _SENT[head] = sent
-    return sent
+    return _SENT.put(head, sent)
 
 
 def parse_vias(value):
@@ -385,13 +389,12 @@ class NameAddr(_Params):
 
 # parse_name_addr: a name-addr's text -> its parts (immutable), for the next time it comes: a
 # dialog's From and To come back on each of its requests, a phone's Contact on all of them
-_NAME_ADDRS = {}
-_NAME_ADDRS_MAX = 256
+_NAME_ADDRS = BoundedCache(256)
 # a bracketed name-addr's text up to its ">" -> (display, uri text), for the next one that
 # differs only in its header parameters: a dialog's From and To with a new tag on each call.
 # Only texts whose first ">" closes the URI go in (a quoted display name holding ">" does
 # not), so a text whose part up to its first ">" is a key parses up to there as the key did.
-_NAME_ADDR_HEADS = {}
+_NAME_ADDR_HEADS = BoundedCache(256)
 
 
 # RFC 3261 25.1
@@ -462,9 +465,7 @@ def parse_name_addr(value):
         if rest:
             end = len(s) - len(rest)        # just after the URI's ">"
             if s.find(">") == end - 1:
-                if len(_NAME_ADDR_HEADS) >= _NAME_ADDRS_MAX:
-                    _NAME_ADDR_HEADS.clear()
-                _NAME_ADDR_HEADS[s[:end]] = (display, uri_text)
+                _NAME_ADDR_HEADS.put(s[:end], (display, uri_text))
         if rest:
             if rest[0] != ";":
                 rest = rest.lstrip(WSP)
@@ -492,9 +493,7 @@ def _remembered(s, display, uri_text, params, bracketed):
     n.params = params
     n.bracketed = bracketed
     n._raw = s
-    if len(_NAME_ADDRS) >= _NAME_ADDRS_MAX:
-        _NAME_ADDRS.clear()
-    _NAME_ADDRS[s] = (display, uri_text, tuple(params), bracketed)
+    _NAME_ADDRS.put(s, (display, uri_text, tuple(params), bracketed))
     return n
 
 

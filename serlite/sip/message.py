@@ -27,6 +27,7 @@ rest on as it came (as SER does), so checking them up front would only cost time
 
 from itertools import compress
 
+from .cache import BoundedCache
 from .errors import ParseError
 from .grammar import (DIGITS, TOKEN_CHARS, WSP, is_scheme, is_sip_date, parse_uint,
                       split_commas)
@@ -35,7 +36,8 @@ from .headers import (CSeq, Via, is_checked_name_addr, parse_name_addr, parse_na
 from .uri import URI
 
 __all__ = ["HeaderField", "Message", "Request", "Response", "parse", "frame", "is_keepalive",
-           "make_response", "response_bytes", "canonical_name", "checked_line"]
+           "make_response", "response_bytes", "canonical_name", "checked_line",
+           "raw_header_lines"]
 
 # RFC 3261 7.3.3 and the IANA SIP parameters registry: compact forms.
 _COMPACT = {
@@ -85,12 +87,10 @@ _UNREAD = -1        # Message._max_forwards before Max-Forwards was read
 _KEY_OF_NAME = dict(_CANON_EXACT)
 # parse(): whole header lines seen before -> key (only lines of the form "usual spelling,
 # colon, value"; bounded: emptied when full, as the other caches of parsed parts)
-_LINE_KEYS = {}
-_LINE_KEYS_MAX = 512
+_LINE_KEYS = BoundedCache(512)
 _LINE_KEYS_LONGEST = 160     # so that the cache holds at most 80 kB of lines
 _SMALL_UINTS = {str(i): i for i in range(256)}    # Max-Forwards, most Content-Lengths
-_CSEQS = {}         # CSeq value -> CSeq, see _cseq_of
-_CSEQS_MAX = 512
+_CSEQS = BoundedCache(512)     # CSeq value -> CSeq, see _cseq_of
 _WSP_START = frozenset(WSP)
 _CRLF_START = (b"\r", b"\n")
 _STATUS_CODES = {str(code): code for code in range(100, 700)}    # RFC 3261 21
@@ -105,6 +105,18 @@ def canonical_name(name):
         key = name.lower()
         key = _CANON.get(key, key)
     return key
+
+
+def raw_header_lines(data):
+    """The start line and the header lines of the message bytes ``data`` (parsed or not,
+    whole or not: up to the blank line) as (start line, [(key, line)]), each key as
+    ``canonical_name`` gives it; no checks.  For what has no Message: a request parse()
+    refused, answered all the same (RFC 3261 8.2), and the bytes of a request sent, an ACK
+    or CANCEL is built from (17.1.1.3, 9.1)."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    lines = head.split("\r\n")
+    return lines[0], [(canonical_name(line.split(":", 1)[0].strip()), line)
+                      for line in lines[1:]]
 
 
 class HeaderField:
@@ -881,31 +893,15 @@ def parse(data):
     Leading CRLFs are skipped (RFC 3261 7.5).  Without Content-Length the body runs to the end
     of ``data`` (RFC 3261 18.3, datagrams); with it, octets after the body are ignored (RFC 4475
     3.1.1.8 dblreq) and a shorter body is an error (3.1.2.2 clerr).  A missing empty line after
-    the last header line is tolerated when ``data`` ends with CRLF."""
+    the last header line is tolerated when ``data`` ends with CRLF.
+
+    The steps: the header section cut into lines (``_header_lines``), the header index (a key
+    per line), the start line, the counts of the headers, the body, then the checks a proxy
+    needs (``_read_proxy_fields``: CSeq, Max-Forwards, Call-ID) and the fields it routes by,
+    parsed now (``_read_routing_fields``: the top Via; From, To, Contact of a request)."""
     if type(data) is not bytes:
         data = bytes(data)
-    n = len(data)
-    start = 0
-    if data[:1] in _CRLF_START:
-        start = n - len(data.lstrip(b"\r\n"))
-    end = data.find(b"\r\n\r\n", start)
-    if end >= 0:
-        hdr_end = end
-        body_start = end + 4
-    elif n - start > 2 and data.endswith(b"\r\n"):
-        hdr_end = n - 2
-        body_start = n
-    else:
-        raise ParseError("empty message" if start == n else "no end of the header section")
-    head = data[start:hdr_end].decode("latin-1")
-    lines = head.split("\r\n")
-    # a CR or LF left in a line is a bare one (RFC 3261 7: lines end with CRLF); joined, the
-    # lines are searched at memchr speed (counting CRs and LFs costs three times as much)
-    joined = "".join(lines)
-    if "\r" in joined or "\n" in joined:
-        raise ParseError("bare CR or LF in the header section")
-    first = lines[0]
-    del lines[0]
+    start, body_start, first, lines = _header_lines(data)
 
     # RFC 3261 7.3.1: header lines.  A line seen before (the same text: a dialog's From, To
     # and Call-ID, CSeq, Content-Length, a phone's Contact, a request's Via again in its
@@ -925,26 +921,69 @@ def parse(data):
 
     present = set(keys)
     if not _REQUIRED_KEYS <= present:
-        for key in _REQUIRED:
-            if key not in present:
-                raise ParseError("Missing header " + _PRETTY[key])
+        _raise_missing(present)
     repeated = len(keys) - len(present)     # lines whose header came on an earlier line
-    if repeated:
-        if "via" in present:    # the usual repeated header: a response's Vias
-            repeated -= keys.count("via") - 1
-        if repeated:
-            for key in _SINGLE:
-                if key in present and keys.count(key) > 1:
-                    raise ParseError(f"Multiple {_PRETTY[key]} header fields")
+    if repeated and repeated != keys.count("via") - 1:  # not only Vias (a response's)
+        _check_single(keys, present)
 
     msg._lines = lines
     msg._keys = keys
     msg._folded = folded
-    # the values read below: the text after the line's first colon, LWS-stripped (unfolded
-    # when folded)
-    # RFC 3261 20.14, 18.3: the body must hold at least Content-Length octets
-    if "content-length" in present:
-        i = keys.index("content-length")
+    _read_body(msg, lines, folded, data, start, body_start, "content-length" in present)
+    _read_proxy_fields(msg, keys, lines, folded, method, "max-forwards" in present)
+    _read_routing_fields(msg, keys, lines, folded, method, present)
+    if "date" in present and not is_sip_date(msg._value(keys.index("date"))):
+        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
+    return msg
+
+
+def _header_lines(data):
+    """parse()'s first step: ``(start, body_start, start line, header lines)``, the header
+    section from ``start`` (after leading CRLFs) cut at its CRLFs, decoded; the body from
+    ``body_start``."""
+    n = len(data)
+    start = 0
+    if data[:1] in _CRLF_START:
+        start = n - len(data.lstrip(b"\r\n"))
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        hdr_end = end
+        body_start = end + 4
+    elif n - start > 2 and data.endswith(b"\r\n"):
+        hdr_end = n - 2
+        body_start = n
+    else:
+        raise ParseError("empty message" if start == n else "no end of the header section")
+    lines = data[start:hdr_end].decode("latin-1").split("\r\n")
+    # a CR or LF left in a line is a bare one (RFC 3261 7: lines end with CRLF); joined, the
+    # lines are searched at memchr speed (counting CRs and LFs costs three times as much)
+    joined = "".join(lines)
+    if "\r" in joined or "\n" in joined:
+        raise ParseError("bare CR or LF in the header section")
+    first = lines[0]
+    del lines[0]
+    return start, body_start, first, lines
+
+
+def _raise_missing(present):
+    """RFC 3261 8.1.1: the first mandatory header not in ``present``, as a ParseError."""
+    for key in _REQUIRED:
+        if key not in present:
+            raise ParseError("Missing header " + _PRETTY[key])
+
+
+def _check_single(keys, present):
+    """RFC 3261 7.3.1, 20: a single-valued header on more than one line is an error."""
+    for key in _SINGLE:
+        if key in present and keys.count(key) > 1:
+            raise ParseError(f"Multiple {_PRETTY[key]} header fields")
+
+
+def _read_body(msg, lines, folded, data, start, body_start, has_length):
+    """RFC 3261 20.14, 18.3: the body, at least Content-Length octets when there is one (the
+    rest of ``data`` when not), and where the message ends in ``data``."""
+    if has_length:
+        i = msg._keys.index("content-length")
         value = lines[i].partition(":")[2].strip(WSP)
         if folded:
             value = msg._value(i)
@@ -952,18 +991,22 @@ def parse(data):
         if body_end is None:
             body_end = parse_uint(value, "Content-Length", 2 ** 31 - 1)
         body_end += body_start
-        if body_end > n:
+        if body_end > len(data):
             raise ParseError("body shorter than Content-Length")
     else:
-        body_end = n
+        body_end = len(data)
     msg.body = body = data[body_start:body_end]
-    msg._clen_body = body if "content-length" in present else None   # see _header_text
+    msg._clen_body = body if has_length else None   # see _header_text
     msg._src = data
     msg._start = start
     msg._end = body_end
     msg._edited = False
     msg._vias = None
 
+
+def _read_proxy_fields(msg, keys, lines, folded, method, has_max_forwards):
+    """The checks a proxy needs of every message, their values cached on ``msg``: CSeq (its
+    method the request's), Max-Forwards 0-255, Call-ID."""
     # RFC 3261 8.1.1.5, 20.16: CSeq; its method equals the request's (4475 mismatch01/02)
     i = keys.index("cseq")
     value = lines[i].partition(":")[2].strip(WSP)
@@ -976,7 +1019,7 @@ def parse(data):
     if method is not None and cseq.method != method:
         raise ParseError("CSeq method does not match the request method")
     # RFC 3261 20.22: Max-Forwards 0-255 (4475 scalar02)
-    if "max-forwards" in present:
+    if has_max_forwards:
         i = keys.index("max-forwards")
         value = lines[i].partition(":")[2].strip(WSP)
         if folded:
@@ -993,8 +1036,11 @@ def parse(data):
     if not value or " " in value or "\t" in value:
         raise ParseError("malformed Call-ID")
     msg._call_id = value
-    # the top Via line, and in requests From, To and every Contact, parsed now and cached
-    # (responses: when read, see the module docstring)
+
+
+def _read_routing_fields(msg, keys, lines, folded, method, present):
+    """The top Via line, and in requests From, To and every Contact, parsed now and cached on
+    ``msg`` (responses: when read, see the module docstring)."""
     vals = msg._vals = [None] * len(keys)
     i = keys.index("via")
     value = lines[i].partition(":")[2].strip(WSP)
@@ -1006,49 +1052,51 @@ def parse(data):
     watched = msg._watched = [p]
     if method is None:
         msg._from = msg._to = msg._contacts = None
-    else:
-        for name in ("from", "to"):
-            i = keys.index(name)
-            value = lines[i].partition(":")[2].strip(WSP)
-            if folded:
-                value = msg._value(i)
-            p = vals[i] = [parse_name_addr(value)]
+        return
+    i = keys.index("from")
+    value = lines[i].partition(":")[2].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    p = vals[i] = [parse_name_addr(value)]
+    msg._from = p[0]
+    watched.append(p)
+    i = keys.index("to")
+    value = lines[i].partition(":")[2].strip(WSP)
+    if folded:
+        value = msg._value(i)
+    p = vals[i] = [parse_name_addr(value)]
+    msg._to = p[0]
+    watched.append(p)
+    if "contact" not in present:
+        msg._contacts = []
+    elif keys.count("contact") == 1:
+        i = keys.index("contact")
+        value = lines[i].partition(":")[2].strip(WSP)
+        if folded:
+            value = msg._value(i)
+        if value == "*":
+            msg._contacts = "*"
+        elif "," not in value and is_checked_name_addr(value):
+            # a phone's Contact, checked on an earlier message: parsed when read (a proxy
+            # reads the Contact of a REGISTER, not of an INVITE)
+            msg._contacts = None
+        else:
+            p = vals[i] = parse_name_addr_list(value)
             watched.append(p)
-        msg._from, msg._to = watched[1][0], watched[2][0]
-        if "contact" in present:
-            if keys.count("contact") == 1:
-                i = keys.index("contact")
+            msg._contacts = list(p)
+    else:
+        contacts = []
+        for i in range(keys.index("contact"), len(keys)):
+            if keys[i] == "contact":
                 value = lines[i].partition(":")[2].strip(WSP)
                 if folded:
                     value = msg._value(i)
                 if value == "*":
-                    msg._contacts = "*"
-                elif "," not in value and is_checked_name_addr(value):
-                    # a phone's Contact, checked on an earlier message: parsed when read (a
-                    # proxy reads the Contact of a REGISTER, not of an INVITE)
-                    msg._contacts = None
-                else:
-                    p = vals[i] = parse_name_addr_list(value)
-                    watched.append(p)
-                    msg._contacts = list(p)
-            else:
-                contacts = []
-                for i in range(keys.index("contact"), len(keys)):
-                    if keys[i] == "contact":
-                        value = lines[i].partition(":")[2].strip(WSP)
-                        if folded:
-                            value = msg._value(i)
-                        if value == "*":
-                            raise ParseError("Contact: * mixed with other contacts")
-                        p = vals[i] = parse_name_addr_list(value)
-                        watched.append(p)
-                        contacts.extend(p)
-                msg._contacts = contacts
-        else:
-            msg._contacts = []
-    if "date" in present and not is_sip_date(msg._value(keys.index("date"))):
-        raise ParseError("malformed Date (RFC 1123 date in GMT required)")
-    return msg
+                    raise ParseError("Contact: * mixed with other contacts")
+                p = vals[i] = parse_name_addr_list(value)
+                watched.append(p)
+                contacts.extend(p)
+        msg._contacts = contacts
 
 
 def _new_line_keys(lines, keys):
@@ -1057,7 +1105,9 @@ def _new_line_keys(lines, keys):
     continuation line starting with SP/HTAB, LWS before the colon, another spelling, an
     extension header, a malformed line): ``_index_lines`` then indexes them the long way."""
     i = -1
-    for _ in range(keys.count(None)):
+    new = keys.count(None)
+    _LINE_KEYS.make_room(new)
+    for _ in range(new):
         i = keys.index(None, i + 1)
         line = lines[i]
         name, colon, _value = line.partition(":")
@@ -1066,8 +1116,6 @@ def _new_line_keys(lines, keys):
             return None
         keys[i] = key
         if len(line) <= _LINE_KEYS_LONGEST:
-            if len(_LINE_KEYS) >= _LINE_KEYS_MAX:
-                _LINE_KEYS.clear()
             _LINE_KEYS[line] = key
     return keys
 
@@ -1109,10 +1157,7 @@ def _cseq_of(value):
     (``1 INVITE``, ``2 BYE``) on every dialog."""
     c = _CSEQS.get(value)
     if c is None:
-        c = CSeq.parse(value)
-        if len(_CSEQS) >= _CSEQS_MAX:
-            _CSEQS.clear()
-        _CSEQS[value] = c
+        c = _CSEQS.put(value, CSeq.parse(value))
     return c
 
 
@@ -1163,15 +1208,13 @@ def _parse_request_line(line):
     req._ruri = ruri
     req._uri = uri
     if len(line) <= 160:
-        if len(_REQUEST_LINES) >= 256:
-            _REQUEST_LINES.clear()
-        _REQUEST_LINES[line] = (method, ruri, version)
+        _REQUEST_LINES.put(line, (method, ruri, version))
     return req
 
 
 # a Request-Line checked before -> (method, Request-URI, version): a dialog's requests, a
 # phone's REGISTERs come with the same one
-_REQUEST_LINES = {}
+_REQUEST_LINES = BoundedCache(256)
 
 
 # RFC 3261 25.1
@@ -1201,13 +1244,12 @@ def _parse_status_line(line):
     resp.status = status
     resp._reason = tail[1:]
     if len(line) <= 64:
-        if len(_STATUS_LINES) >= 256:
-            _STATUS_LINES.clear()
-        _STATUS_LINES[line] = (version, status, resp._reason)
+        _STATUS_LINES.put(line, (version, status, resp._reason))
     return resp
 
 
-_STATUS_LINES = {}      # a Status-Line checked before -> (version, status, reason)
+# a Status-Line checked before -> (version, status, reason)
+_STATUS_LINES = BoundedCache(256)
 
 
 def _check_version(version):
@@ -1287,25 +1329,6 @@ def _stream_content_length(head):
 
 
 # -- responses ---------------------------------------------------------------------------------
-def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
-    """A response to ``request`` (RFC 3261 8.2.6.2): copies every Via line (in order), From,
-    To (adding ``;tag=to_tag`` when given and the To has no tag yet), Call-ID and CSeq, as
-    they are (Via edits such as ``received`` included); then ``headers`` ((name, value) pairs);
-    Content-Length is set from ``body``."""
-    lines = _response_lines(request, to_tag)
-    keys = [k for k in request._keys if k in _RESPONSE_COPY]
-    for name, value in headers:
-        key, line = checked_line(name, value)
-        lines.append(line)
-        keys.append(key)
-    resp = Response.__new__(Response)
-    resp.version = "SIP/2.0"
-    resp.status = _checked_status(status)
-    resp.reason = reason
-    resp._init_lines(lines, keys, body, request._folded)
-    return resp
-
-
 def _response_lines(request, to_tag):
     """The lines a response copies from ``request`` (RFC 3261 8.2.6.2)."""
     if request._watched:
@@ -1324,10 +1347,13 @@ def _response_lines(request, to_tag):
 
 
 def response_bytes(request, status, reason, to_tag=None, headers=(), body=b"", lines=()):
-    """``make_response(...).to_bytes()`` without building the Response: what a server sends
-    when it answers a request itself (100 Trying, sl replies), at half the cost.  ``lines``:
-    header lines checked already (``checked_line``), sent after ``headers``; no
-    Content-Length among them."""
+    """The bytes of a response to ``request`` (RFC 3261 8.2.6.2), the one reply builder:
+    every Via line (in order), From, To (adding ``;tag=to_tag`` when given and the To has no
+    tag yet), Call-ID and CSeq copied as they are (Via edits such as ``received``
+    included); then ``headers`` ((name, value) pairs; a Content-Length among them gets the
+    body's length), then ``lines`` (header lines checked already by ``checked_line``, no
+    Content-Length among them); Content-Length from ``body``.  What a server sends when it
+    answers a request itself (100 Trying, sl replies): no Response object is built."""
     if type(status) is not int or not 100 <= status <= 699:
         raise ValueError(f"bad status code {status!r}")
     if "\r" in reason or "\n" in reason:
@@ -1349,3 +1375,9 @@ def response_bytes(request, status, reason, to_tag=None, headers=(), body=b"", l
         copied.append("Content-Length: " + clen)
     return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(copied) + "\r\n\r\n").encode(
         "latin-1") + body
+
+
+def make_response(request, status, reason, to_tag=None, headers=(), body=b""):
+    """A response to ``request`` as a ``Response``: ``response_bytes``'s bytes, parsed
+    (for a caller that edits the response before it is sent)."""
+    return parse(response_bytes(request, status, reason, to_tag, headers, body))

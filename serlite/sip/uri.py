@@ -9,6 +9,7 @@ URI.  Change parameters with ``set_param``/``remove_param``; the other fields ar
 attributes.
 """
 
+from .cache import BoundedCache
 from .errors import ParseError
 from .grammar import (DIGITS, HOSTNAME_CHARS, PARAM_CHARS, PASSWORD_CHARS, PORTS,
                       URI_HEADERS_CHARS, USER_CHARS, USUAL_PARAMS, check_escapes, find_param,
@@ -30,8 +31,15 @@ _MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
 
 # URI.parse: a sip/sips URI's text -> its parts (immutable), for the next time it comes: the
 # R-URIs, Contacts and Routes of a home router's few phones come back on every message
-_PARSED = {}
-_PARSED_MAX = 256
+_PARSED = BoundedCache(256)
+_parsed_get = _PARSED.get      # a hit's lookup, without the attribute's
+# what ``_PARSED`` keeps of a sip/sips URI (``_parts_of``): these fields of the URI, in this
+# order (``params`` as a tuple), which ``URI.parse`` unpacks in one step.  A plain tuple and
+# not a namedtuple: CPython unpacks an exact tuple on a fast path, a subclass through its
+# iterator, 40 ns more on each hit (15 %)
+_PARTS_FIELDS = ("scheme", "_scheme_raw", "user", "password", "headers", "params",
+                 "_host_raw", "host", "_port_raw", "port")
+_PARAMS = _PARTS_FIELDS.index("params")
 
 
 class URI:
@@ -71,7 +79,7 @@ class URI:
     def parse(cls, text):
         """Parse ``text``; ParseError(416) for a scheme other than sip/sips/tel, ParseError(400)
         when malformed."""
-        known = _PARSED.get(text)
+        known = _parsed_get(text)
         if known is not None:      # parsed before: a new URI of the same parts
             u = cls.__new__(cls)
             (u.scheme, u._scheme_raw, u.user, u.password, u.headers, params, u._host_raw,
@@ -84,27 +92,21 @@ class URI:
         # (a "?" anywhere: the text before it would be cut elsewhere).
         cut = text.find(";") if ";" in text else -1
         if cut > 0 and "?" not in text and "@" not in text[cut:]:
-            known = _PARSED.get(text[:cut])
-            if known is not None and not known[5]:
+            known = _parsed_get(text[:cut])
+            if known is not None and not known[_PARAMS]:
                 params = _parse_uri_params(text[cut + 1:], text)
                 u = cls.__new__(cls)
                 (u.scheme, u._scheme_raw, u.user, u.password, u.headers, _, u._host_raw,
                  u.host, u._port_raw, u.port) = known
                 u.params = params
-                if len(_PARSED) >= _PARSED_MAX:
-                    _PARSED.clear()
-                _PARSED[text] = known[:5] + (tuple(params),) + known[6:]
+                _PARSED.put(text, _parts_of(u, tuple(params)))
                 return u
         scheme_raw, colon, rest = text.partition(":")
         if not colon:
             scheme_raw = ""
         scheme = scheme_raw if scheme_raw == "sip" else scheme_raw.lower()
         if scheme != "sip" and scheme != "sips":
-            if scheme == "tel":
-                return cls._parse_tel(text, scheme_raw)
-            if is_scheme(scheme_raw) and rest:
-                raise ParseError(f"unsupported URI scheme {scheme_raw[:40]!r}", 416)
-            raise ParseError(f"malformed URI {text[:60]!r}")
+            return cls._parse_other(text, scheme_raw, scheme, rest)
         u = cls.__new__(cls)
         u.scheme = scheme
         u._scheme_raw = scheme_raw
@@ -112,25 +114,14 @@ class URI:
         userinfo, at, hostpart = rest.partition("@")
         if at:
             rest = hostpart
-            user, c, password = userinfo.partition(":")
-            if c:
-                if password.strip(PASSWORD_CHARS) or ("%" in password
-                                                       and not check_escapes(password)):
-                    raise ParseError(f"bad password in URI {text[:60]!r}")
-            else:
-                password = None
-            if not (user.isalnum() and user.isascii()) and (
-                    not user or user.strip(USER_CHARS)
-                    or ("%" in user and not check_escapes(user))):
-                raise ParseError(f"bad user part in URI {text[:60]!r}")
+            user, password = _checked_userinfo(userinfo, text)
         else:
             user = password = None
         u.user = user
         u.password = password
         if "?" in rest:
             rest, q, headers = rest.partition("?")
-            if headers.strip(URI_HEADERS_CHARS) or not check_escapes(headers):
-                raise ParseError(f"bad headers in URI {text[:60]!r}")
+            _check_headers(headers, text)
         else:
             headers = None
         u.headers = headers
@@ -140,19 +131,7 @@ class URI:
         else:
             hostport = rest
             u.params = []
-        if hostport[:1] == "[":
-            rb = hostport.find("]") + 1
-            host = hostport[:rb] if rb else hostport
-            after = hostport[rb:] if rb else ""
-            if not is_host(host) or (after and after[0] != ":"):
-                raise ParseError(f"bad host in URI {text[:60]!r}")
-            port = after[1:] if after else None
-        else:
-            host, colon, port = hostport.partition(":")
-            if not colon:
-                port = None
-            if not host or host.strip(HOSTNAME_CHARS):      # is_host, for a hostname/IPv4
-                raise ParseError(f"bad host in URI {text[:60]!r}")
+        host, port = _split_hostport(hostport, text)
         u._host_raw = host
         u.host = host.lower()
         u._port_raw = port
@@ -161,15 +140,18 @@ class URI:
         else:
             number = PORTS.get(port)
             u.port = number if number is not None else parse_port(port)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        _PARSED[text] = parts = (scheme, scheme_raw, user, password, headers, tuple(u.params),
-                                 host, u.host, port, u.port)
-        if cut > 0 and u.params and headers is None and "@" not in text[cut:]:
-            # the part before the parameters, for the next URI that differs only in them
-            # (see above; ``cut`` is the first ";" of ``text``, after the userinfo here)
-            _PARSED[text[:cut]] = parts[:5] + ((),) + parts[6:]
+        _remember(text, cut, u)
         return u
+
+    @classmethod
+    def _parse_other(cls, text, scheme_raw, scheme, rest):
+        """A URI of a scheme other than sip and sips: tel, else ParseError (416 for a
+        well-formed scheme, 400 for none)."""
+        if scheme == "tel":
+            return cls._parse_tel(text, scheme_raw)
+        if is_scheme(scheme_raw) and rest:
+            raise ParseError(f"unsupported URI scheme {scheme_raw[:40]!r}", 416)
+        raise ParseError(f"malformed URI {text[:60]!r}")
 
     # RFC 3966 3
     #   telephone-uri  =  "tel:" telephone-subscriber
@@ -312,6 +294,60 @@ class URI:
             if name in _MUST_MATCH and name not in mine:
                 return False
         return _norm_headers(self.headers) == _norm_headers(other.headers)
+
+
+def _remember(text, cut, u):
+    """Keep the parts of ``u``, just parsed from ``text``, in ``_PARSED`` for the next time
+    ``text`` comes; and under the text before its parameters (``cut``: the first ";" of
+    ``text``), for the next URI that differs from it only in them."""
+    _PARSED.put(text, _parts_of(u, tuple(u.params)))
+    if cut > 0 and u.params and u.headers is None and "@" not in text[cut:]:
+        # (see URI.parse; ``cut`` is after the userinfo here)
+        _PARSED.put(text[:cut], _parts_of(u, ()))
+
+
+def _parts_of(u, params):
+    """What ``_PARSED`` keeps of the sip/sips URI ``u`` (``_PARTS_FIELDS``), with the
+    parameters ``params``."""
+    return (u.scheme, u._scheme_raw, u.user, u.password, u.headers, params, u._host_raw,
+            u.host, u._port_raw, u.port)
+
+
+def _check_headers(headers, text):
+    """RFC 3261 25.1 headers (the text after "?") of the URI ``text``; ParseError if bad."""
+    if headers.strip(URI_HEADERS_CHARS) or not check_escapes(headers):
+        raise ParseError(f"bad headers in URI {text[:60]!r}")
+
+
+def _checked_userinfo(userinfo, text):
+    """``(user, password)`` of the userinfo of the URI ``text`` (password None when absent);
+    ParseError when either has a character RFC 3261 25.1 does not allow or a bad escape."""
+    user, c, password = userinfo.partition(":")
+    if c:
+        if password.strip(PASSWORD_CHARS) or ("%" in password and not check_escapes(password)):
+            raise ParseError(f"bad password in URI {text[:60]!r}")
+    else:
+        password = None
+    if not (user.isalnum() and user.isascii()) and (
+            not user or user.strip(USER_CHARS) or ("%" in user and not check_escapes(user))):
+        raise ParseError(f"bad user part in URI {text[:60]!r}")
+    return user, password
+
+
+def _split_hostport(hostport, text):
+    """``(host as written, port text or None)`` of the hostport of the URI ``text``; IPv6
+    with its brackets; ParseError for a malformed host."""
+    if hostport[:1] == "[":
+        rb = hostport.find("]") + 1
+        host = hostport[:rb] if rb else hostport
+        after = hostport[rb:] if rb else ""
+        if not is_host(host) or (after and after[0] != ":"):
+            raise ParseError(f"bad host in URI {text[:60]!r}")
+        return host, (after[1:] if after else None)
+    host, colon, port = hostport.partition(":")
+    if not host or host.strip(HOSTNAME_CHARS):      # is_host, for a hostname/IPv4
+        raise ParseError(f"bad host in URI {text[:60]!r}")
+    return host, (port if colon else None)
 
 
 def _parse_uri_params(text, uri_text):

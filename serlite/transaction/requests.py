@@ -1,31 +1,21 @@
 """Requests a client transaction makes itself: ACK for a non-2xx final response (RFC 3261
 17.1.1.3) and CANCEL (RFC 3261 9.1), both built from the request as it was sent."""
 
+from ..sip.message import raw_header_lines
+
 _COPY = ("call-id", "from", "route", "max-forwards")
-
-
-def _lines(sent):
-    head = sent.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-    lines = head.split("\r\n")
-    return lines[0], lines[1:]
-
-
-def _name(line):
-    name = line.split(":", 1)[0].strip().lower()
-    return {"i": "call-id", "f": "from", "t": "to", "v": "via"}.get(name, name)
 
 
 def _build(sent, method, to_line):
     """Request line's URI, the top Via only, Call-ID, From, To, Route, CSeq number with
     ``method``.  ``sent`` starts with our own Via (we put it first)."""
-    first, lines = _lines(sent)
+    first, lines = raw_header_lines(sent)
     ruri = first.split(" ")[1]
     out = [f"{method} {ruri} SIP/2.0"]
-    via = next(line for line in lines if _name(line) == "via")
+    via = next(line for name, line in lines if name == "via")
     out.append(via)
     cseq = None
-    for line in lines:
-        name = _name(line)
+    for name, line in lines:
         if name in _COPY:
             out.append(line)
         elif name == "to" and to_line is None:

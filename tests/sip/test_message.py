@@ -565,3 +565,16 @@ def test_a_contact_checked_before_is_parsed_when_read():
             parse(bad)
     star = INVITE.replace(b"Contact: <sip:alice@pc33.atlanta.example.com>", b"Contact: *")
     assert parse(star).contacts == "*" and parse(star).contacts == "*"
+
+
+def test_raw_header_lines_reads_what_parse_refuses():
+    from serlite.sip.message import raw_header_lines
+    data = (b"INVITE sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            b"CALL-ID: x\r\nf : <sip:a@h>\r\nno colon here\r\nCSeq: 1 BYE\r\n\r\nbody")
+    with pytest.raises(ParseError):
+        parse(data)
+    start, lines = raw_header_lines(data)
+    assert start == "INVITE sip:b@h SIP/2.0"
+    assert [key for key, _line in lines] == ["via", "call-id", "from", "no colon here",
+                                             "cseq"]
+    assert lines[0][1] == "v: SIP/2.0/UDP h;branch=z9hG4bK1"

@@ -186,3 +186,14 @@ def test_a_uri_differing_only_in_its_parameters_is_parsed_as_a_fresh_one():
         URI.parse("sip:h.example;l r")
     with pytest.raises(ParseError):
         URI.parse("sip:h.example;lr;;")
+
+
+def test_the_memo_keeps_the_fields_in_the_order_parse_unpacks_them():
+    # _parts_of names what it keeps; _PARTS_FIELDS is the order the hit path unpacks
+    from serlite.sip import uri as uri_module
+    u = URI.parse("sips:al%41ce:pw@[2001:db8::1]:5061;transport=tcp;lr?subject=x")
+    parts = uri_module._parts_of(u, tuple(u.params))
+    assert parts == tuple(getattr(u, f) if f != "params" else tuple(u.params)
+                          for f in uri_module._PARTS_FIELDS)
+    again = URI.parse("sips:al%41ce:pw@[2001:db8::1]:5061;transport=tcp;lr?subject=x")
+    assert all(getattr(again, f) == getattr(u, f) for f in uri_module._PARTS_FIELDS)
