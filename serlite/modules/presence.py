@@ -59,6 +59,26 @@ def event_package(value):
     return value.partition(";")[0].strip().lower() or None
 
 
+
+def _sub_record(sub, now, wall):
+    """A subscription as its journal line holds it (the wall clock's expiry: a restart's
+    monotonic clock starts again)."""
+    return {"key": sub.key, "event": sub.event, "from_tag": sub.from_tag,
+            "pres_uri": sub.pres_uri, "watcher_uri": sub.watcher_uri, "user": sub.user,
+            "contact": sub.contact, "routes": list(sub.routes),
+            "hop": list(sub.hop) if sub.hop else None, "remote_cseq": sub.remote_cseq,
+            "cseq": sub.cseq, "local": sub.local, "until": round(wall + (sub.expires - now), 3)}
+
+
+def _logged(journal, write):
+    """``write()``, a failure to write ``journal`` logged (rate-limited) rather than raised:
+    for writes no answer waits on (an expiry, a rewrite); the state in memory goes on."""
+    try:
+        write()
+    except OSError as exc:
+        log.limited(("presence-file",), log.ERR,
+                    f"presence: cannot write {journal.path}: {exc.strerror}", interval=60)
+
 class Presence(Module):
     name = "presence"
 
@@ -506,25 +526,14 @@ class Presence(Module):
         if removed:
             record = {"k": k, "del": 1}
         else:
-            record = {"k": k, "key": sub.key, "event": sub.event, "from_tag": sub.from_tag,
-                      "pres_uri": sub.pres_uri, "watcher_uri": sub.watcher_uri,
-                      "user": sub.user, "contact": sub.contact, "routes": list(sub.routes),
-                      "hop": list(sub.hop) if sub.hop else None,
-                      "remote_cseq": sub.remote_cseq, "cseq": sub.cseq,
-                      "local": sub.local,
-                      "until": round(self.core.wall() + (sub.expires - self.core.now()), 3)}
+            record = dict(k=k, **_sub_record(sub, self.core.now(), self.core.wall()))
         if self.sub_file.lines + 1 > 2 * len(self.subscriptions) + 64:
             self._rewrite_subs()
         else:
             self.sub_file.append([record])
 
     def _save_sub_quietly(self, sub):
-        try:
-            self._save_sub(sub, removed=True)
-        except OSError as exc:
-            log.limited(("presence-file",), log.ERR,
-                        f"presence: cannot write {self.sub_file.path}: {exc.strerror}",
-                        interval=60)
+        _logged(self.sub_file, lambda: self._save_sub(sub, removed=True))
 
     def _rewrite_pubs(self):
         now, wall = self.core.now(), self.core.wall()
@@ -536,30 +545,14 @@ class Presence(Module):
                 records[f"{key}\t{event}\t{etag}"] = {
                     "body": p.body, "type": p.content_type,
                     "until": round(wall + (p.expires - now), 3)}
-        try:
-            self.pub_file.rewrite(records)
-        except OSError as exc:
-            log.limited(("presence-file",), log.ERR,
-                        f"presence: cannot write {self.pub_file.path}: {exc.strerror}",
-                        interval=60)
+        _logged(self.pub_file, lambda: self.pub_file.rewrite(records))
 
     def _rewrite_subs(self):
         now, wall = self.core.now(), self.core.wall()
         records = {}
         for sub in self.subscriptions.by_dialog.values():
-            records[f"{sub.call_id}\t{sub.to_tag}"] = {
-                "key": sub.key, "event": sub.event, "from_tag": sub.from_tag,
-                "pres_uri": sub.pres_uri, "watcher_uri": sub.watcher_uri, "user": sub.user,
-                "contact": sub.contact, "routes": list(sub.routes),
-                "hop": list(sub.hop) if sub.hop else None, "remote_cseq": sub.remote_cseq,
-                "cseq": sub.cseq, "local": sub.local,
-                "until": round(wall + (sub.expires - now), 3)}
-        try:
-            self.sub_file.rewrite(records)
-        except OSError as exc:
-            log.limited(("presence-file",), log.ERR,
-                        f"presence: cannot write {self.sub_file.path}: {exc.strerror}",
-                        interval=60)
+            records[f"{sub.call_id}\t{sub.to_tag}"] = _sub_record(sub, now, wall)
+        _logged(self.sub_file, lambda: self.sub_file.rewrite(records))
 
     def _load(self):
         now, wall = self.core.now(), self.core.wall()
